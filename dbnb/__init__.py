@@ -1,0 +1,86 @@
+"""dbnb — a Jupyter-friendly data access toolkit for PostgreSQL.
+
+``%load_ext dbnb`` in a notebook, or in Python::
+
+    import dbnb
+    db = dbnb.connect()                 # embedded PostgreSQL when nothing is configured
+    with db.session() as s: ...
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dbnb.bridge import run
+from dbnb.database import AsyncDatabase, Database, close_all, connect
+from dbnb.embedded import EmbeddedServer, embedded_server
+from dbnb.errors import (
+    CheckViolation,
+    ConfigError,
+    ConnectionFailed,
+    DatabaseClosed,
+    DbnbError,
+    FilterError,
+    ForeignKeyViolation,
+    IntegrityViolation,
+    LoopMismatch,
+    MigrationError,
+    NotFound,
+    NotNullViolation,
+    PoolExhausted,
+    QueryCanceled,
+    QueryError,
+    QueryTimeout,
+    SerializationFailure,
+    UniqueViolation,
+)
+from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.settings import Settings
+from dbnb.transactions import execute_in_transaction
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncDatabase",
+    "CheckViolation",
+    "ConfigError",
+    "ConnectionFailed",
+    "Database",
+    "DatabaseClosed",
+    "DbnbError",
+    "EmbeddedServer",
+    "FilterError",
+    "ForeignKeyViolation",
+    "HealthReport",
+    "IntegrityViolation",
+    "LoopMismatch",
+    "MigrationError",
+    "NotFound",
+    "NotNullViolation",
+    "PoolExhausted",
+    "PoolReport",
+    "PoolStatus",
+    "QueryCanceled",
+    "QueryError",
+    "QueryTimeout",
+    "SerializationFailure",
+    "ServerInfo",
+    "Settings",
+    "UniqueViolation",
+    "close_all",
+    "connect",
+    "embedded_server",
+    "execute_in_transaction",
+    "load_ipython_extension",
+    "run",
+]
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """Register the ``%db`` / ``%%db`` magics (``%load_ext dbnb``)."""
+    from dbnb.magic import DbMagics
+
+    ipython.register_magics(DbMagics(ipython))

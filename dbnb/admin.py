@@ -1,0 +1,96 @@
+"""Server-level chores that run outside any pool: create, reset and drop databases.
+
+They connect with psycopg in autocommit mode to the server's maintenance database
+(``postgres``), because ``CREATE DATABASE`` cannot run inside a transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from dbnb.errors import ConfigError, translate
+
+__all__ = ["create_database", "drop_database", "psycopg_conninfo"]
+
+_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
+
+
+def psycopg_conninfo(url: URL, **overrides: Any) -> str:
+    """Build a libpq conninfo string for psycopg from a SQLAlchemy URL."""
+    from psycopg.conninfo import make_conninfo
+
+    params: dict[str, Any] = {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "dbname": url.database,
+    }
+    for key, value in url.query.items():
+        params[key] = value if isinstance(value, str) else ",".join(value)
+    params.update(overrides)
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+
+def _check_name(name: str) -> None:
+    if not _DATABASE_NAME.match(name):
+        raise ConfigError(
+            f"database name {name!r} is not usable; use letters, digits, '_' or '-', "
+            "starting with a letter or '_', at most 63 characters"
+        )
+
+
+def create_database(url: URL, name: str, *, reset: bool = False) -> bool:
+    """Create database ``name`` on the server of ``url``; return True if it was (re)created.
+
+    With ``reset=True`` an existing database is dropped first (``WITH (FORCE)``: sessions still
+    connected to it are disconnected). An advisory lock serialises concurrent callers, so two
+    kernels resetting the same database cannot interleave DROP and CREATE.
+    """
+    import psycopg
+    from psycopg import sql
+
+    _check_name(name)
+    conninfo = psycopg_conninfo(url, dbname="postgres", connect_timeout=5)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext('dbnb.create_database'))")
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            found = exists.fetchone() is not None
+            if found and reset:
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+                found = False
+            if not found:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return not found
+    except psycopg.Error as exc:
+        raise translate(_wrap(exc)) from exc
+
+
+def drop_database(url: URL, name: str) -> None:
+    """Drop database ``name`` if it exists, disconnecting its sessions."""
+    import psycopg
+    from psycopg import sql
+
+    _check_name(name)
+    conninfo = psycopg_conninfo(url, dbname="postgres", connect_timeout=5)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+    except psycopg.Error as exc:
+        raise translate(_wrap(exc)) from exc
+
+
+def _wrap(exc: BaseException) -> BaseException:
+    # translate() speaks SQLAlchemy's exception types; wrap the raw driver error the same way
+    # SQLAlchemy would, so both paths share one mapping.
+    import psycopg
+    from sqlalchemy import exc as sa_exc
+
+    wrapper = sa_exc.OperationalError if isinstance(exc, psycopg.OperationalError) else sa_exc.DBAPIError
+    return wrapper("", None, exc)

@@ -1,0 +1,270 @@
+"""The dbnb exception tree and the one boundary that translates driver errors into it.
+
+Every error dbnb raises derives from :class:`DbnbError`. Database errors are keyed by SQLSTATE,
+so the same failure raises the same class whichever driver (psycopg or asyncpg) ran it::
+
+    try:
+        users.create(email="ana@example.com", name="Ana")
+    except dbnb.UniqueViolation as exc:
+        print(exc.constraint)       # "uq_users_email"
+
+Messages never contain a password or a full DSN (see :func:`mask_secrets`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+__all__ = [
+    "CheckViolation",
+    "ConfigError",
+    "ConnectionFailed",
+    "DatabaseClosed",
+    "DbnbError",
+    "FilterError",
+    "ForeignKeyViolation",
+    "IntegrityViolation",
+    "LoopMismatch",
+    "MigrationError",
+    "NotFound",
+    "NotNullViolation",
+    "PoolExhausted",
+    "QueryCanceled",
+    "QueryError",
+    "QueryTimeout",
+    "SerializationFailure",
+    "UniqueViolation",
+    "mask_secrets",
+    "translate",
+]
+
+
+class DbnbError(Exception):
+    """Root of every error dbnb raises."""
+
+
+class ConfigError(DbnbError, ValueError):
+    """A setting (argument or environment variable) has a value dbnb cannot use."""
+
+
+class DatabaseClosed(DbnbError, RuntimeError):
+    """The Database was closed; connect again with ``dbnb.connect()``."""
+
+
+class LoopMismatch(DbnbError, RuntimeError):
+    """An async engine was used from an event loop other than the one that created it."""
+
+
+class NotFound(DbnbError, LookupError):
+    """No row matched a lookup that requires one (``get_or_raise`` and friends)."""
+
+
+class FilterError(DbnbError, ValueError):
+    """A keyword filter, ordering or column name does not match the model."""
+
+
+class MigrationError(DbnbError):
+    """An Alembic operation could not run; the message says which and why."""
+
+
+class ConnectionFailed(DbnbError, ConnectionError):
+    """The server could not be reached, or the connection was lost."""
+
+
+class PoolExhausted(DbnbError):
+    """Every pooled connection stayed checked out for longer than ``pool_timeout``."""
+
+
+class QueryError(DbnbError):
+    """The server rejected a statement. ``sqlstate`` holds the five-character code."""
+
+    sqlstate_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sqlstate: str | None = None,
+        constraint: str | None = None,
+        table: str | None = None,
+        column: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.constraint = constraint
+        self.table = table
+        self.column = column
+        self.detail = detail
+
+
+class IntegrityViolation(QueryError):
+    """A constraint rejected the data (SQLSTATE class 23)."""
+
+
+class UniqueViolation(IntegrityViolation):
+    """A unique constraint or index rejected a duplicate value."""
+
+    sqlstate_code = "23505"
+
+
+class ForeignKeyViolation(IntegrityViolation):
+    """A foreign key points to a row that does not exist (or still has dependents)."""
+
+    sqlstate_code = "23503"
+
+
+class NotNullViolation(IntegrityViolation):
+    """A NOT NULL column was given no value."""
+
+    sqlstate_code = "23502"
+
+
+class CheckViolation(IntegrityViolation):
+    """A CHECK constraint rejected the row."""
+
+    sqlstate_code = "23514"
+
+
+class QueryCanceled(QueryError):
+    """The statement was canceled (SQLSTATE 57014) by the user or the server."""
+
+    sqlstate_code = "57014"
+
+
+class QueryTimeout(QueryCanceled):
+    """The statement ran longer than ``statement_timeout`` and the server canceled it."""
+
+
+class SerializationFailure(QueryError):
+    """A concurrent transaction conflicted; retry the whole transaction (SQLSTATE 40001)."""
+
+    sqlstate_code = "40001"
+
+
+_BY_SQLSTATE: dict[str, type[QueryError]] = {
+    cls.sqlstate_code: cls
+    for cls in (
+        UniqueViolation,
+        ForeignKeyViolation,
+        NotNullViolation,
+        CheckViolation,
+        QueryCanceled,
+        SerializationFailure,
+    )
+    if cls.sqlstate_code
+}
+_BY_SQLSTATE["40P01"] = SerializationFailure  # deadlock_detected: the same advice applies
+
+_ADVICE: dict[type[QueryError], str] = {
+    UniqueViolation: "a row with this value already exists; use upsert() or pick another value",
+    ForeignKeyViolation: "the referenced row is missing (or still referenced)",
+    NotNullViolation: "give the column a value",
+    CheckViolation: "the row breaks a CHECK constraint",
+    QueryTimeout: "the statement exceeded statement_timeout; narrow the query or raise "
+    "DB_STATEMENT_TIMEOUT",
+    SerializationFailure: "retry the whole transaction",
+}
+
+# user:password@ in URLs, password=... in key/value DSNs and query strings.
+_URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(?P<prefix>\bpassword\s*=\s*)('[^']*'|[^\s&'\"]+)", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """Replace every password in ``text`` (URL userinfo, ``password=`` pairs) with ``***``."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}***@", text)
+    return _KV_PASSWORD.sub(lambda m: f"{m.group('prefix')}***", text)
+
+
+def _diagnostics(orig: BaseException | None) -> dict[str, Any]:
+    """Read SQLSTATE and constraint details from a psycopg or asyncpg exception."""
+    found: dict[str, Any] = {}
+    seen: set[int] = set()
+    # SQLAlchemy's asyncpg adapter wraps the asyncpg exception; walk the cause chain.
+    while orig is not None and id(orig) not in seen:
+        seen.add(id(orig))
+        diag = getattr(orig, "diag", None)
+        sources: list[tuple[Any, str, str]] = [
+            (orig, "sqlstate", "sqlstate"),
+            (diag, "sqlstate", "sqlstate"),
+            (diag, "constraint", "constraint_name"),
+            (diag, "table", "table_name"),
+            (diag, "column", "column_name"),
+            (diag, "detail", "message_detail"),
+            (orig, "constraint", "constraint_name"),
+            (orig, "table", "table_name"),
+            (orig, "column", "column_name"),
+            (orig, "detail", "detail"),
+        ]
+        for source, key, attr in sources:
+            value = getattr(source, attr, None) if source is not None else None
+            if isinstance(value, str) and value and key not in found:
+                found[key] = value
+        orig = orig.__cause__ or getattr(orig, "orig", None)
+    return found
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return mask_secrets(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map a driver or SQLAlchemy exception to the matching :class:`DbnbError`.
+
+    Returns ``exc`` unchanged when it is not a database error (or already a DbnbError), so the
+    caller can always write ``raise translate(exc) from exc``.
+    """
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, DbnbError):
+        return exc
+    if isinstance(exc, sa_exc.TimeoutError):
+        return PoolExhausted(
+            "every pooled connection is checked out and none came back within pool_timeout; "
+            "close sessions you no longer use (idle transactions hold connections) or raise "
+            "pool_size / DB_POOL_SIZE or max_overflow / DB_MAX_OVERFLOW"
+        )
+    if isinstance(exc, sa_exc.DBAPIError):
+        diag = _diagnostics(exc.orig)
+        sqlstate = diag.get("sqlstate")
+        message = _first_line(exc)
+        if exc.connection_invalidated or _is_connection_error(exc, sqlstate):
+            return ConnectionFailed(
+                f"{message} — check that the server is running and reachable"
+            )
+        if sqlstate is None:
+            return QueryError(message)
+        cls = _BY_SQLSTATE.get(sqlstate)
+        if cls is None:
+            cls = IntegrityViolation if sqlstate.startswith("23") else QueryError
+        if cls is QueryCanceled and "statement timeout" in message:
+            cls = QueryTimeout
+        advice = _ADVICE.get(cls)
+        where = f" (constraint {diag['constraint']})" if "constraint" in diag else ""
+        text = f"{message}{where}" + (f": {advice}" if advice else "")
+        return cls(
+            text,
+            sqlstate=sqlstate,
+            constraint=diag.get("constraint"),
+            table=diag.get("table"),
+            column=diag.get("column"),
+            detail=mask_secrets(diag["detail"]) if "detail" in diag else None,
+        )
+    if isinstance(exc, OSError | sa_exc.InterfaceError):
+        return ConnectionFailed(f"{_first_line(exc)} — check that the server is running")
+    return exc
+
+
+def _is_connection_error(exc: BaseException, sqlstate: str | None) -> bool:
+    from sqlalchemy import exc as sa_exc
+
+    if sqlstate is not None:
+        # 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect.
+        return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or isinstance(
+        orig, OSError | ConnectionError
+    )

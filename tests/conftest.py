@@ -1,0 +1,60 @@
+"""Shared fixtures: one real PostgreSQL for the whole run, a fresh database per test module.
+
+The server is the embedded one, started in a temporary ``DBNB_HOME``, unless ``DBNB_TEST_URL``
+points at another server (then no embedded server starts). Both drivers are exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+import dbnb
+from dbnb.settings import parse_url
+
+for _name in ("DBNB_URL", "DATABASE_URL", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT",
+              "DB_POOL_RECYCLE", "DB_ECHO", "DB_STATEMENT_TIMEOUT"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> dbnb.EmbeddedServer | None:
+    """The embedded server in a temporary DBNB_HOME, or None when DBNB_TEST_URL is set."""
+    if os.environ.get("DBNB_TEST_URL"):
+        return None
+    home = tmp_path_factory.mktemp("dbnb-home")
+    os.environ["DBNB_HOME"] = str(home)
+    return dbnb.embedded_server(Path(home), announce=False)
+
+
+@pytest.fixture(scope="session")
+def server_url(embedded: dbnb.EmbeddedServer | None) -> URL:
+    """The URL of the test server's maintenance database."""
+    if embedded is None:
+        return parse_url(os.environ["DBNB_TEST_URL"], source="DBNB_TEST_URL")
+    return embedded.url("postgres")
+
+
+def module_database_name(request: pytest.FixtureRequest) -> str:
+    name = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
+    return f"t_{name}"[:63]
+
+
+@pytest.fixture(scope="module")
+def db(server_url: URL, request: pytest.FixtureRequest) -> Iterator[dbnb.Database]:
+    """A Database on a fresh database of its own for this test module."""
+    database = dbnb.connect(server_url, database=module_database_name(request), reset=True)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="module")
+async def adb(db: dbnb.Database) -> AsyncIterator[dbnb.AsyncDatabase]:
+    """The async face of the module's Database; its asyncpg pool is closed on the test loop."""
+    yield db.asyncio
+    await db.asyncio.refresh_pools()
