@@ -22,6 +22,7 @@ from dbnb.errors import (
     DbnbError,
     FilterError,
     ForeignKeyViolation,
+    FrameError,
     IntegrityViolation,
     LoopMismatch,
     MigrationError,
@@ -34,6 +35,8 @@ from dbnb.errors import (
     SerializationFailure,
     UniqueViolation,
 )
+from dbnb.frame_read import aiter_frames, aread_frame, iter_frames, read_frame
+from dbnb.frame_write import awrite_frame, write_frame
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
 from dbnb.settings import Settings
 from dbnb.transactions import execute_in_transaction
@@ -54,6 +57,7 @@ __all__ = [
     "EmbeddedServer",
     "FilterError",
     "ForeignKeyViolation",
+    "FrameError",
     "HealthReport",
     "IntegrityViolation",
     "LoopMismatch",
@@ -70,12 +74,18 @@ __all__ = [
     "ServerInfo",
     "Settings",
     "UniqueViolation",
+    "aiter_frames",
+    "aread_frame",
+    "awrite_frame",
     "close_all",
     "connect",
     "embedded_server",
     "execute_in_transaction",
+    "iter_frames",
     "load_ipython_extension",
+    "read_frame",
     "run",
+    "write_frame",
 ]
 
 
