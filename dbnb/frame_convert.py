@@ -102,15 +102,20 @@ def _fill(default: Any) -> Callable[[int], list[Any]] | None:
     return None
 
 
-def plan_load(table: Table, frame_columns: list[Any]) -> LoadPlan:
+def plan_load(
+    table: Table, frame_columns: list[Any], attributes: dict[str, str] | None = None
+) -> LoadPlan:
     """Match a frame's columns to ``table``; raise before any I/O if they cannot be loaded.
+
+    Frame columns name table columns, or mapped attributes (``attributes``: key -> column).
 
     Raises:
         FrameError: unknown or duplicate columns, a generated column given, or a NOT NULL
             column missing with no default.
     """
-    by_key = {c.key: c for c in table.columns}
     by_name = {c.name: c for c in table.columns}
+    by_key = {c.key: c for c in table.columns}
+    by_key.update({key: by_name[name] for key, name in (attributes or {}).items()})
     unknown = [str(n) for n in frame_columns if n not in by_name and n not in by_key]
     if unknown:
         raise FrameError(
@@ -172,6 +177,11 @@ def _arrow(name: str, values: Any, type_: pa.DataType | None = None) -> pa.Array
         raise FrameError(f"column {name!r}: cannot convert its values: {exc}") from exc
 
 
+def _all(mask: Any) -> bool:
+    """True when no non-null element of ``mask`` is false (an all-null mask passes)."""
+    return pc.all(mask, min_count=0).as_py() is not False
+
+
 def _integers(name: str, kind: str, arr: pa.Array) -> pa.Array:
     if pa.types.is_boolean(arr.type) or not (
         pa.types.is_integer(arr.type)
@@ -184,9 +194,9 @@ def _integers(name: str, kind: str, arr: pa.Array) -> pa.Array:
         return arr.cast(pa.int64())
     if pa.types.is_floating(arr.type) or pa.types.is_decimal(arr.type):
         finite = pc.is_finite(arr) if pa.types.is_floating(arr.type) else None
-        if finite is not None and not pc.all(finite).as_py():
+        if finite is not None and not _all(finite):
             raise FrameError(f"column {name!r} ({kind}): infinite or NaN-like values")
-        if not pc.all(pc.equal(arr, pc.floor(arr))).as_py():
+        if not _all(pc.equal(arr, pc.floor(arr))):
             raise FrameError(f"column {name!r} ({kind}): values with a fraction")
     low, high = _INT_BOUNDS[kind]
     bounds = pc.min_max(arr).as_py()
@@ -285,10 +295,10 @@ def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | 
     if kind == "boolean" and not (pa.types.is_boolean(arr.type) or pa.types.is_null(arr.type)):
         raise FrameError(f"column {name!r} (boolean): expected booleans, got {arr.type}")
     if kind == "date" and pa.types.is_timestamp(arr.type):
-        try:
-            return arr.cast(pa.date32())
-        except pa.ArrowInvalid as exc:
-            raise FrameError(f"column {name!r} (date): datetimes with a time of day") from exc
+        days = arr.cast(pa.date32())
+        if not _all(pc.equal(days.cast(arr.type), arr)):
+            raise FrameError(f"column {name!r} (date): datetimes with a time of day")
+        return days
     if pa.types.is_large_string(arr.type) or isinstance(arr.type, pa.ExtensionType):
         return arr.cast(pa.string())
     return arr

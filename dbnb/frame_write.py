@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Table, column, inspect, select, table, text
+from sqlalchemy import Column, Table, column, inspect, select, table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import Executable
@@ -31,18 +31,24 @@ if TYPE_CHECKING:
 __all__ = ["OnConflict", "awrite_frame", "write_frame"]
 
 OnConflict = Literal["ignore", "update"] | None
+_ROWCOUNT = {"preserve_rowcount": True}  # SQLAlchemy keeps INSERT counts only when asked
 _quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
 
 
-def table_of(target: Any) -> Table:
-    """The Table behind ``target`` (a Table, or an ORM-mapped class)."""
+def table_of(target: Any) -> tuple[Table, dict[str, str]]:
+    """The Table behind ``target`` (a Table or a mapped class), and attribute -> column names."""
     if isinstance(target, Table):
-        return target
+        return target, {}
     mapper = inspect(target, raiseerr=False)
     local = getattr(mapper, "local_table", None)
-    if isinstance(local, Table):
-        return local
-    raise FrameError(f"expected a Table or a mapped class, got {target!r}")
+    if mapper is None or not isinstance(local, Table):
+        raise FrameError(f"expected a Table or a mapped class, got {target!r}")
+    attributes = {
+        key: col.name
+        for key, col in mapper.columns.items()
+        if isinstance(col, Column) and col.table is local
+    }
+    return local, attributes
 
 
 class _Load:
@@ -58,8 +64,8 @@ class _Load:
     ) -> None:
         if on_conflict not in (None, "ignore", "update"):
             raise FrameError(f"on_conflict={on_conflict!r}: use None, 'ignore' or 'update'")
-        self.table = table_of(target)
-        self.plan = frame_convert.plan_load(self.table, list(frame.columns))
+        self.table, attributes = table_of(target)
+        self.plan = frame_convert.plan_load(self.table, list(frame.columns), attributes)
         self.data = frame_convert.frame_to_arrow(self.plan, frame, naive_as=naive_as)
         self.rows: int = self.data.num_rows
         staged = on_conflict is not None or self.plan.sql_defaults
@@ -160,7 +166,8 @@ def write_frame(
         if load.upsert is None:
             return load.rows
         try:
-            written: int = session.execute(load.upsert).rowcount  # type: ignore[attr-defined]
+            result = session.execute(load.upsert, execution_options=_ROWCOUNT)
+            written: int = result.rowcount  # type: ignore[attr-defined]
             session.execute(text(load.drop_sql()))
         except Exception as exc:
             raise translate(exc) from exc
@@ -211,7 +218,8 @@ async def awrite_frame(
         if load.upsert is None:
             return load.rows
         try:
-            written: int = (await session.execute(load.upsert)).rowcount  # type: ignore[attr-defined]
+            result = await session.execute(load.upsert, execution_options=_ROWCOUNT)
+            written: int = result.rowcount  # type: ignore[attr-defined]
             await session.execute(text(load.drop_sql()))
         except Exception as exc:
             raise translate(exc) from exc
