@@ -37,7 +37,7 @@ __all__ = ["aiter_frames", "aread_frame", "iter_frames", "read_frame"]
 # Output the CSV parser relies on: UTC offsets, ISO dates, shortest exact floats.
 _READ_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1"}
 _SHOW_SETTINGS = "SELECT " + ", ".join(f"current_setting('{n}')" for n in _READ_SETTINGS)
-_BLOCK = 1 << 23  # bytes of CSV parsed at a time by iter_frames
+_BLOCK = 1 << 21  # bytes of CSV parsed at a time by iter_frames: small keeps memory flat
 _WHOLE = 1 << 62  # read_frame: one block
 _QUERY = re.compile(r"^\s*(\(|select\b|with\b|values\b|table\b)", re.IGNORECASE)
 
@@ -387,19 +387,22 @@ async def aiter_frames(
     nested = await session.begin_nested()
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
     task: asyncio.Task[None] | None = None
+    dropping = False
     done = False
+
+    async def sink(data: bytes) -> None:
+        if not dropping:
+            await queue.put(data)
+
     try:
         copy = await _aprepare(session, statement, _options(dtype_backend, decimal, uuid_as))
 
         async def produce() -> None:
             try:
-                await copy.run(queue.put)
-            except asyncio.CancelledError:
-                raise
-            except BaseException:
-                await queue.put(None)
-                raise
-            await queue.put(None)
+                await copy.run(sink)
+            finally:
+                if not dropping:
+                    await queue.put(None)
 
         task = asyncio.create_task(produce())
         chunker = CsvChunker(copy.plan, chunksize)
@@ -415,9 +418,21 @@ async def aiter_frames(
         done = True
     finally:
         if task is not None and not task.done():
-            task.cancel()
+            # Left early: drop what still arrives and have the server cancel the COPY. Task
+            # cancellation would leave asyncpg's protocol mid-COPY; a cancel from another
+            # pooled connection ends it the way the server reports any cancelled statement.
+            dropping = True
+            while not queue.empty():
+                queue.get_nowait()
+            await _cancel_backend(session, copy.raw)
             await asyncio.gather(task, return_exceptions=True)
         if done:
             await nested.commit()
         elif nested.is_active:
             await nested.rollback()
+
+
+async def _cancel_backend(session: AsyncSession, raw: Any) -> None:
+    engine = (await session.connection()).engine
+    async with engine.connect() as other:
+        await other.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": raw.get_server_pid()})

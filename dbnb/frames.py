@@ -225,15 +225,22 @@ class ReadPlan:
         """The result's column names, in order."""
         return [c.name for c in self.columns]
 
-    def parse(self, data: bytes | bytearray) -> pa.Table:
-        """Parse CSV bytes (whole rows) into an Arrow table with the planned types."""
+    def parse(self, data: bytes | bytearray, *, threads: bool = True) -> pa.Table:
+        """Parse CSV bytes (whole rows) into an Arrow table with the planned types.
+
+        ``threads=False`` parses on the calling thread only: slower for one big result, but
+        it keeps the allocator's per-thread arenas out of a streaming read's memory.
+        """
         if len(data) == 0:
             return self._empty_table()
+        options = self.read_options
+        if not threads:
+            options = pacsv.ReadOptions(
+                column_names=self._keys, block_size=options.block_size, use_threads=False
+            )
         try:
             return pacsv.read_csv(
-                pa.BufferReader(data),
-                read_options=self.read_options,
-                convert_options=self.convert_options,
+                pa.BufferReader(data), read_options=options, convert_options=self.convert_options
             )
         except pa.ArrowInvalid as exc:
             raise FrameError(f"could not parse the result as its column types: {exc}") from exc
@@ -277,7 +284,7 @@ class CsvChunker:
     ready, so memory stays within about one chunk plus one block whatever the result's size.
     """
 
-    def __init__(self, plan: ReadPlan, chunksize: int, *, block_bytes: int = 1 << 23) -> None:
+    def __init__(self, plan: ReadPlan, chunksize: int, *, block_bytes: int = 1 << 21) -> None:
         if chunksize < 1:
             raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
         self.plan = plan
@@ -306,7 +313,8 @@ class CsvChunker:
     def _flush(self, *, final: bool) -> Iterator[pd.DataFrame]:
         if self._pieces:
             pieces = self._pieces
-            table = self.plan.parse(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            table = self.plan.parse(data, threads=False)
             self._pieces, self._size = [], 0
             self._tables.append(table)
             self._pending += table.num_rows
@@ -316,4 +324,4 @@ class CsvChunker:
             chunk, rest = pending.slice(0, size), pending.slice(size)
             self._tables, self._pending = [rest], rest.num_rows
             self.rows += size
-            yield self.plan.to_pandas(chunk.combine_chunks())
+            yield self.plan.to_pandas(chunk)
