@@ -128,7 +128,9 @@ def _rule(col: ResultColumn, backend: DtypeBackend, decimal: bool, uuid_as: Uuid
         if arrow and element is not None:
             return _Rule(pa.string(), _typed_lists(element))
         return _Rule(pa.string(), _json_values)
-    return _Rule(pa.string())
+    # pandas keeps its Arrow-backed `string` in large_string: parsing straight into it spares
+    # a copy of every text column (the pyarrow backend keeps Arrow's plain `string`).
+    return _Rule(pa.string() if arrow else pa.large_string())
 
 
 def _objects(values: Iterable[Any]) -> pd.Series[Any]:
@@ -176,7 +178,7 @@ def _types_mapper(backend: DtypeBackend) -> Callable[[pa.DataType], Any]:
         pa.int32(): pd.Int32Dtype(),
         pa.int64(): pd.Int64Dtype(),
         pa.bool_(): pd.BooleanDtype(),
-        pa.string(): pd.StringDtype("pyarrow"),
+        pa.large_string(): pd.StringDtype("pyarrow"),
     }
     return nullable.get
 
