@@ -299,3 +299,22 @@ async def test_progress_bar_only_when_asked(
     assert capsys.readouterr().err == ""
     await load(db, shell, basic(3).assign(sku=["a", "b", "c"]), progress=True)
     assert "loading products" in capsys.readouterr().err
+
+
+async def test_instants_hold_whatever_the_session_time_zone(
+    db: dbnb.Database, shell: str
+) -> None:
+    frame = basic(1).assign(created_at=[pd.Timestamp("2024-07-01 12:00", tz="America/New_York")])
+    show = text("SHOW TimeZone")
+    if shell == "sync":
+        with db.session() as s:
+            s.execute(text("SET LOCAL TimeZone = 'Asia/Kolkata'"))
+            dbnb.write_frame(s, products, frame)
+            zone = s.execute(show).scalar_one()
+    else:
+        async with db.asyncio.session() as s:
+            await s.execute(text("SET LOCAL TimeZone = 'Asia/Kolkata'"))
+            await dbnb.awrite_frame(s, products, frame)
+            zone = (await s.execute(show)).scalar_one()
+    assert zone == "Asia/Kolkata"  # put back after the load
+    assert rows(db)[0]["created_at"] == dt.datetime(2024, 7, 1, 16, 0, tzinfo=dt.UTC)
