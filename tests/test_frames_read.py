@@ -286,6 +286,7 @@ async def test_db_frame_refuses_statements_that_are_not_queries(db: dbnb.Databas
     with pytest.raises(dbnb.FrameError, match="dtype_backend"):
         await db.asyncio.frame("SELECT 1", dtype_backend="numpy")  # type: ignore[arg-type]
     assert db.frame("SELECT count(*) AS n FROM kinds")["n"].iloc[0] == 3
+    assert db.frame("-- a comment first\nSELECT 1 AS one")["one"].iloc[0] == 1
 
 
 async def test_query_errors_are_dbnb_errors(db: dbnb.Database, shell: str) -> None:
