@@ -12,7 +12,7 @@ Rules (the same for the sync and the async shell):
 - integers are range-checked against ``smallint``/``integer``/``bigint``; floats must be whole;
 - naive datetimes going into ``timestamptz`` are an error unless ``naive_as="UTC"`` (or another
   zone) says where they are; aware datetimes going into ``timestamp`` are stored as UTC;
-- absent columns get their server default; a client-side scalar or callable default
+- absent columns get their server default; else a client-side scalar or callable default
   (``default=uuid.uuid4``) is computed here, since COPY does not run SQLAlchemy's defaults.
 """
 
@@ -149,14 +149,17 @@ def plan_load(
     for column in table.columns:
         if column.name in names or column.computed is not None:
             continue
-        fill = _fill(column.default)
+        # A server default wins: the server fills the column without sending a value per row.
+        fill = _fill(column.default) if column.server_default is None else None
         if fill is not None:
             columns.append(column.name)
             sources.append(None)
             fills.append(fill)
             kinds.append(_kind(column))
             continue
-        sql_defaults = sql_defaults or column.default is not None
+        sql_defaults = sql_defaults or (
+            column.default is not None and column.server_default is None
+        )
         has_default = (
             column.server_default is not None
             or column.default is not None
