@@ -108,7 +108,8 @@ class _Load:
         assert self.staging is not None
         staged = table(self.staging, *(column(c) for c in self.plan.columns))
         stmt = insert(target).from_select(
-            [by_name[c] for c in self.plan.columns], select(*staged.c), include_defaults=True
+            [by_name[c] for c in self.plan.columns], select(*staged.c),
+            include_defaults=self.plan.sql_defaults,  # only SQL expressions: callables are filled
         )
         if on_conflict is None:
             return stmt
