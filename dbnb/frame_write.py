@@ -107,9 +107,20 @@ class _Load:
         by_name = {c.name: c for c in target.columns}
         assert self.staging is not None
         staged = table(self.staging, *(column(c) for c in self.plan.columns))
+        # Absent columns whose only default is a client-side SQL expression or sequence get it
+        # rendered here (Python callables were filled per row before the COPY).
+        rendered = [
+            (col, _sql_default(col.default))
+            for col in target.columns
+            if col.name not in self.plan.columns
+            and col.server_default is None
+            and col.default is not None
+            and (col.default.is_clause_element or col.default.is_sequence)
+        ]
         stmt = insert(target).from_select(
-            [by_name[c] for c in self.plan.columns], select(*staged.c),
-            include_defaults=self.plan.sql_defaults,  # only SQL expressions: callables are filled
+            [by_name[c] for c in self.plan.columns] + [col for col, _ in rendered],
+            select(*staged.c, *(value for _, value in rendered)),
+            include_defaults=False,
         )
         if on_conflict is None:
             return stmt
@@ -136,6 +147,11 @@ class _Load:
         if not updates:
             return stmt.on_conflict_do_nothing(index_elements=keys)
         return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+
+
+def _sql_default(default: Any) -> Any:
+    """The SQL a client-side default renders as: the expression, or the sequence's nextval."""
+    return default.next_value() if default.is_sequence else default.arg
 
 
 def write_frame(
