@@ -254,18 +254,27 @@ class ReadPlan:
         )
 
     def to_pandas(self, table: pa.Table) -> pd.DataFrame:
-        """Convert a parsed Arrow table (from :meth:`parse`) into the DataFrame."""
+        """Convert a parsed Arrow table (from :meth:`parse`) into the DataFrame.
+
+        The table is consumed: each column's Arrow memory is released once it is converted
+        (pyarrow's ``self_destruct``), so the conversion does not hold two copies.
+        """
         import pandas as pd
 
+        finished = {
+            self._keys[i]: rule.finish(table.column(i))
+            for i, rule in enumerate(self.rules)
+            if rule.finish is not None
+        }
         frame = table.to_pandas(
             types_mapper=_types_mapper(self.backend),
             date_as_object=False,
             split_blocks=True,
-            self_destruct=False,
+            self_destruct=True,
         )
-        for i, rule in enumerate(self.rules):
-            if rule.finish is not None:
-                frame[self._keys[i]] = rule.finish(table.column(i))
+        del table
+        for key, series in finished.items():
+            frame[key] = series
         frame.columns = pd.Index(self.names)
         result: pd.DataFrame = frame
         return result
@@ -330,6 +339,7 @@ class CsvChunker:
             pending = pa.concat_tables(self._tables)
             size = min(self.chunksize, pending.num_rows)
             chunk, rest = pending.slice(0, size), pending.slice(size)
+            del pending  # the chunk alone holds its blocks, so converting it frees them
             self._tables, self._pending = [rest], rest.num_rows
             self.rows += size
             yield self.plan.to_pandas(chunk)
