@@ -130,8 +130,11 @@ class _Load:
             raise FrameError(
                 f"on={bad}: not columns of {target.name}; choose from {', '.join(by_name)}"
             )
+        # A partial unique index (``WHERE deleted_at IS NULL`` on soft-deletable tables) is
+        # only chosen as the arbiter when ON CONFLICT repeats its predicate.
+        where = _partial_where(target, keys)
         if on_conflict == "ignore":
-            return stmt.on_conflict_do_nothing(index_elements=keys or None)
+            return stmt.on_conflict_do_nothing(index_elements=keys or None, index_where=where)
         if not keys:
             raise FrameError(f"{target.name} has no primary key: pass on=[...] (unique columns)")
         missing = [k for k in keys if k not in self.plan.columns]
@@ -145,8 +148,18 @@ class _Load:
             if col not in updates and getattr(onupdate, "is_clause_element", False):
                 updates[col] = onupdate.arg  # e.g. updated_at = now() on the rows it updates
         if not updates:
-            return stmt.on_conflict_do_nothing(index_elements=keys)
-        return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+            return stmt.on_conflict_do_nothing(index_elements=keys, index_where=where)
+        return stmt.on_conflict_do_update(index_elements=keys, index_where=where, set_=updates)
+
+
+def _partial_where(target: Table, keys: list[str]) -> Any:
+    """The predicate of the partial unique index on exactly ``keys``, if that is the key."""
+    for index in target.indexes:
+        if index.unique and {c.name for c in index.columns} == set(keys):
+            where = index.dialect_options["postgresql"].get("where")
+            if where is not None:
+                return where
+    return None
 
 
 def _sql_default(default: Any) -> Any:
