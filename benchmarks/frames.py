@@ -228,12 +228,13 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_child(mode: str, table: str, url: str) -> None:
+def memory_child(mode: str, table: str, url: str, size: str) -> None:
     """In a fresh process: peak RSS growth of one read, printed as JSON.
 
     The peak is the kernel's high-water mark (VmHWM), reset just before the read by writing 5
     to /proc/self/clear_refs; ru_maxrss would not do, it survives exec from the parent.
     """
+    chunksize = int(size)
     db = dbnb.connect(url)
     source = Table(table, MetaData(), *(Column(c.name, c.type) for c in bench.columns))
     stmt = select(source)
@@ -244,7 +245,7 @@ def memory_child(mode: str, table: str, url: str) -> None:
     chunk_bytes = rows = 0
     with db.session() as s:
         if mode == "iter":
-            for chunk in dbnb.iter_frames(s, stmt, chunksize=100_000):
+            for chunk in dbnb.iter_frames(s, stmt, chunksize=chunksize):
                 rows += len(chunk)
                 chunk_bytes = max(chunk_bytes, int(chunk.memory_usage(deep=True).sum()))
         else:
@@ -254,18 +255,26 @@ def memory_child(mode: str, table: str, url: str) -> None:
     print(json.dumps({"rows": rows, "growth": growth, "frame": chunk_bytes}))
 
 
-def memory(db: dbnb.Database, tables: dict[str, int]) -> list[tuple[str, int, int, int]]:
+def _child(db: dbnb.Database, mode: str, table: str, chunksize: int) -> dict[str, int]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--memory-child", mode, table,
+         db.url.render_as_string(hide_password=False), str(chunksize)],
+        check=True, capture_output=True, text=True,
+    )
+    result: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def memory(db: dbnb.Database, tables: dict[str, int]) -> list[tuple[str, int, int, int, int]]:
+    """(mode, rows, chunksize, growth, frame bytes): 100k chunks on both sizes, then a sweep."""
+    runs = [(mode, table, 100_000) for table in tables for mode in ("iter", "whole")]
+    small = next(iter(tables))
+    runs += [("iter", small, 25_000), ("iter", small, 400_000)]
     out = []
-    for table, rows in tables.items():
-        for mode in ("iter", "whole"):
-            done = subprocess.run(
-                [sys.executable, __file__, "--memory-child", mode, table,
-                 db.url.render_as_string(hide_password=False)],
-                check=True, capture_output=True, text=True,
-            )
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            assert result["rows"] == rows
-            out.append((mode, rows, result["growth"], result["frame"]))
+    for mode, table, chunksize in runs:
+        result = _child(db, mode, table, chunksize)
+        assert result["rows"] == tables[table]
+        out.append((mode, tables[table], chunksize, result["growth"], result["frame"]))
     return out
 
 
@@ -277,7 +286,7 @@ def versions() -> str:
 
 
 def render(args: argparse.Namespace, server: str, read: dict[str, float],
-           write: dict[str, tuple[float, int]], mem: list[tuple[str, int, int, int]]) -> str:
+           write: dict[str, tuple[float, int]], mem: list[tuple[str, int, int, int, int]]) -> str:
     rows = args.rows
     read_sql = read["pandas.read_sql (SQLAlchemy + psycopg)"]
     fastest = min(v for k, v in read.items() if "ConnectorX" in k or "ADBC" in k)
@@ -294,12 +303,12 @@ def render(args: argparse.Namespace, server: str, read: dict[str, float],
     for name, (s, n) in write.items():
         per_row = s / n * rows
         lines.append(f"| {name} | {n:,} | {s:.2f} | {n / s:,.0f} | {per_row / wmine:.2f}x |")
-    lines += ["", "Memory: peak RSS growth of one read in a fresh process", "",
+    lines += ["", "Memory: peak RSS growth of one read in a fresh process (VmHWM)", "",
               "| read | rows | peak RSS growth | frame (one chunk) | growth / frame |",
               "|---|---:|---:|---:|---:|"]
-    for mode, n, growth, frame in mem:
-        label = "iter_frames(chunksize=100_000)" if mode == "iter" else "to_frame()"
-        lines.append(f"| {label} | {n:,} | {growth / 2**20:,.0f} MiB | {frame / 2**20:,.0f} MiB"
+    for mode, n, chunksize, growth, frame in mem:
+        label = f"iter_frames(chunksize={chunksize:_})" if mode == "iter" else "to_frame()"
+        lines.append(f"| {label} | {n:,} | {growth / 2**20:,.0f} MiB | {frame / 2**20:,.1f} MiB"
                      f" | {growth / frame:.1f}x |")
     amine = read["dbnb to_frame (async, asyncpg)"]
     awrite = write["dbnb from_frame (async, asyncpg COPY)"][0]
@@ -322,7 +331,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--multi-rows", type=int, default=50_000)
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
