@@ -71,6 +71,8 @@ class _Load:
     ) -> None:
         if on_conflict not in (None, "ignore", "update"):
             raise FrameError(f"on_conflict={on_conflict!r}: use None, 'ignore' or 'update'")
+        if on is not None and on_conflict is None:
+            raise FrameError("on= names the conflict key: pass on_conflict='update' or 'ignore'")
         self.table, attributes = table_of(target)
         self.plan = frame_convert.plan_load(self.table, list(frame.columns), attributes)
         self.data = frame_convert.frame_to_arrow(self.plan, frame, naive_as=naive_as)

@@ -285,6 +285,8 @@ async def test_upsert_ignore_and_on_checks(db: dbnb.Database, shell: str) -> Non
         await load(db, shell, again, on_conflict="update", on=["nope"])
     with pytest.raises(dbnb.FrameError, match="on_conflict"):
         await load(db, shell, again, on_conflict="replace")
+    with pytest.raises(dbnb.FrameError, match="on_conflict='update'"):
+        await load(db, shell, again, on=["sku"])
     twice = pd.DataFrame({"sku": ["s0", "s0"], "name": ["a", "b"]})
     with pytest.raises(dbnb.QueryError):
         await load(db, shell, twice, on_conflict="update", on=["sku"])
