@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Importing the module installs the global soft-delete filter on every Session.
+from dbnb import softdelete as _softdelete  # noqa: F401
 from dbnb.bridge import run
 from dbnb.database import AsyncDatabase, Database, close_all, connect
 from dbnb.embedded import EmbeddedServer, embedded_server
@@ -35,6 +37,7 @@ from dbnb.errors import (
     UniqueViolation,
 )
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
 from dbnb.settings import Settings
 from dbnb.transactions import execute_in_transaction
 
@@ -45,6 +48,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncDatabase",
+    "Base",
+    "BigIntPrimaryKey",
     "CheckViolation",
     "ConfigError",
     "ConnectionFailed",
@@ -58,6 +63,7 @@ __all__ = [
     "IntegrityViolation",
     "LoopMismatch",
     "MigrationError",
+    "ModelList",
     "NotFound",
     "NotNullViolation",
     "PoolExhausted",
@@ -69,6 +75,9 @@ __all__ = [
     "SerializationFailure",
     "ServerInfo",
     "Settings",
+    "SoftDelete",
+    "Timestamps",
+    "UUIDPrimaryKey",
     "UniqueViolation",
     "close_all",
     "connect",
