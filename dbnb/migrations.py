@@ -117,9 +117,9 @@ def load_config(config: ConfigArg = None) -> Config:
 
 
 def _base_metadata() -> MetaData:
-    base = importlib.import_module("dbnb.models").Base
-    metadata: MetaData = base.metadata
-    return metadata
+    from dbnb.models import Base
+
+    return Base.metadata
 
 
 def _import_models(spec: str) -> MetaData | None:
@@ -131,10 +131,16 @@ def _import_models(spec: str) -> MetaData | None:
             f"cannot import the models module {module_name!r} ({type(exc).__name__}: {exc}); "
             f"fix {MODELS_OPTION} in alembic.ini or pass models="
         ) from exc
-    found = getattr(module, attribute or "target_metadata", None)
-    if attribute and not isinstance(found, MetaData):
-        raise MigrationError(f"{spec!r} is not a sqlalchemy MetaData")
-    return found if isinstance(found, MetaData) else None
+    if attribute:
+        found = getattr(module, attribute, None)
+        if not isinstance(found, MetaData):
+            raise MigrationError(f"{spec!r} is not a sqlalchemy MetaData")
+        return found
+    for name in ("target_metadata", "metadata"):
+        found = getattr(module, name, None)
+        if isinstance(found, MetaData):
+            return found
+    return None
 
 
 def target_metadata(config: Config, models: MetaData | str | None = None) -> MetaData:
@@ -142,9 +148,10 @@ def target_metadata(config: Config, models: MetaData | str | None = None) -> Met
 
     In order: ``models`` (a MetaData, or a module path such as ``"myapp.models"`` or
     ``"myapp.models:metadata"``), then ``config.attributes["target_metadata"]``, then the
-    modules named by ``dbnb.models`` in alembic.ini. A module without a ``target_metadata``
-    attribute is imported for its models, which register on dbnb's ``Base``; the result is then
-    ``dbnb.models.Base.metadata`` — which also holds every model defined in the notebook itself.
+    modules named by ``dbnb.models`` in alembic.ini. A module's ``target_metadata`` or
+    ``metadata`` attribute is used; a module with neither is imported for its models, which
+    register on dbnb's ``Base``, and the result is ``dbnb.models.Base.metadata`` — which also
+    holds every model defined in the notebook itself.
     """
     chosen = models if models is not None else config.attributes.get("target_metadata")
     if isinstance(chosen, MetaData):
