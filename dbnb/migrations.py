@@ -300,6 +300,11 @@ def upgrade(db: Database, revision: str = "head", *, config: ConfigArg = None) -
     Each revision runs in its own transaction under a PostgreSQL advisory lock: a concurrent
     upgrade waits, then finds nothing left to do. A failing revision rolls back alone.
 
+    Args:
+        db: the database to upgrade.
+        revision: the target: ``head`` (default), a revision id, or ``+1`` for one step.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+
     Example::
 
         dbnb.migrations.upgrade(db)          # %db migrate
@@ -313,7 +318,13 @@ def upgrade(db: Database, revision: str = "head", *, config: ConfigArg = None) -
 
 
 def downgrade(db: Database, revision: str = "-1", *, config: ConfigArg = None) -> MigrationResult:
-    """Downgrade the database to ``revision`` (default ``-1``: one step back; ``base``: all)."""
+    """Downgrade the database to ``revision``, one transaction per revision, under the lock.
+
+    Args:
+        db: the database to downgrade.
+        revision: the target: ``-1`` (default, one step back), a revision id, or ``base``.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
 
     def run(cfg: Config, before: tuple[str, ...]) -> None:
         _require_known(ScriptDirectory.from_config(cfg), before)
@@ -328,6 +339,11 @@ def stamp(db: Database, revision: str, *, config: ConfigArg = None) -> Migration
     """Record ``revision`` as the database's current revision without running any migration.
 
     An unknown revision stamped in the database is replaced (Alembic's ``purge``).
+
+    Args:
+        db: the database to stamp.
+        revision: the revision id to record, ``head`` or ``base``.
+        config: an alembic.ini path or a Config; default: found from the working directory.
     """
 
     def run(cfg: Config, before: tuple[str, ...]) -> None:
@@ -397,7 +413,12 @@ def revision(
 
 
 def current(db: Database, *, config: ConfigArg = None) -> CurrentRevision:
-    """Read the revision stamped in the database (``alembic_version``) and the scripts' heads."""
+    """Read the revision stamped in the database (``alembic_version``) and the scripts' heads.
+
+    Args:
+        db: the database to read.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
     cfg = load_config(config)
     script = ScriptDirectory.from_config(cfg)
     with _connection(db, cfg, lock=False) as conn:
@@ -408,7 +429,12 @@ def current(db: Database, *, config: ConfigArg = None) -> CurrentRevision:
 
 
 def heads(db: Database, *, config: ConfigArg = None) -> History:
-    """List the head revisions of the migration scripts (more than one means a branch)."""
+    """List the head revisions of the migration scripts (more than one means a branch).
+
+    Args:
+        db: the database whose applied revisions are marked.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
     full = history(db, config=config)
     return History(tuple(r for r in full.revisions if r.is_head))
 
@@ -417,6 +443,10 @@ def history(db: Database, *, config: ConfigArg = None) -> History:
     """List every revision, newest first, marking those applied to the database.
 
     ``history(db).frame`` is the same as a DataFrame.
+
+    Args:
+        db: the database whose applied revisions are marked.
+        config: an alembic.ini path or a Config; default: found from the working directory.
     """
     cfg = load_config(config)
     script = ScriptDirectory.from_config(cfg)
@@ -435,6 +465,12 @@ def check(
     Alembic does not compare the ``WHERE`` of partial indexes; this does, by letting the server
     normalise the model's predicate. Nothing is changed (the probe runs in a rolled-back
     transaction). ``report.ok`` is True when nothing differs and the database is at head.
+
+    Args:
+        db: the database to compare.
+        models: a MetaData or a models module path; default: ``dbnb.models`` in alembic.ini,
+            else dbnb's ``Base.metadata`` (the models defined in this notebook).
+        config: an alembic.ini path or a Config; default: found from the working directory.
     """
     from dbnb.drift import compare
 
