@@ -113,8 +113,11 @@ class Command:
 
     def parse(self, argv: Sequence[str], prog: str = "dbnb") -> dict[str, Any] | None:
         """Parse ``argv`` into keyword arguments; ``None`` when ``--help`` was asked for."""
+        if {"-h", "--help"} & set(argv):
+            return None  # before parsing: a missing required argument must not hide the help
         values = vars(self.parser(prog).parse_args(list(argv)))
-        return None if values.pop("help") else values
+        values.pop("help")
+        return values
 
 
 @dataclass(frozen=True)
