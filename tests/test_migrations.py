@@ -428,3 +428,19 @@ def test_autogenerate_with_an_explicit_metadata(base: dbnb.Database, project: Pa
     body = Path(made.path).read_text()
     assert "op.create_table('coupons'" in body or 'op.create_table("coupons"' in body
     assert textwrap.dedent(body).count("drop_table") == 1
+
+
+def test_the_plain_alembic_command_uses_the_same_env(base: dbnb.Database) -> None:
+    url = base.url.render_as_string(hide_password=False)
+    env = {**os.environ, "DBNB_URL": url, "PYTHONWARNINGS": "error"}
+    alembic = [sys.executable, "-m", "alembic", "-c", str(INI)]
+    up = subprocess.run([*alembic, "upgrade", "head"], capture_output=True, text=True, env=env,
+                        timeout=120, check=False)
+    assert up.returncode == 0, up.stderr
+    assert "Running upgrade 0001 -> 0002" in up.stderr  # alembic's own logging, CLI only
+    assert migrations.current(base, config=INI).revisions == ("0002",)
+    offline = subprocess.run([*alembic, "downgrade", "0002:0001", "--sql"], capture_output=True,
+                             text=True, env=env, timeout=120, check=False)
+    assert offline.returncode == 0, offline.stderr
+    assert "DROP INDEX ix_products_category" in offline.stdout
+    assert migrations.current(base, config=INI).revisions == ("0002",)  # --sql ran nothing
