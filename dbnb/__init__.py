@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 # Importing the module installs the global soft-delete filter on every Session.
 from dbnb import softdelete as _softdelete  # noqa: F401
 from dbnb.bridge import run
+from dbnb.catalog import TableDescription, TableList
 from dbnb.database import AsyncDatabase, Database, close_all, connect
 from dbnb.embedded import EmbeddedServer, embedded_server
 from dbnb.errors import (
@@ -37,6 +38,13 @@ from dbnb.errors import (
     UniqueViolation,
 )
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.migration_reports import (
+    CurrentRevision,
+    DriftReport,
+    History,
+    MigrationResult,
+    RevisionResult,
+)
 from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
 from dbnb.settings import Settings
 from dbnb.transactions import execute_in_transaction
@@ -53,16 +61,20 @@ __all__ = [
     "CheckViolation",
     "ConfigError",
     "ConnectionFailed",
+    "CurrentRevision",
     "Database",
     "DatabaseClosed",
     "DbnbError",
+    "DriftReport",
     "EmbeddedServer",
     "FilterError",
     "ForeignKeyViolation",
     "HealthReport",
+    "History",
     "IntegrityViolation",
     "LoopMismatch",
     "MigrationError",
+    "MigrationResult",
     "ModelList",
     "NotFound",
     "NotNullViolation",
@@ -72,10 +84,13 @@ __all__ = [
     "QueryCanceled",
     "QueryError",
     "QueryTimeout",
+    "RevisionResult",
     "SerializationFailure",
     "ServerInfo",
     "Settings",
     "SoftDelete",
+    "TableDescription",
+    "TableList",
     "Timestamps",
     "UUIDPrimaryKey",
     "UniqueViolation",
