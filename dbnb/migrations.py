@@ -276,6 +276,7 @@ def revision(
             for ops in directive.upgrade_ops_list:
                 operations.extend(d.detail for diff in ops.as_diffs() for d in describe_diff(diff))
 
+    given = cfg.attributes.get("target_metadata")
     if autogenerate:
         cfg.attributes["target_metadata"] = target_metadata(cfg, models)
     try:
@@ -288,7 +289,7 @@ def revision(
         hint = " (run migrate first)" if "not up to date" in str(exc) else ""
         raise MigrationError(f"revision failed: {str(exc).strip()}{hint}") from exc
     finally:
-        cfg.attributes.pop("target_metadata", None)
+        cfg.attributes["target_metadata"] = given
     new = written[0] if isinstance(written, list) else written
     if new is None:
         raise MigrationError("revision wrote no file")
