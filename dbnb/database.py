@@ -603,7 +603,8 @@ def connect(
         if db is None:
             db = Database(settings, embedded=server)
             _registry[key] = db
-        return db
+    _register_shutdown()
+    return db
 
 
 def close_all() -> None:
@@ -614,4 +615,15 @@ def close_all() -> None:
         db.close()
 
 
-atexit.register(close_all)
+def _shutdown() -> None:
+    from dbnb.bridge import close_runners
+
+    close_runners()
+    close_all()
+
+
+def _register_shutdown() -> None:
+    # atexit runs handlers last-registered-first. Re-registering on every connect() keeps ours
+    # ahead of the embedded server's own stop handler, so connections close before the server.
+    atexit.unregister(_shutdown)
+    atexit.register(_shutdown)
