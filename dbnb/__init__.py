@@ -29,6 +29,7 @@ from dbnb.errors import (
     MigrationError,
     NotFound,
     NotNullViolation,
+    PaginationError,
     PoolExhausted,
     QueryCanceled,
     QueryError,
@@ -38,7 +39,9 @@ from dbnb.errors import (
 )
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
 from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
+from dbnb.repository import AsyncRepository, Repository
 from dbnb.settings import Settings
+from dbnb.statements import KeysetPage, Page
 from dbnb.transactions import execute_in_transaction
 
 if TYPE_CHECKING:
@@ -48,6 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncDatabase",
+    "AsyncRepository",
     "Base",
     "BigIntPrimaryKey",
     "CheckViolation",
@@ -61,17 +65,21 @@ __all__ = [
     "ForeignKeyViolation",
     "HealthReport",
     "IntegrityViolation",
+    "KeysetPage",
     "LoopMismatch",
     "MigrationError",
     "ModelList",
     "NotFound",
     "NotNullViolation",
+    "Page",
+    "PaginationError",
     "PoolExhausted",
     "PoolReport",
     "PoolStatus",
     "QueryCanceled",
     "QueryError",
     "QueryTimeout",
+    "Repository",
     "SerializationFailure",
     "ServerInfo",
     "Settings",
