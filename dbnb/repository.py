@@ -98,10 +98,13 @@ class _Shell(Generic[M]):
         """Return a view of this repository whose reads see only soft-deleted rows."""
         return self._with_visibility("deleted")
 
-    def _found(self, row: M | None, ident: Any = None, **lookups: Any) -> M:
+    def _found(
+        self, row: M | None, ident: Any = None, where: Sequence[Any] = (), **lookups: Any
+    ) -> M:
         if row is None:
             hidden = " or soft-deleted" if self._q.soft and self._q.visibility == "alive" else ""
-            raise NotFound(f"{self._q.describe(ident, **lookups)} not found (missing{hidden})")
+            what = self._q.describe(ident, where, **lookups)
+            raise NotFound(f"{what} not found (missing{hidden})")
         return row
 
 
@@ -145,7 +148,7 @@ class Repository(_Shell[M]):
 
     def get_by_or_raise(self, *where: Any, **lookups: Any) -> M:
         """Like :meth:`get_by`, but raise :class:`~dbnb.NotFound` naming model and lookup."""
-        return self._found(self.get_by(*where, **lookups), **lookups)
+        return self._found(self.get_by(*where, **lookups), None, where, **lookups)
 
     def get_many(self, idents: Iterable[Any]) -> ModelList[M]:
         """SELECT the rows with these primary keys (missing ones are skipped), in key order."""
@@ -334,7 +337,7 @@ class AsyncRepository(_Shell[M]):
 
     async def get_by_or_raise(self, *where: Any, **lookups: Any) -> M:
         """Await :meth:`Repository.get_by_or_raise`."""
-        return self._found(await self.get_by(*where, **lookups), **lookups)
+        return self._found(await self.get_by(*where, **lookups), None, where, **lookups)
 
     async def get_many(self, idents: Iterable[Any]) -> ModelList[M]:
         """Await :meth:`Repository.get_many`."""

@@ -154,13 +154,17 @@ class Statements(Generic[M]):
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def describe(self, ident: Any = None, **lookups: Any) -> str:
+    def describe(self, ident: Any = None, where: Sequence[Any] = (), **lookups: Any) -> str:
         """Name the model and key for messages: ``User with id=…``."""
         if ident is not None:
             values = ident if isinstance(ident, tuple) else (ident,)
             lookups = {col.key: v for col, v in zip(self.pk, values, strict=False)}
-        where = ", ".join(f"{k}={v!r}" for k, v in lookups.items())
-        return f"{self.model.__name__} with {where}" if where else self.model.__name__
+        text = self.model.__name__
+        if where:
+            text += " matching " + " AND ".join(str(e) for e in where)
+        if lookups:
+            text += " with " + ", ".join(f"{k}={v!r}" for k, v in lookups.items())
+        return text
 
     def _pk_clause(self, ident: Any) -> ColumnElement[bool]:
         if len(self.pk) == 1:
