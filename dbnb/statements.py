@@ -2,15 +2,12 @@
 
 :class:`Statements` turns a repository call into SQLAlchemy statements (and validates it, so a
 bad filter or page size fails before any query is sent). The two repository shells only run
-what it builds, on a Session or an AsyncSession. Pages come back as :class:`Page` and
-:class:`KeysetPage`.
+what it builds, on a Session or an AsyncSession.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Delete, Select, Update, delete, func, inspect, select, tuple_
@@ -18,7 +15,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import Executable
 
-from dbnb.display import html_table
 from dbnb.errors import FilterError, PaginationError
 from dbnb.filters import (
     OrderBy,
@@ -28,109 +24,16 @@ from dbnb.filters import (
     order_by_clauses,
     where_clauses,
 )
-from dbnb.models import ModelList, SoftDelete
+from dbnb.models import SoftDelete
+from dbnb.pagination import DEFAULT_MAX_PAGE_SIZE, KeysetPlan, PagePlan, check_size
 from dbnb.softdelete import INCLUDE_DELETED, ONLY_DELETED
 
-__all__ = ["DEFAULT_MAX_PAGE_SIZE", "KeysetPage", "Page", "Statements", "Visibility"]
+__all__ = ["Statements", "Visibility"]
 
 M = TypeVar("M")
 Visibility = Literal["alive", "all", "deleted"]
-DEFAULT_MAX_PAGE_SIZE = 1000
 # Returned rows replace stale copies in the session's identity map.
 REFRESH: dict[str, Any] = {"populate_existing": True}
-
-
-@dataclass(frozen=True)
-class Page(Generic[M]):
-    """One page of an offset pagination: the rows and where they sit in the whole result."""
-
-    items: ModelList[M]
-    total: int
-    page: int
-    size: int
-    pages: int
-
-    @property
-    def has_next(self) -> bool:
-        """True when a later page exists."""
-        return self.page < self.pages
-
-    @property
-    def has_previous(self) -> bool:
-        """True when an earlier page exists."""
-        return self.page > 1
-
-    def __repr__(self) -> str:
-        return (
-            f"Page(page={self.page}, size={self.size}, total={self.total}, "
-            f"pages={self.pages}, items=<{len(self.items)} rows>)"
-        )
-
-    def _repr_html_(self) -> str:
-        caption = f"page {self.page} of {self.pages} ({self.total} rows in all)"
-        columns = self.items._columns()
-        return html_table(columns, self.items._rows(columns), caption=caption)
-
-
-@dataclass(frozen=True)
-class KeysetPage(Generic[M]):
-    """One window of a keyset (cursor) pagination; pass ``after=page.last`` for the next one."""
-
-    items: ModelList[M]
-    size: int
-    has_more: bool
-    keys: tuple[str, ...] = field(default=())
-
-    @property
-    def last(self) -> M | None:
-        """The last row of this window: the ``after`` cursor of the next call."""
-        return self.items[-1] if self.items else None
-
-    def __repr__(self) -> str:
-        return (
-            f"KeysetPage(size={self.size}, has_more={self.has_more}, "
-            f"keys={self.keys}, items=<{len(self.items)} rows>)"
-        )
-
-    def _repr_html_(self) -> str:
-        more = "more after this" if self.has_more else "last window"
-        columns = self.items._columns()
-        caption = f"{len(self.items)} rows by {', '.join(self.keys)} ({more})"
-        return html_table(columns, self.items._rows(columns), caption=caption)
-
-
-@dataclass(frozen=True)
-class PagePlan(Generic[M]):
-    """The two statements of :meth:`Statements.paginate` and how to assemble their results."""
-
-    count: Select[Any]
-    rows: Select[Any]
-    page: int
-    size: int
-
-    def result(self, items: Iterable[M], total: int) -> Page[M]:
-        """Assemble the :class:`Page` from the fetched rows and total."""
-        pages = max(1, math.ceil(total / self.size))
-        return Page(ModelList(items), total, self.page, self.size, pages)
-
-
-@dataclass(frozen=True)
-class KeysetPlan(Generic[M]):
-    """The statement of :meth:`Statements.keyset` (it fetches one extra row to see ahead)."""
-
-    rows: Select[Any]
-    size: int
-    keys: tuple[str, ...]
-
-    def result(self, items: Sequence[M]) -> KeysetPage[M]:
-        """Assemble the :class:`KeysetPage`, dropping the look-ahead row."""
-        more = len(items) > self.size
-        return KeysetPage(ModelList(items[: self.size]), self.size, more, self.keys)
-
-
-def _check_size(size: Any, max_size: int) -> None:
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= max_size:
-        raise PaginationError(f"size must be an integer from 1 to {max_size}, got {size!r}")
 
 
 class Statements(Generic[M]):
@@ -274,7 +177,7 @@ class Statements(Generic[M]):
         """Plan page ``page`` (1-based) of ``size`` rows: a count and a LIMIT/OFFSET select."""
         if not isinstance(page, int) or isinstance(page, bool) or page < 1:
             raise PaginationError(f"page must be an integer >= 1, got {page!r}")
-        _check_size(size, max_size)
+        check_size(size, max_size)
         return PagePlan(
             count=self.count(where, lookups),
             rows=self.select(
@@ -300,7 +203,7 @@ class Statements(Generic[M]):
         a tuple in key order, or None for the first window. The primary key is appended to the
         keys as a tie-breaker; all keys sort in one direction and must not be NULL.
         """
-        _check_size(size, max_size)
+        check_size(size, max_size)
         names = [order_by] if isinstance(order_by, str) else list(order_by or [])
         if any(not isinstance(n, str) for n in names):
             raise PaginationError("keyset order_by takes column names such as '-created_at'")
