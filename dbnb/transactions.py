@@ -116,6 +116,7 @@ class TransactionScope:
                     await session.rollback()
                     raise _translated(error) from error
             else:
+                # The connection may be gone; the original error is the one that matters.
                 with contextlib.suppress(Exception):
                     await session.rollback()
                 if _translated(exc) is not exc:
