@@ -256,7 +256,7 @@ class Statements(Generic[M]):
         leave them unloaded after the INSERT, and reading one later would need a query (which
         fails once the session is closed, and always fails on asyncio).
         """
-        checked = self.values(values, what=what)
+        checked = check_values(self.model, values, what=what, relationships=True)
         for key, column in self.columns.items():
             col = column.property.columns[0]
             if col.nullable and col.default is None and col.server_default is None:
