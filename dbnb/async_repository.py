@@ -22,7 +22,7 @@ from dbnb.database import AsyncDatabase, Database
 from dbnb.errors import UniqueViolation, translate
 from dbnb.filters import OrderBy
 from dbnb.models import ModelList
-from dbnb.repository import _detached, _Shell
+from dbnb.repository_base import RepositoryBase, detached
 
 if TYPE_CHECKING:
     from sqlalchemy import Result
@@ -35,7 +35,7 @@ __all__ = ["AsyncRepository"]
 M = TypeVar("M")
 
 
-class AsyncRepository(_Shell[M]):
+class AsyncRepository(RepositoryBase[M]):
     """The awaitable twin of :class:`Repository` (asyncpg); same methods, same arguments."""
 
     _binds = (Database, AsyncDatabase, AsyncSession)
@@ -220,4 +220,4 @@ class AsyncRepository(_Shell[M]):
         """Await :meth:`Repository.execute`."""
         async with self._session() as s:
             result = await s.execute(statement, params, execution_options=self._q.options())
-            return _detached(result)
+            return detached(result)
