@@ -80,7 +80,8 @@ class Statements(Generic[M]):
         clause: ColumnElement[bool] = tuple_(*self.pk) == tuple_(*ident)
         return clause
 
-    def _options(self) -> dict[str, Any]:
+    def options(self) -> dict[str, Any]:
+        """Execution options that carry the visibility to the soft-delete filter."""
         if self.visibility == "all":
             return {INCLUDE_DELETED: True}
         if self.visibility == "deleted":
@@ -109,10 +110,6 @@ class Statements(Generic[M]):
         # The primary key ends every ordering, so equal sort keys still page deterministically.
         return [*order_by_clauses(self.model, order_by), *(c.asc() for c in self.pk)]
 
-    def options(self) -> dict[str, Any]:
-        """Execution options that carry the visibility to the soft-delete filter."""
-        return self._options()
-
     # -- reads ----------------------------------------------------------------------------------
 
     def select(
@@ -132,13 +129,13 @@ class Statements(Generic[M]):
             select(self.model)
             .where(*self._where(where, lookups or {}))
             .order_by(*self._order(order_by))
-            .execution_options(**self._options())
+            .execution_options(**self.options())
         )
         return stmt.limit(limit).offset(offset)
 
     def get(self, ident: Any) -> Select[Any]:
         """SELECT one row by primary key."""
-        return select(self.model).where(self._pk_clause(ident)).execution_options(**self._options())
+        return select(self.model).where(self._pk_clause(ident)).execution_options(**self.options())
 
     def get_many(self, idents: Iterable[Any]) -> Select[Any]:
         """SELECT the rows whose primary key is in ``idents``, in key order."""
@@ -152,7 +149,7 @@ class Statements(Generic[M]):
             select(func.count())
             .select_from(self.model)
             .where(*self._where(where, lookups))
-            .execution_options(**self._options())
+            .execution_options(**self.options())
         )
 
     def exists(self, where: Iterable[Any], lookups: Mapping[str, Any]) -> Select[Any]:
@@ -161,7 +158,7 @@ class Statements(Generic[M]):
             select(*self.pk)
             .where(*self._where(where, lookups))
             .limit(1)
-            .execution_options(**self._options())
+            .execution_options(**self.options())
         )
 
     def paginate(
@@ -225,7 +222,7 @@ class Statements(Generic[M]):
             .where(*clauses_where)
             .order_by(*order)
             .limit(size + 1)
-            .execution_options(**self._options())
+            .execution_options(**self.options())
         )
         return KeysetPlan(stmt, size, tuple(f"-{k}" if desc else k for k in keys))
 
