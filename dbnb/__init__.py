@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 # Importing the module installs the global soft-delete filter on every Session.
 from dbnb import softdelete as _softdelete  # noqa: F401
+from dbnb.async_repository import AsyncRepository
 from dbnb.bridge import run
 from dbnb.catalog import TableDescription, TableList
 from dbnb.database import AsyncDatabase, Database, close_all, connect
@@ -30,6 +31,7 @@ from dbnb.errors import (
     MigrationError,
     NotFound,
     NotNullViolation,
+    PaginationError,
     PoolExhausted,
     QueryCanceled,
     QueryError,
@@ -46,6 +48,8 @@ from dbnb.migration_reports import (
     RevisionResult,
 )
 from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
+from dbnb.pagination import KeysetPage, Page
+from dbnb.repository import Repository
 from dbnb.settings import Settings
 from dbnb.transactions import execute_in_transaction
 
@@ -56,6 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncDatabase",
+    "AsyncRepository",
     "Base",
     "BigIntPrimaryKey",
     "CheckViolation",
@@ -72,18 +77,22 @@ __all__ = [
     "HealthReport",
     "History",
     "IntegrityViolation",
+    "KeysetPage",
     "LoopMismatch",
     "MigrationError",
     "MigrationResult",
     "ModelList",
     "NotFound",
     "NotNullViolation",
+    "Page",
+    "PaginationError",
     "PoolExhausted",
     "PoolReport",
     "PoolStatus",
     "QueryCanceled",
     "QueryError",
     "QueryTimeout",
+    "Repository",
     "RevisionResult",
     "SerializationFailure",
     "ServerInfo",
