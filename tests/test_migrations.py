@@ -444,3 +444,20 @@ def test_the_plain_alembic_command_uses_the_same_env(base: dbnb.Database) -> Non
     assert offline.returncode == 0, offline.stderr
     assert "DROP INDEX ix_products_category" in offline.stdout
     assert migrations.current(base, config=INI).revisions == ("0002",)  # --sql ran nothing
+
+
+async def test_cached_statements_do_not_break_after_a_migration(
+    base: dbnb.Database, adb: dbnb.AsyncDatabase
+) -> None:
+    migrations.upgrade(base, config=INI)
+    star = "SELECT * FROM products"
+    for _ in range(8):  # past psycopg's prepare threshold: a server-side prepared plan
+        base.execute(star)
+        await adb.execute(star)  # asyncpg prepares and caches every statement
+    migrations.downgrade(base, config=INI)  # drops products.category: SELECT * changes shape
+    assert base.execute("SELECT count(*) AS n FROM products")[0].n == 0
+    base.execute(star)
+    await adb.execute(star)
+    async with adb.session() as s:
+        columns = list((await s.execute(sa.text(star))).keys())
+    assert "category" not in columns
