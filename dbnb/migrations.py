@@ -87,12 +87,25 @@ def _connection(db: Database, cfg: Config, *, lock: bool) -> Iterator[Connection
                 yield conn
             finally:
                 cfg.attributes.pop("connection", None)
-                conn.rollback()
-                if lock:
-                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
-                    conn.commit()
+                _release(conn, lock=lock)
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+def _release(conn: Connection, *, lock: bool) -> None:
+    """End the transaction and drop the lock; a connection that cannot is discarded instead.
+
+    Discarding closes the server session, which releases the lock, so a pooled connection
+    can never go back to the pool still holding it (and a cleanup error never hides the
+    migration's own error).
+    """
+    try:
+        conn.rollback()
+        if lock:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+            conn.commit()
+    except SQLAlchemyError:
+        conn.invalidate()
 
 
 def _stamped(conn: Connection) -> tuple[str, ...]:
