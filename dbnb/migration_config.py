@@ -12,17 +12,19 @@ from __future__ import annotations
 import importlib
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 
 from dbnb.errors import MigrationError
 
 __all__ = [
     "MODELS_OPTION",
     "ConfigArg",
+    "TargetMetadata",
     "context_options",
     "find_config",
     "load_config",
@@ -34,6 +36,8 @@ MODELS_OPTION = "dbnb.models"
 _PROJECT_MARKERS = ("pyproject.toml", ".git")
 
 ConfigArg = str | os.PathLike[str] | Config | None
+#: What Alembic's ``target_metadata`` accepts: one MetaData, or several compared together.
+TargetMetadata = MetaData | tuple[MetaData, ...]
 
 
 def find_config(start: str | os.PathLike[str] | None = None) -> Path:
@@ -111,24 +115,55 @@ def _import_models(spec: str) -> MetaData | None:
     return None
 
 
-def target_metadata(config: Config, models: MetaData | str | None = None) -> MetaData:
-    """Choose the MetaData that autogenerate and :func:`check` compare the database against.
+def _notebook_metadata() -> MetaData | None:
+    """Copy the tables of models defined in the notebook itself (``__main__``) on dbnb's Base.
 
-    In order: ``models`` (a MetaData, or a module path such as ``"myapp.models"`` or
+    Models that library or test modules put on the same Base are left out: only what the
+    notebook (or the script being run) declared joins a configured models module.
+    """
+    base = _base_metadata()
+    from dbnb.models import Base
+
+    tables = [
+        m.local_table
+        for m in Base.registry.mappers
+        if m.class_.__module__ == "__main__" and isinstance(m.local_table, Table)
+    ]
+    if not tables:
+        return None
+    copy = MetaData(naming_convention=base.naming_convention)
+    for table in tables:
+        table.to_metadata(copy)
+    return copy
+
+
+def target_metadata(
+    config: Config, models: MetaData | Sequence[MetaData] | str | None = None
+) -> TargetMetadata:
+    """Choose what autogenerate and ``check`` compare the database against.
+
+    In order: ``models`` (a MetaData or several, or a module path such as ``"myapp.models"`` or
     ``"myapp.models:metadata"``), then ``config.attributes["target_metadata"]``, then the
     modules named by ``dbnb.models`` in alembic.ini. A module's ``target_metadata`` or
     ``metadata`` attribute is used; a module with neither is imported for its models, which
-    register on dbnb's ``Base``, and the result is ``dbnb.models.Base.metadata`` — which also
-    holds every model defined in the notebook itself.
+    register on dbnb's ``Base``. With nothing configured the answer is
+    ``dbnb.models.Base.metadata``, which holds every model defined in the notebook. With a
+    configured module that has a MetaData of its own, the models the notebook itself
+    (``__main__``) defined on dbnb's ``Base`` are compared too.
     """
     chosen = models if models is not None else config.attributes.get("target_metadata")
     if isinstance(chosen, MetaData):
         return chosen
+    if isinstance(chosen, list | tuple):
+        return tuple(chosen)
     spec = chosen if isinstance(chosen, str) else config.get_main_option(MODELS_OPTION) or ""
-    explicit = [m for m in (_import_models(s.strip()) for s in spec.split(",") if s.strip()) if m]
-    if len(explicit) > 1:
-        raise MigrationError(f"{spec!r} names several MetaData objects; name one")
-    return explicit[0] if explicit else _base_metadata()
+    found = [m for m in (_import_models(s.strip()) for s in spec.split(",") if s.strip()) if m]
+    if not found:
+        return _base_metadata()
+    notebook = _notebook_metadata() if models is None else None
+    if notebook is not None and _base_metadata() not in found:
+        found.append(notebook)
+    return found[0] if len(found) == 1 else tuple(found)
 
 
 def context_options() -> dict[str, Any]:

@@ -13,7 +13,7 @@ refreshed so no cached statement plan or type outlives the DDL.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
@@ -264,7 +264,7 @@ def revision(
     message: str,
     *,
     autogenerate: bool = False,
-    models: MetaData | str | None = None,
+    models: MetaData | Sequence[MetaData] | str | None = None,
     config: ConfigArg = None,
 ) -> RevisionResult:
     """Write a new revision file; with ``autogenerate``, from the models' differences.
@@ -365,7 +365,10 @@ def history(db: Database, *, config: ConfigArg = None) -> History:
 
 
 def check(
-    db: Database, *, models: MetaData | str | None = None, config: ConfigArg = None
+    db: Database,
+    *,
+    models: MetaData | Sequence[MetaData] | str | None = None,
+    config: ConfigArg = None,
 ) -> DriftReport:
     """Compare the models with the database: Alembic's autogenerate diff plus partial indexes.
 
