@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Importing the module installs the global soft-delete filter on every Session.
+from dbnb import softdelete as _softdelete  # noqa: F401
+from dbnb.async_repository import AsyncRepository
 from dbnb.bridge import run
+from dbnb.catalog import TableDescription, TableList
 from dbnb.database import AsyncDatabase, Database, close_all, connect
 from dbnb.embedded import EmbeddedServer, embedded_server
 from dbnb.errors import (
@@ -28,6 +32,7 @@ from dbnb.errors import (
     MigrationError,
     NotFound,
     NotNullViolation,
+    PaginationError,
     PoolExhausted,
     QueryCanceled,
     QueryError,
@@ -38,6 +43,16 @@ from dbnb.errors import (
 from dbnb.frame_read import aiter_frames, aread_frame, iter_frames, read_frame
 from dbnb.frame_write import awrite_frame, write_frame
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.migration_reports import (
+    CurrentRevision,
+    DriftReport,
+    History,
+    MigrationResult,
+    RevisionResult,
+)
+from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
+from dbnb.pagination import KeysetPage, Page
+from dbnb.repository import Repository
 from dbnb.settings import Settings
 from dbnb.transactions import execute_in_transaction
 
@@ -48,31 +63,49 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncDatabase",
+    "AsyncRepository",
+    "Base",
+    "BigIntPrimaryKey",
     "CheckViolation",
     "ConfigError",
     "ConnectionFailed",
+    "CurrentRevision",
     "Database",
     "DatabaseClosed",
     "DbnbError",
+    "DriftReport",
     "EmbeddedServer",
     "FilterError",
     "ForeignKeyViolation",
     "FrameError",
     "HealthReport",
+    "History",
     "IntegrityViolation",
+    "KeysetPage",
     "LoopMismatch",
     "MigrationError",
+    "MigrationResult",
+    "ModelList",
     "NotFound",
     "NotNullViolation",
+    "Page",
+    "PaginationError",
     "PoolExhausted",
     "PoolReport",
     "PoolStatus",
     "QueryCanceled",
     "QueryError",
     "QueryTimeout",
+    "Repository",
+    "RevisionResult",
     "SerializationFailure",
     "ServerInfo",
     "Settings",
+    "SoftDelete",
+    "TableDescription",
+    "TableList",
+    "Timestamps",
+    "UUIDPrimaryKey",
     "UniqueViolation",
     "aiter_frames",
     "aread_frame",
@@ -91,6 +124,7 @@ __all__ = [
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the ``%db`` / ``%%db`` magics (``%load_ext dbnb``)."""
-    from dbnb.magic import DbMagics
+    from importlib import import_module
 
-    ipython.register_magics(DbMagics(ipython))
+    magics = import_module("dbnb.magic").DbMagics
+    ipython.register_magics(magics(ipython))

@@ -30,6 +30,7 @@ __all__ = [
     "MigrationError",
     "NotFound",
     "NotNullViolation",
+    "PaginationError",
     "PoolExhausted",
     "QueryCanceled",
     "QueryError",
@@ -67,6 +68,10 @@ class FilterError(DbnbError, ValueError):
 
 class FrameError(DbnbError, ValueError):
     """A DataFrame does not fit its table, or a result cannot become a DataFrame."""
+
+
+class PaginationError(DbnbError, ValueError):
+    """A page number, page size or keyset cursor is out of range or malformed."""
 
 
 class MigrationError(DbnbError):
@@ -238,7 +243,8 @@ def translate(exc: BaseException) -> BaseException:
         message = _first_line(exc)
         if exc.connection_invalidated or _is_connection_error(exc, sqlstate):
             return ConnectionFailed(
-                f"{message} — check that the server is running and reachable"
+                f"{message} — check that the server is running and that the URL's host, port, "
+                "database and user are right"
             )
         if sqlstate is None:
             return QueryError(message)

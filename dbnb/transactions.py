@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,8 @@ class TransactionScope:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._given is not None:
             nested = self._nested
-            assert nested is not None and not isinstance(nested, Awaitable)
+            assert nested is not None
+            assert not isinstance(nested, Awaitable)
             if exc is None:
                 try:
                     nested.commit()
@@ -74,10 +76,9 @@ class TransactionScope:
                     session.rollback()
                     raise _translated(error) from error
             else:
-                try:
+                # The connection may be gone; the original error is the one that matters.
+                with contextlib.suppress(Exception):
                     session.rollback()
-                except Exception:  # the connection may be gone; the original error matters
-                    pass
                 if _translated(exc) is not exc:
                     raise _translated(exc) from exc
         finally:
@@ -115,10 +116,9 @@ class TransactionScope:
                     await session.rollback()
                     raise _translated(error) from error
             else:
-                try:
+                # The connection may be gone; the original error is the one that matters.
+                with contextlib.suppress(Exception):
                     await session.rollback()
-                except Exception:  # the connection may be gone; the original error matters
-                    pass
                 if _translated(exc) is not exc:
                     raise _translated(exc) from exc
         finally:
@@ -202,7 +202,15 @@ def execute_in_transaction(
 
 async def _execute_async(session: AsyncSession, operations: tuple[Any, ...]) -> list[Any]:
     results = []
-    async with session.begin_nested():
-        for op in operations:
-            results.append(await _call(op, session))
+    pending = list(operations)
+    try:
+        async with session.begin_nested():
+            while pending:
+                results.append(await _call(pending.pop(0), session))
+    finally:
+        # Coroutines that never ran because an earlier one failed are closed, not leaked
+        # (an un-awaited coroutine warns when it is garbage collected).
+        for op in pending:
+            if inspect.iscoroutine(op):
+                op.close()
     return results

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,19 +19,34 @@ from sqlalchemy.engine import URL
 import dbnb
 from dbnb.settings import parse_url
 
-for _name in ("DBNB_URL", "DATABASE_URL", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT",
-              "DB_POOL_RECYCLE", "DB_ECHO", "DB_STATEMENT_TIMEOUT"):
+for _name in (
+    "DBNB_URL",
+    "DATABASE_URL",
+    "DB_POOL_SIZE",
+    "DB_MAX_OVERFLOW",
+    "DB_POOL_TIMEOUT",
+    "DB_POOL_RECYCLE",
+    "DB_ECHO",
+    "DB_STATEMENT_TIMEOUT",
+):
     os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> dbnb.EmbeddedServer | None:
+def embedded() -> Iterator[dbnb.EmbeddedServer | None]:
     """The embedded server in a temporary DBNB_HOME, or None when DBNB_TEST_URL is set."""
     if os.environ.get("DBNB_TEST_URL"):
-        return None
-    home = tmp_path_factory.mktemp("dbnb-home")
+        yield None
+        return
+    # Not under pytest's basetemp: pytest prunes old basetemps, and a concurrent run on the same
+    # machine could delete the data directory of a server that is still running.
+    home = Path(tempfile.mkdtemp(prefix="dbnb-test-home-"))
     os.environ["DBNB_HOME"] = str(home)
-    return dbnb.embedded_server(Path(home), announce=False)
+    server = dbnb.embedded_server(home, announce=False)
+    yield server
+    dbnb.close_all()
+    server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
