@@ -23,7 +23,7 @@ from sqlalchemy.sql import Executable
 
 from dbnb import frame_convert
 from dbnb.errors import FrameError, translate
-from dbnb.frame_read import driver_error
+from dbnb.frame_query import driver_error
 from dbnb.progress import Progress
 
 if TYPE_CHECKING:
