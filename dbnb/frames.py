@@ -229,15 +229,15 @@ class ReadPlan:
     def parse(self, data: bytes | bytearray, *, threads: bool = True) -> pa.Table:
         """Parse CSV bytes (whole rows) into an Arrow table with the planned types.
 
-        ``threads=False`` parses on the calling thread only: slower for one big result, but
-        it keeps the allocator's per-thread arenas out of a streaming read's memory.
+        ``threads=False`` parses on the calling thread only, in 1 MiB pieces: slower for one
+        big result, but it keeps a streaming read's working memory small.
         """
         if len(data) == 0:
             return self._empty_table()
         options = self.read_options
         if not threads:
             options = pacsv.ReadOptions(
-                column_names=self._keys, block_size=options.block_size, use_threads=False
+                column_names=self._keys, block_size=1 << 20, use_threads=False
             )
         try:
             return pacsv.read_csv(
@@ -300,7 +300,7 @@ class CsvChunker:
     ready, so memory stays within about one chunk plus one block whatever the result's size.
     """
 
-    def __init__(self, plan: ReadPlan, chunksize: int, *, block_bytes: int = 1 << 21) -> None:
+    def __init__(self, plan: ReadPlan, chunksize: int, *, block_bytes: int = 1 << 20) -> None:
         if chunksize < 1:
             raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
         self.plan = plan
