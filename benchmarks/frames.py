@@ -104,7 +104,7 @@ timestamps twenty times more slowly).
 
 Memory: `iter_frames` is flat in the table's size (same peak at 1M and 5M rows), but over one
 100,000-row chunk its peak is above the 3x target. The peak is a fixed part (CSV blocks in
-flight, the parser's and allocators' working memory, about 30 MiB here) plus about three
+flight, the parser's and allocators' working memory: see chunksize=25_000) plus about three
 chunks: the chunk the caller still holds while the next one is built, the Arrow rows of the
 next chunk, and their pandas conversion; hence the ratio falls under 3x for bigger chunks
 (see chunksize=400_000). Closing the gap at 100,000 rows would take converting each parsed
