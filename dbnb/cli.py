@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from dbnb import tutorials
 from dbnb.errors import DbnbError
 
 __all__ = ["main"]
@@ -16,12 +17,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dbnb", description="dbnb command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="a short end-to-end tour on the embedded PostgreSQL")
+    tutorials.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             from dbnb.demo import tour
 
             return tour(print)
+        if args.command == "tutorials":
+            return tutorials.command(args, print)
     except DbnbError as exc:
         print(f"dbnb: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
