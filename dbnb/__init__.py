@@ -81,6 +81,7 @@ __all__ = [
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the ``%db`` / ``%%db`` magics (``%load_ext dbnb``)."""
-    from dbnb.magic import DbMagics
+    from importlib import import_module
 
-    ipython.register_magics(DbMagics(ipython))
+    magics = import_module("dbnb.magic").DbMagics
+    ipython.register_magics(magics(ipython))

@@ -92,5 +92,6 @@ def _wrap(exc: BaseException) -> BaseException:
     import psycopg
     from sqlalchemy import exc as sa_exc
 
-    wrapper = sa_exc.OperationalError if isinstance(exc, psycopg.OperationalError) else sa_exc.DBAPIError
-    return wrapper("", None, exc)
+    if isinstance(exc, psycopg.OperationalError):
+        return sa_exc.OperationalError("", None, exc)
+    return sa_exc.DBAPIError("", None, exc)

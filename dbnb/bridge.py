@@ -11,7 +11,6 @@ dbnb's core never starts or drives an event loop. This function does, only when 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -52,15 +51,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return loop.run_until_complete(coro)
 
 
-@atexit.register
-def _close_runners() -> None:
-    from dbnb.database import close_all
-
-    for runner in _runners:
-        # Close this loop's asyncpg connections gracefully before the loop itself goes.
+def close_runners() -> None:
+    """Close the loops kept by :func:`run`, first closing their asyncpg connections gracefully."""
+    while _runners:
+        runner = _runners.pop()
         runner.run(_dispose_async_engines())
         runner.close()
-    close_all()
+    _local.__dict__.clear()
 
 
 async def _dispose_async_engines() -> None:

@@ -26,7 +26,7 @@ from dbnb import health as _health
 from dbnb.admin import create_database
 from dbnb.embedded import EmbeddedServer, embedded_server
 from dbnb.errors import ConfigError, DatabaseClosed, LoopMismatch, mask_secrets, translate
-from dbnb.settings import Settings
+from dbnb.settings import Settings, safe_url
 
 if TYPE_CHECKING:
     from dbnb.transactions import SandboxScope, TransactionScope
@@ -37,12 +37,6 @@ _DEFAULT_EMBEDDED_DATABASE = "dbnb"
 # libpq query parameters that asyncpg spells differently or takes as server settings.
 _ASYNCPG_RENAMES = {"sslmode": "ssl", "connect_timeout": "timeout"}
 _ASYNCPG_SERVER_SETTINGS = {"application_name", "options"}
-
-
-def safe_url(url: URL) -> str:
-    """Render a URL for humans: password and ``?password=`` hidden, socket dirs kept."""
-    query = {k: ("***" if k.lower() == "password" else v) for k, v in url.query.items()}
-    return mask_secrets(url.set(query=query).render_as_string(hide_password=True))
 
 
 def _sync_url(url: URL) -> URL:
@@ -310,7 +304,7 @@ class Database:
         """Run one SQL statement with ``:name`` bound parameters; commit; return its rows."""
         with self.session() as s:
             result = s.execute(text(sql), params)
-            return list(result) if result.returns_rows else []
+            return list(result) if getattr(result, "returns_rows", True) else []
 
     # -- snapshots ------------------------------------------------------------------------------
 
@@ -346,7 +340,7 @@ class Database:
         )
 
     def info(self) -> _health.ServerInfo:
-        """Ask the server for version, size, this application's connections and idle transactions."""
+        """Ask the server for version, size, our connections and idle-in-transaction sessions."""
         with self.engine.connect() as conn:
             try:
                 head = conn.execute(text(_health.SERVER_INFO_SQL)).one()
@@ -463,7 +457,7 @@ class AsyncDatabase:
         """Run one SQL statement with ``:name`` bound parameters; commit; return its rows."""
         async with self.session() as s:
             result = await s.execute(text(sql), params)
-            return list(result) if result.returns_rows else []
+            return list(result) if getattr(result, "returns_rows", True) else []
 
     async def health(self) -> _health.HealthReport:
         """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises."""
@@ -576,8 +570,8 @@ def connect(
 
     Args:
         url: ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg`` URL.
-        database: use this database on the same server instead of the URL's (created if
-            missing on the embedded server or when ``reset=True``).
+        database: use this database on the same server instead of the URL's; it is created
+            if missing (which needs the CREATEDB privilege on servers other than the embedded).
         reset: drop and recreate ``database`` first, for a fresh, deterministic start.
         **options: pool_size, max_overflow, pool_timeout, pool_recycle, echo,
             statement_timeout, connect_timeout, application_name.
@@ -604,12 +598,13 @@ def connect(
             db = None
         if db is not None and reset:
             db.refresh_pools()
-        if server is not None or reset:
+        if database is not None or server is not None:
             create_database(settings.url, str(settings.url.database), reset=reset)
         if db is None:
             db = Database(settings, embedded=server)
             _registry[key] = db
-        return db
+    _register_shutdown()
+    return db
 
 
 def close_all() -> None:
@@ -620,4 +615,15 @@ def close_all() -> None:
         db.close()
 
 
-atexit.register(close_all)
+def _shutdown() -> None:
+    from dbnb.bridge import close_runners
+
+    close_runners()
+    close_all()
+
+
+def _register_shutdown() -> None:
+    # atexit runs handlers last-registered-first. Re-registering on every connect() keeps ours
+    # ahead of the embedded server's own stop handler, so connections close before the server.
+    atexit.unregister(_shutdown)
+    atexit.register(_shutdown)

@@ -64,5 +64,7 @@ def text_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
         widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
     out = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    out += [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
     return "\n".join(out)

@@ -233,7 +233,8 @@ def translate(exc: BaseException) -> BaseException:
         message = _first_line(exc)
         if exc.connection_invalidated or _is_connection_error(exc, sqlstate):
             return ConnectionFailed(
-                f"{message} — check that the server is running and reachable"
+                f"{message} — check that the server is running and that the URL's host, port, "
+                "database and user are right"
             )
         if sqlstate is None:
             return QueryError(message)

@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError
 
 from dbnb.errors import ConfigError, mask_secrets
 
-__all__ = ["Settings", "parse_url"]
+__all__ = ["Settings", "parse_url", "safe_url"]
 
 _SCHEMES = {
     "postgresql",
@@ -79,7 +79,19 @@ def parse_url(value: str | URL, *, source: str = "url") -> URL:
         raise ConfigError(f"{source} has a port that is not a number") from exc
     if port is not None and not 0 < port < 65536:
         raise ConfigError(f"{source} has port {port}; use a port between 1 and 65535")
+    if "password" in url.query:
+        # Keep the password where URL's repr hides it, not in the query string where it shows.
+        password = url.query["password"]
+        url = url.difference_update_query(["password"]).set(
+            password=password if isinstance(password, str) else password[0]
+        )
     return url.set(drivername="postgresql")
+
+
+def safe_url(url: URL) -> str:
+    """Render a URL for humans: password hidden, socket directories and options kept."""
+    query = {k: ("***" if k.lower() == "password" else v) for k, v in url.query.items()}
+    return mask_secrets(url.set(query=query).render_as_string(hide_password=True))
 
 
 def _env_int(environ: Mapping[str, str], name: str, *, minimum: int) -> int | None:
@@ -104,7 +116,7 @@ def _env_float(environ: Mapping[str, str], name: str) -> float | None:
     try:
         value = float(raw.strip())
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds, e.g. 30 or 0.5") from None
+        raise ConfigError(f"{name}={raw!r} is not a number; use seconds, e.g. 30 or 0.5") from None
     if value <= 0:
         raise ConfigError(f"{name}={value} must be a positive number of seconds")
     return value
@@ -227,7 +239,7 @@ class Settings:
         return replace(self, url=url)
 
     def __repr__(self) -> str:
-        shown = "embedded" if self.url is None else repr(self.url)
+        shown = "embedded" if self.url is None else safe_url(self.url)
         return (
             f"Settings(url={shown}, pool_size={self.pool_size}, max_overflow={self.max_overflow},"
             f" pool_timeout={self.pool_timeout}, pool_recycle={self.pool_recycle},"

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -74,10 +75,9 @@ class TransactionScope:
                     session.rollback()
                     raise _translated(error) from error
             else:
-                try:
+                # The connection may be gone; the original error is the one that matters.
+                with contextlib.suppress(Exception):
                     session.rollback()
-                except Exception:  # the connection may be gone; the original error matters
-                    pass
                 if _translated(exc) is not exc:
                     raise _translated(exc) from exc
         finally:
@@ -115,10 +115,9 @@ class TransactionScope:
                     await session.rollback()
                     raise _translated(error) from error
             else:
-                try:
+                # The connection may be gone; the original error is the one that matters.
+                with contextlib.suppress(Exception):
                     await session.rollback()
-                except Exception:  # the connection may be gone; the original error matters
-                    pass
                 if _translated(exc) is not exc:
                     raise _translated(exc) from exc
         finally:

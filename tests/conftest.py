@@ -17,8 +17,16 @@ from sqlalchemy.engine import URL
 import dbnb
 from dbnb.settings import parse_url
 
-for _name in ("DBNB_URL", "DATABASE_URL", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT",
-              "DB_POOL_RECYCLE", "DB_ECHO", "DB_STATEMENT_TIMEOUT"):
+for _name in (
+    "DBNB_URL",
+    "DATABASE_URL",
+    "DB_POOL_SIZE",
+    "DB_MAX_OVERFLOW",
+    "DB_POOL_TIMEOUT",
+    "DB_POOL_RECYCLE",
+    "DB_ECHO",
+    "DB_STATEMENT_TIMEOUT",
+):
     os.environ.pop(_name, None)
 
 

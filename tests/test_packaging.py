@@ -15,7 +15,9 @@ def test_all_is_sorted_complete_and_importable() -> None:
     assert list(dbnb.__all__) == sorted(dbnb.__all__)
     for name in dbnb.__all__:
         assert hasattr(dbnb, name), name
-    public = {n for n, v in vars(dbnb).items() if not n.startswith("_") and not isinstance(v, type(dbnb))}
+    public = {
+        n for n, v in vars(dbnb).items() if not n.startswith("_") and not isinstance(v, type(dbnb))
+    }
     public -= {"annotations", "TYPE_CHECKING"}
     assert public == set(dbnb.__all__)
 
