@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Importing the module installs the global soft-delete filter on every Session.
+from dbnb import softdelete as _softdelete  # noqa: F401
 from dbnb.bridge import run
 from dbnb.database import AsyncDatabase, Database, close_all, connect
 from dbnb.embedded import EmbeddedServer, embedded_server
@@ -27,6 +29,7 @@ from dbnb.errors import (
     MigrationError,
     NotFound,
     NotNullViolation,
+    PaginationError,
     PoolExhausted,
     QueryCanceled,
     QueryError,
@@ -35,7 +38,10 @@ from dbnb.errors import (
     UniqueViolation,
 )
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
+from dbnb.repository import AsyncRepository, Repository
 from dbnb.settings import Settings
+from dbnb.statements import KeysetPage, Page
 from dbnb.transactions import execute_in_transaction
 
 if TYPE_CHECKING:
@@ -45,6 +51,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncDatabase",
+    "AsyncRepository",
+    "Base",
+    "BigIntPrimaryKey",
     "CheckViolation",
     "ConfigError",
     "ConnectionFailed",
@@ -56,19 +65,27 @@ __all__ = [
     "ForeignKeyViolation",
     "HealthReport",
     "IntegrityViolation",
+    "KeysetPage",
     "LoopMismatch",
     "MigrationError",
+    "ModelList",
     "NotFound",
     "NotNullViolation",
+    "Page",
+    "PaginationError",
     "PoolExhausted",
     "PoolReport",
     "PoolStatus",
     "QueryCanceled",
     "QueryError",
     "QueryTimeout",
+    "Repository",
     "SerializationFailure",
     "ServerInfo",
     "Settings",
+    "SoftDelete",
+    "Timestamps",
+    "UUIDPrimaryKey",
     "UniqueViolation",
     "close_all",
     "connect",

@@ -29,6 +29,7 @@ __all__ = [
     "MigrationError",
     "NotFound",
     "NotNullViolation",
+    "PaginationError",
     "PoolExhausted",
     "QueryCanceled",
     "QueryError",
@@ -62,6 +63,10 @@ class NotFound(DbnbError, LookupError):
 
 class FilterError(DbnbError, ValueError):
     """A keyword filter, ordering or column name does not match the model."""
+
+
+class PaginationError(DbnbError, ValueError):
+    """A page number, page size or keyset cursor is out of range or malformed."""
 
 
 class MigrationError(DbnbError):

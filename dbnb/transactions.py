@@ -55,7 +55,8 @@ class TransactionScope:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._given is not None:
             nested = self._nested
-            assert nested is not None and not isinstance(nested, Awaitable)
+            assert nested is not None
+            assert not isinstance(nested, Awaitable)
             if exc is None:
                 try:
                     nested.commit()

@@ -1,0 +1,197 @@
+"""The keyword lookup grammar (``age__gte=30``) and ``order_by`` strings, as SQLAlchemy expressions.
+
+IO-free: everything here builds expressions from a mapped class and raises
+:class:`~dbnb.FilterError` for names the model does not have, before any query is sent.
+Values always travel as bound parameters; nothing is interpolated into SQL text.
+
+========================  ==========================================
+lookup                    SQL
+========================  ==========================================
+``age=30``, ``age__eq``   ``age = 30`` (``IS NULL`` for ``None``)
+``age__ne``               ``age != 30`` (``IS NOT NULL`` for ``None``)
+``age__lt/lte/gt/gte``    ``<``, ``<=``, ``>``, ``>=``
+``age__in/not_in``        ``IN (…)``, ``NOT IN (…)``
+``name__like/ilike``      ``LIKE``/``ILIKE`` with your own wildcards
+``name__contains``        ``LIKE '%…%'`` (wildcards in the value escaped)
+``name__startswith``      ``LIKE '…%'``; ``__endswith``: ``LIKE '%…'``
+``age__isnull=True``      ``IS NULL`` (``False``: ``IS NOT NULL``)
+``age__between=(a, b)``   ``BETWEEN a AND b``
+========================  ==========================================
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from sqlalchemy import ColumnElement, String, inspect
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
+
+from dbnb.errors import FilterError
+
+__all__ = [
+    "OPERATORS",
+    "OrderBy",
+    "check_values",
+    "columns_of",
+    "is_descending",
+    "order_by_clauses",
+    "where_clauses",
+]
+
+Column: TypeAlias = "InstrumentedAttribute[Any]"
+OrderItem: TypeAlias = "str | ColumnElement[Any] | InstrumentedAttribute[Any]"
+OrderBy: TypeAlias = "OrderItem | Sequence[OrderItem] | None"
+
+
+def _sequence(op: str, value: Any) -> list[Any]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise FilterError(f"__{op} takes a list or tuple of values, got {type(value).__name__}")
+    return list(value)
+
+
+def _pair(value: Any) -> tuple[Any, Any]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
+        raise FilterError("__between takes a (low, high) pair")
+    return value[0], value[1]
+
+
+def _isnull(column: Column, value: Any) -> ColumnElement[bool]:
+    if not isinstance(value, bool):
+        raise FilterError(f"__isnull takes True or False, got {value!r}")
+    return column.is_(None) if value else column.is_not(None)
+
+
+def _text_match(kind: str) -> Callable[[Column, Any], ColumnElement[bool]]:
+    def build(column: Column, value: Any) -> ColumnElement[bool]:
+        if isinstance(column.type, String):
+            # autoescape: a user's "50%" is matched literally, not as a wildcard.
+            return getattr(column, kind)(value, autoescape=True)  # type: ignore[no-any-return]
+        return getattr(column, kind)(value)  # type: ignore[no-any-return]
+
+    return build
+
+
+_BUILDERS: dict[str, Callable[[Column, Any], ColumnElement[bool]]] = {
+    "eq": lambda c, v: c.is_(None) if v is None else c == v,
+    "ne": lambda c, v: c.is_not(None) if v is None else c != v,
+    "lt": lambda c, v: c < v,
+    "lte": lambda c, v: c <= v,
+    "gt": lambda c, v: c > v,
+    "gte": lambda c, v: c >= v,
+    "in": lambda c, v: c.in_(_sequence("in", v)),
+    "not_in": lambda c, v: c.not_in(_sequence("not_in", v)),
+    "like": lambda c, v: c.like(v),
+    "ilike": lambda c, v: c.ilike(v),
+    "contains": _text_match("contains"),
+    "startswith": _text_match("startswith"),
+    "endswith": _text_match("endswith"),
+    "isnull": _isnull,
+    "between": lambda c, v: c.between(*_pair(v)),
+}
+
+OPERATORS: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def columns_of(model: type[Any]) -> dict[str, Column]:
+    """Return the model's mapped column attributes by attribute name."""
+    mapper = inspect(model, raiseerr=False)
+    if mapper is None or not hasattr(mapper, "column_attrs"):
+        raise TypeError(f"{model!r} is not a mapped class; pass a model such as User")
+    return {attr.key: getattr(model, attr.key) for attr in mapper.column_attrs}
+
+
+def _suggest(name: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _column(model: type[Any], columns: Mapping[str, Column], name: str, what: str) -> Column:
+    if name not in columns:
+        raise FilterError(
+            f"{model.__name__} has no column {name!r} ({what}).{_suggest(name, columns)} "
+            f"Valid columns: {', '.join(columns)}"
+        )
+    return columns[name]
+
+
+def _split(columns: Mapping[str, Column], key: str) -> tuple[str, str]:
+    if key in columns or "__" not in key:
+        return key, "eq"
+    name, op = key.rsplit("__", 1)
+    return name, op
+
+
+def where_clauses(
+    model: type[Any], expressions: Iterable[Any], lookups: Mapping[str, Any]
+) -> list[ColumnElement[bool]]:
+    """Turn positional SQLAlchemy expressions and keyword lookups into WHERE clauses.
+
+    Raises:
+        FilterError: an unknown column or operator, a bad value for an operator, or a plain
+            string passed where an expression belongs (SQL text is never accepted).
+    """
+    columns = columns_of(model)
+    clauses: list[ColumnElement[bool]] = []
+    for expression in expressions:
+        if not isinstance(expression, ColumnElement):
+            raise FilterError(
+                f"positional filters must be SQLAlchemy expressions such as "
+                f"{model.__name__}.name == 'x', got {type(expression).__name__}; "
+                "use keyword lookups (name='x') for simple comparisons"
+            )
+        clauses.append(expression)
+    for key, value in lookups.items():
+        name, op = _split(columns, key)
+        column = _column(model, columns, name, f"in filter {key!r}")
+        builder = _BUILDERS.get(op)
+        if builder is None:
+            raise FilterError(
+                f"unknown operator {op!r} in filter {key!r}.{_suggest(op, OPERATORS)} "
+                f"Valid operators: {', '.join(OPERATORS)}"
+            )
+        clauses.append(builder(column, value))
+    return clauses
+
+
+def order_by_clauses(model: type[Any], order_by: OrderBy) -> list[ColumnElement[Any]]:
+    """Turn ``"-created_at"``, ``["name", "-age"]`` or expressions into ORDER BY clauses."""
+    if order_by is None:
+        return []
+    single = isinstance(order_by, str | ColumnElement | InstrumentedAttribute)
+    items: Sequence[OrderItem] = [order_by] if single else order_by  # type: ignore[assignment,list-item]
+    columns = columns_of(model)
+    clauses: list[ColumnElement[Any]] = []
+    for item in items:
+        if isinstance(item, str):
+            descending = item.startswith("-")
+            name = item.lstrip("+-")
+            column = _column(model, columns, name, f"in order_by {item!r}")
+            clauses.append(column.desc() if descending else column.asc())
+        elif isinstance(item, InstrumentedAttribute):
+            clauses.append(item.__clause_element__())
+        elif isinstance(item, ColumnElement):
+            clauses.append(item)
+        else:
+            raise FilterError(f"order_by takes column names or expressions, got {item!r}")
+    return clauses
+
+
+def is_descending(clause: ColumnElement[Any]) -> bool:
+    """Tell whether an ORDER BY clause sorts descending."""
+    return isinstance(clause, UnaryExpression) and clause.modifier is operators.desc_op
+
+
+def check_values(model: type[Any], values: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+    """Check that every key of ``values`` is a mapped column; return them as a dict.
+
+    Raises:
+        FilterError: a key is not a column of the model.
+    """
+    columns = columns_of(model)
+    for key in values:
+        _column(model, columns, key, what)
+    return dict(values)
