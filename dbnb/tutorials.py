@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -119,6 +120,12 @@ def _scrub(nb: Any, pairs: list[tuple[str, str]]) -> None:
                     output["data"][mime] = clean(output["data"][mime])
 
 
+def _kernel_env() -> dict[str, str]:
+    # psycopg returns timestamptz in the session's time zone, which libpq takes from PGTZ:
+    # pinning it makes the outputs the same on every machine (asyncpg always returns UTC).
+    return {**os.environ, "PGTZ": "UTC"}
+
+
 def _execute(path: Path, timeout: int) -> tuple[Any, int, float, str | None]:
     import nbformat
     from jupyter_client.manager import AsyncKernelManager
@@ -143,7 +150,7 @@ def _execute(path: Path, timeout: int) -> tuple[Any, int, float, str | None]:
         )
         try:
             # The client did not create the kernel manager, so it must be told to shut it down.
-            client.execute(cleanup_kc=True)
+            client.execute(cleanup_kc=True, env=_kernel_env())
         except Exception as exc:
             # CellExecutionError carries the whole traceback; its last line names the failure.
             lines = [line for line in str(exc).strip().splitlines() if line.strip()]

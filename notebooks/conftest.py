@@ -23,4 +23,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     home = Path(session.config.rootpath) / "build" / "nbval-home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DBNB_HOME"] = str(home)
+    # Stored outputs were made in UTC (see dbnb.tutorials): psycopg returns timestamptz in
+    # the session's zone, which libpq takes from PGTZ.
+    os.environ["PGTZ"] = "UTC"
     dbnb.embedded_server(home, announce=False)
