@@ -28,17 +28,25 @@ INCLUDE_DELETED = "include_deleted"
 ONLY_DELETED = "only_deleted"
 
 
+def _carries_criteria(state: ORMExecuteState) -> bool:
+    """Tell whether a relationship load already carries the criteria propagated from its parent."""
+    if not state.is_relationship_load:
+        return False
+    options = getattr(state.statement, "_with_options", ())
+    return any(getattr(option, "root_entity", None) is SoftDelete for option in options)
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _filter_soft_deleted(state: ORMExecuteState) -> None:
     if not state.is_select or state.is_column_load:
         return
     options = state.execution_options
-    if options.get(INCLUDE_DELETED, False):
+    if options.get(INCLUDE_DELETED, False) or _carries_criteria(state):
         return
-    # only_deleted concerns the statement's own rows; related rows loaded for them later still
-    # hide deleted ones, which is why neither criterion propagates to relationship loaders:
-    # each relationship load passes through here again and gets the default.
     if options.get(ONLY_DELETED, False) and not state.is_relationship_load:
+        # Not propagated: the rows loaded later for these deleted rows' relationships come
+        # through here again and get the default. (Joined eager loads inside this statement
+        # are therefore not filtered.)
         criteria = with_loader_criteria(
             SoftDelete,
             lambda cls: cls.deleted_at.is_not(None),
@@ -46,10 +54,9 @@ def _filter_soft_deleted(state: ORMExecuteState) -> None:
             propagate_to_loaders=False,
         )
     else:
+        # Propagated, so joined eager loads in this statement and later lazy loads of the
+        # loaded objects are filtered as well.
         criteria = with_loader_criteria(
-            SoftDelete,
-            lambda cls: cls.deleted_at.is_(None),
-            include_aliases=True,
-            propagate_to_loaders=False,
+            SoftDelete, lambda cls: cls.deleted_at.is_(None), include_aliases=True
         )
     state.statement = state.statement.options(criteria)

@@ -202,7 +202,15 @@ def execute_in_transaction(
 
 async def _execute_async(session: AsyncSession, operations: tuple[Any, ...]) -> list[Any]:
     results = []
-    async with session.begin_nested():
-        for op in operations:
-            results.append(await _call(op, session))
+    pending = list(operations)
+    try:
+        async with session.begin_nested():
+            while pending:
+                results.append(await _call(pending.pop(0), session))
+    finally:
+        # Coroutines that never ran because an earlier one failed are closed, not leaked
+        # (an un-awaited coroutine warns when it is garbage collected).
+        for op in pending:
+            if inspect.iscoroutine(op):
+                op.close()
     return results
