@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import html
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -118,6 +119,50 @@ def _scrub(nb: Any, pairs: list[tuple[str, str]]) -> None:
             for mime in ("text/plain", "text/html", "text/markdown"):
                 if mime in output.get("data", {}):
                     output["data"][mime] = clean(output["data"][mime])
+
+
+def _sanitize_rules(source: Path) -> list[tuple[re.Pattern[str], str]]:
+    """The nbval sanitize rules stored next to the notebooks (``sanitize.cfg``), if any."""
+    cfg = source / "sanitize.cfg"
+    if not cfg.exists():
+        return []
+    # The same line format nbval reads: a ``regex:`` line followed by a ``replace:`` line.
+    pairs = re.findall(r"^regex: (.*)$\n^replace: (.*)$", cfg.read_text(), flags=re.M)
+    return [(re.compile(regex), replace) for regex, replace in pairs]
+
+
+def _sanitized(value: Any, rules: list[tuple[re.Pattern[str], str]]) -> Any:
+    """Apply the rules to every string in an output, as nbval does before comparing."""
+    if isinstance(value, str):
+        for pattern, replace in rules:
+            value = pattern.sub(replace, value)
+        return value
+    if isinstance(value, dict):
+        return {k: _sanitized(v, rules) for k, v in value.items() if k != "metadata"}
+    if isinstance(value, list):
+        return [_sanitized(v, rules) for v in value]
+    return value
+
+
+def _keep_equivalent_outputs(
+    stored: Any, fresh: Any, rules: list[tuple[re.Pattern[str], str]]
+) -> None:
+    """Keep a cell's stored outputs where the fresh ones differ only in sanitized parts.
+
+    Latencies and pids change on every run; rewriting them would churn the notebooks in
+    version control (and in merges) without changing anything nbval checks.
+    """
+    old = {c.get("id"): c for c in stored.cells if c.cell_type == "code"}
+    for cell in fresh.cells:
+        before = old.get(cell.get("id"))
+        if (
+            cell.cell_type == "code"
+            and before is not None
+            and before.source == cell.source
+            and before.execution_count == cell.execution_count
+            and _sanitized(before.outputs, rules) == _sanitized(cell.outputs, rules)
+        ):
+            cell.outputs = before.outputs
 
 
 def _kernel_env() -> dict[str, str]:
@@ -248,6 +293,8 @@ def run_tutorials(
         (out / page).write_text(_render_html(nb), encoding="utf-8")
         if write_back and error is None:
             _scrub(nb, pairs)
+            stored = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+            _keep_equivalent_outputs(stored, nb, _sanitize_rules(source))
             nbformat.write(nb, path)  # type: ignore[no-untyped-call]
         runs.append(NotebookRun(path.name, _title(nb, path.stem), cells, seconds, page, error))
     report = TutorialsReport(tuple(runs), out, server)

@@ -18,7 +18,14 @@ from sqlalchemy.engine import URL
 
 import dbnb
 from dbnb.cli import main
-from dbnb.tutorials import NotebookRun, TutorialsReport, _scrub, run_tutorials
+from dbnb.tutorials import (
+    NotebookRun,
+    TutorialsReport,
+    _keep_equivalent_outputs,
+    _sanitize_rules,
+    _scrub,
+    run_tutorials,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -55,7 +62,7 @@ def _output_texts(nb: Any) -> Iterator[tuple[int, str]]:
                     yield cell.execution_count, str(out["data"][mime])
 
 
-def _sanitize_rules() -> list[tuple[str, str]]:
+def _sanitize_rules_as_nbval_reads_them() -> list[tuple[str, str]]:
     from nbval.plugin import get_sanitize_patterns
 
     rules: list[tuple[str, str]] = get_sanitize_patterns(SANITIZE.read_text())
@@ -135,7 +142,7 @@ def test_ignored_outputs_are_followed_by_an_assert_and_nothing_is_skipped(path: 
 
 
 def test_sanitize_rules_compile_have_reasons_and_are_idempotent() -> None:
-    rules = _sanitize_rules()
+    rules = _sanitize_rules_as_nbval_reads_them()
     assert rules
     text = SANITIZE.read_text()
     for regex, _ in rules:
@@ -181,6 +188,27 @@ def test_scrub_replaces_machine_paths_in_every_kind_of_output() -> None:
     assert outputs[0].text == "in $DBNB_HOME and ~/x\n"
     assert outputs[1].data["text/plain"] == "'~/y'"
     assert outputs[1].data["text/html"] == "<b>$DBNB_HOME</b>"
+
+
+def _executed(*texts: str) -> Any:
+    v4 = nbformat.v4
+    nb = v4.new_notebook(cells=[v4.new_code_cell(f"cell{i}") for i in range(len(texts))])
+    for i, (cell, text) in enumerate(zip(nb.cells, texts, strict=True)):
+        cell.id, cell.execution_count = f"c{i}", i + 1
+        cell.outputs = [v4.new_output("stream", name="stdout", text=text)]
+    return nb
+
+
+def test_write_back_keeps_outputs_that_differ_only_in_sanitized_parts() -> None:
+    rules = _sanitize_rules(SANITIZE.parent)
+    assert len(rules) == len(_sanitize_rules_as_nbval_reads_them())
+    stored = _executed("app dbnb:111 latency_ms=0.52", "total 10")
+    fresh = _executed("app dbnb:222 latency_ms=3.10", "total 11")
+    _keep_equivalent_outputs(stored, fresh, rules)
+    # Only pid and latency changed in the first cell: the stored text stays (no churn);
+    # the second cell really changed and takes the fresh output.
+    assert fresh.cells[0].outputs[0].text == "app dbnb:111 latency_ms=0.52"
+    assert fresh.cells[1].outputs[0].text == "total 11"
 
 
 def test_report_summary_and_rendering() -> None:
