@@ -25,7 +25,7 @@ from dbnb.embedded import embedded_server
 from dbnb.errors import ConfigError
 from dbnb.settings import Settings
 
-__all__ = ["NotebookRun", "TutorialsReport", "add_parser", "command", "run_tutorials"]
+__all__ = ["NotebookRun", "TutorialsReport", "main", "run_tutorials"]
 
 _KERNEL = "python3"
 
@@ -302,9 +302,11 @@ def run_tutorials(
     return report
 
 
-def add_parser(sub: Any) -> None:
-    """Declare ``dbnb tutorials`` on the CLI's subparsers."""
-    parser = sub.add_parser("tutorials", help="execute the tutorial notebooks into HTML docs")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dbnb tutorials",
+        description="Execute the tutorial notebooks and write them as HTML docs.",
+    )
     parser.add_argument("names", nargs="*", help="only these notebooks (default: all)")
     parser.add_argument("--dir", default="notebooks", type=Path, help="notebook directory")
     parser.add_argument("--out", default="build/docs", type=Path, help="HTML output directory")
@@ -312,10 +314,15 @@ def add_parser(sub: Any) -> None:
         "--write-back", action="store_true", help="store the executed outputs in the notebooks"
     )
     parser.add_argument("--timeout", default=300, type=int, help="seconds allowed per cell")
+    return parser
 
 
-def command(args: argparse.Namespace, say: Callable[[str], None]) -> int:
-    """Run ``dbnb tutorials``: execute, render, report one line per notebook; 1 on failure."""
+def main(argv: Sequence[str], say: Callable[[str], None]) -> int:
+    """Run ``dbnb tutorials [names] [--dir] [--out] [--write-back]``; 1 if a notebook failed.
+
+    Says where the docs are and one line per notebook (status, cells run, seconds).
+    """
+    args = _parser().parse_args(list(argv))
     report = run_tutorials(
         args.dir, args.out, names=args.names, write_back=args.write_back, timeout=args.timeout
     )
