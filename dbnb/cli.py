@@ -1,35 +1,99 @@
-"""The ``dbnb`` console script."""
+"""The ``dbnb`` console script: the commands of :mod:`dbnb.commands`, plus ``demo``.
+
+``dbnb [--url URL|env:NAME] [--database NAME] <command> [args]``. The database comes from
+``--url``, else ``DBNB_URL`` / ``DATABASE_URL``, else the embedded server. Results print as
+plain text on stdout; errors print one line on stderr. Exit codes: 0 success, 1 failure (a
+``DbnbError``, an unhealthy ``health`` or a ``check`` that found drift), 2 bad usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from dbnb.errors import DbnbError
+from dbnb.commands import COMMANDS, CommandUsageError, find, help_for
+from dbnb.database import connect
+from dbnb.errors import DbnbError, mask_secrets
 
 __all__ = ["main"]
+
+_PROG = "dbnb"
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {c.name:<10} {c.summary}" for c in COMMANDS.values())
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="dbnb command line (`dbnb help <command>` explains one command)",
+        epilog=f"commands:\n{listing}\n  {'demo':<10} a short end-to-end tour on the embedded "
+        f"PostgreSQL\n  {'tutorials':<10} execute the tutorial notebooks into HTML docs "
+        "(make demo)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--url", help="database URL or env:NAME (default: DBNB_URL, "
+                        "DATABASE_URL, else the embedded server)")
+    parser.add_argument("--database", help="use this database on the same server")
+    parser.add_argument("command", help="the command to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's arguments")
+    return parser
+
+
+def _url(value: str | None) -> str | None:
+    if value is None or not value.startswith("env:"):
+        return value
+    name = value.removeprefix("env:")
+    resolved = os.environ.get(name, "").strip()
+    if not resolved:
+        raise CommandUsageError(f"environment variable {name} is not set (or empty)")
+    return resolved
+
+
+def _failed(result: Any) -> bool:
+    return getattr(result, "ok", True) is False
+
+
+def _run(top: argparse.Namespace) -> int:
+    if top.command == "demo":
+        from dbnb.demo import tour
+
+        return tour(print)
+    if top.command == "tutorials":
+        from dbnb import tutorials
+
+        return tutorials.main(top.args, print)
+    command = find(top.command)
+    kwargs = command.parse(top.args, prog=_PROG)
+    if kwargs is None:
+        print(help_for(command.name, prog=_PROG))
+        return 0
+    if command.name == "help":
+        result: Any = help_for(prog=_PROG, **kwargs)
+    elif command.uses_db:
+        # No close() here: connect() may hand back a Database the caller's process shares;
+        # the process exit closes the pools.
+        db = connect(_url(top.url), database=top.database)
+        result = command.function(db, **kwargs)
+    else:
+        if command.name == "connect":
+            kwargs["url"] = _url(kwargs["url"] or top.url)
+            kwargs["database"] = kwargs["database"] or top.database
+        result = command.function(**kwargs)
+    print(result if isinstance(result, str) else repr(result))
+    return 1 if _failed(result) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run one command; return the process exit code."""
-    parser = argparse.ArgumentParser(prog="dbnb", description="dbnb command line")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="a short end-to-end tour on the embedded PostgreSQL")
-    # `dbnb tutorials` parses its own arguments (dbnb.tutorials.main).
-    sub.add_parser("tutorials", help="run the tutorial notebooks into HTML docs", add_help=False)
-    args, rest = parser.parse_known_args(argv)
+    top = _top_parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            from dbnb.demo import tour
-
-            return tour(print)
-        if args.command == "tutorials":
-            from dbnb import tutorials
-
-            return tutorials.main(rest, print)
+        return _run(top)
+    except CommandUsageError as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        return 2
     except DbnbError as exc:
-        print(f"dbnb: {type(exc).__name__}: {exc}", file=sys.stderr)
+        message = (str(exc).strip().splitlines() or [""])[0]
+        print(f"{_PROG}: {type(exc).__name__}: {mask_secrets(message)}", file=sys.stderr)
         return 1
-    parser.error(f"unknown command {args.command!r}")
-    return 2

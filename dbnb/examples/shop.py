@@ -93,6 +93,9 @@ class Product(UUIDPrimaryKey, Timestamps, SoftDelete, Base):
     name: Mapped[str] = mapped_column(String(200))
     price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     stock: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    category: Mapped[str] = mapped_column(
+        String(40), default="other", server_default="other", index=True
+    )
 
 
 class Order(UUIDPrimaryKey, Timestamps, Base):

@@ -1,0 +1,269 @@
+"""%db and %%db through a real IPython shell (run_line_magic / run_cell_magic)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing.globalipapp import start_ipython
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+import dbnb
+from dbnb import migrations
+from dbnb.commands import COMMANDS
+from dbnb.examples import shop
+from dbnb.magic import DbMagics
+
+ROOT = Path(__file__).resolve().parents[1]
+URL_VARIABLE = "DBNB_MAGIC_TEST_URL"
+EVIL = "'; DROP TABLE users; --"
+
+
+@pytest.fixture(scope="module")
+def ip(db: dbnb.Database) -> Iterator[InteractiveShell]:
+    """The test IPython shell with dbnb loaded and the test server's URL in an env variable."""
+    shell = start_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "dbnb")
+    with pytest.MonkeyPatch.context() as mp:
+        # The notebook only ever names the variable: no URL, no password in the cell source.
+        mp.setenv(URL_VARIABLE, db.url.render_as_string(hide_password=False))
+        mp.chdir(ROOT / "dbnb")  # alembic.ini is found one level up, as from notebooks/
+        yield shell
+
+
+def line(ip: InteractiveShell, text: str) -> Any:
+    return ip.run_line_magic("db", text)
+
+
+def cell(ip: InteractiveShell, options: str, sql: str) -> Any:
+    return ip.run_cell_magic("db", options, sql)
+
+
+def usage_error(ip: InteractiveShell, text: str, cell_body: str | None = None) -> str:
+    """Run a magic that must fail; return its message after checking it is one line."""
+    with pytest.raises(UsageError) as caught:
+        if cell_body is None:
+            line(ip, text)
+        else:
+            cell(ip, text, cell_body)
+    message = str(caught.value)
+    assert "\n" not in message and message
+    return message
+
+
+@pytest.fixture(scope="module")
+def connected(ip: InteractiveShell, db: dbnb.Database) -> InteractiveShell:
+    result = line(ip, f"connect env:{URL_VARIABLE}")
+    assert result is db  # connect() is idempotent: the same Database, one pool
+    line(ip, "migrate")
+    shop.seed(db, create_tables=False)
+    return ip
+
+
+def magics(ip: InteractiveShell) -> DbMagics:
+    found = ip.magics_manager.registry["DbMagics"]
+    assert isinstance(found, DbMagics)
+    return found
+
+
+# -- connect --------------------------------------------------------------------------------------
+
+
+def test_commands_need_a_connection_first(ip: InteractiveShell) -> None:
+    fresh = DbMagics(ip)
+    with pytest.raises(UsageError, match="run %db connect first"):
+        fresh.db("tables")
+
+
+def test_connect_from_an_environment_variable(ip: InteractiveShell, db: dbnb.Database) -> None:
+    shown = line(ip, f"connect env:{URL_VARIABLE}")
+    assert shown is db and magics(ip).database is db
+    assert "password" not in repr(shown).lower()
+
+
+def test_connect_refuses_a_url_with_a_password(ip: InteractiveShell) -> None:
+    before = magics(ip).database
+    for url in ("postgresql://app:s3cret@db.example.com/shop",
+                "postgresql://app@db.example.com/shop?password=s3cret"):
+        message = usage_error(ip, f"connect {url}")
+        assert "s3cret" not in message
+        assert "env:NAME" in message and "saved with the notebook" in message
+    assert magics(ip).database is before
+
+
+def test_connect_with_a_missing_variable(ip: InteractiveShell) -> None:
+    assert "NOT_SET_ANYWHERE is not set" in usage_error(ip, "connect env:NOT_SET_ANYWHERE")
+
+
+def test_connect_database_reset(ip: InteractiveShell, db: dbnb.Database) -> None:
+    fresh = line(ip, f"connect env:{URL_VARIABLE} --database t_test_magic_other --reset")
+    assert isinstance(fresh, dbnb.Database) and fresh.database == "t_test_magic_other"
+    assert line(ip, "tables").names == ()
+    assert line(ip, f"connect env:{URL_VARIABLE}") is db
+
+
+# -- every command --------------------------------------------------------------------------------
+
+
+def test_migration_commands(connected: InteractiveShell) -> None:
+    ip = connected
+    assert line(ip, "current").revisions == ("0002",)
+    assert line(ip, "check").ok
+    back = line(ip, "downgrade -1")
+    assert (back.from_revisions, back.to_revisions) == (("0002",), ("0001",))
+    assert [r.applied for r in line(ip, "history").revisions] == [False, True]
+    assert line(ip, "heads").heads == ("0002",)
+    again = line(ip, "upgrade")  # alias of migrate
+    assert again.to_revisions == ("0002",) and [s.revision for s in again.steps] == ["0002"]
+    assert line(ip, "stamp head").to_revisions == ("0002",)
+    assert not line(ip, "migrate").changed
+
+
+def test_revision_against_models_defined_in_the_notebook(
+    connected: InteractiveShell, tmp_path: Path
+) -> None:
+    ip = connected
+    (tmp_path / "pyproject.toml").write_text("")
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+    class NotebookBase(shop.Base, DeclarativeBase):
+        registry = dbnb.models.new_registry()
+        metadata = registry.metadata
+
+    for table in shop.metadata.tables.values():
+        table.to_metadata(NotebookBase.metadata)
+
+    class Coupon(dbnb.UUIDPrimaryKey, NotebookBase):
+        __tablename__ = "coupons"
+        code: Mapped[str] = mapped_column(String(20))
+
+    ip.user_ns["NotebookBase"] = NotebookBase
+    made = line(ip, f'revision -m "add coupons" --autogenerate --models NotebookBase '
+                    f"--config {tmp_path}")
+    assert made.operations == ("add table coupons",)
+    assert Path(made.path).parent == tmp_path / "migrations" / "versions"
+    assert "add coupons" in Path(made.path).read_text()
+    assert "not a MetaData" not in repr(made)
+    message = usage_error(ip, "revision -m x --autogenerate --models ip_missing_base.whatever")
+    assert "cannot import the models module" in message
+
+
+def test_catalog_and_health_commands(connected: InteractiveShell) -> None:
+    ip = connected
+    assert {"users", "products", "orders", "order_items"} <= set(line(ip, "tables").names)
+    users = line(ip, "describe users")
+    assert users.frame["name"].tolist()[:2] == ["id", "email"]
+    assert "WHERE (deleted_at IS NULL)" in users.definitions("index")["uq_users_email"]
+    assert "trg_users_updated_at" in users.definitions("trigger")
+    assert "did you mean users" in usage_error(ip, "describe userz")
+    assert line(ip, "health").ok
+    assert line(ip, "pool")["sync"].started
+    assert line(ip, "info").database == "t_test_magic"
+
+
+def test_help_lists_every_command_from_the_docstrings(connected: InteractiveShell) -> None:
+    ip = connected
+    listing = line(ip, "help")
+    assert [row[0] for row in listing.rows] == list(COMMANDS)
+    for name, usage, summary in listing.rows:
+        assert usage.startswith(f"%db {name}")
+        assert summary == COMMANDS[name].summary and summary
+    assert line(ip, "") .rows == listing.rows
+    detail = repr(line(ip, "help downgrade"))
+    assert "usage: %db downgrade" in detail and "one step back" in detail
+    assert repr(line(ip, "migrate --help")).startswith("usage: %db migrate")
+
+
+def test_unknown_commands_and_bad_arguments_are_one_line(connected: InteractiveShell) -> None:
+    ip = connected
+    assert "did you mean migrate" in usage_error(ip, "migrat")
+    assert "unrecognized arguments: --bogus" in usage_error(ip, "downgrade --bogus")
+    assert "-m/--message" in usage_error(ip, "revision")
+    assert "cannot read the arguments" in usage_error(ip, 'revision -m "unterminated')
+    assert "MigrationError" in usage_error(ip, "migrate no_such_revision")
+
+
+def test_line_magic_does_not_expand_variables(connected: InteractiveShell) -> None:
+    ip = connected
+    ip.user_ns["x"] = "users"
+    assert "'{x}'" in usage_error(ip, "describe {x}")
+    assert "'$x'" in usage_error(ip, "describe $x")
+
+
+def test_init_writes_a_project(connected: InteractiveShell, tmp_path: Path) -> None:
+    made = line(connected, f"init {tmp_path} --models myapp.models")
+    assert (tmp_path / "migrations" / "env.py").exists()
+    assert "dbnb.models = myapp.models" in (tmp_path / "alembic.ini").read_text()
+    assert made.models == "myapp.models"
+
+
+# -- %%db -----------------------------------------------------------------------------------------
+
+
+def test_cell_binds_names_from_the_notebook(connected: InteractiveShell) -> None:
+    ip = connected
+    ip.user_ns["threshold"] = 10
+    frame = cell(ip, "-o low_stock",
+                 "SELECT sku, stock FROM products WHERE stock < :threshold ORDER BY sku")
+    assert isinstance(frame, pd.DataFrame)
+    assert frame["sku"].tolist() == ["DK-006", "MN-003", "WC-008"]
+    assert ip.user_ns["low_stock"] is frame
+    ip.user_ns["threshold"] = 1
+    assert cell(ip, "", "SELECT sku FROM products WHERE stock < :threshold")["sku"].tolist() == [
+        "DK-006"
+    ]
+
+
+def test_cell_values_are_parameters_never_sql(
+    connected: InteractiveShell, db: dbnb.Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip = connected
+    ip.user_ns["evil"] = EVIL
+    cell(ip, "", "UPDATE users SET name = :evil WHERE email = 'ben@example.com'")
+    assert "1 row affected" in capsys.readouterr().out
+    found = cell(ip, "", "SELECT email, name FROM users WHERE name = :evil")
+    assert found.to_dict("records") == [{"email": "ben@example.com", "name": EVIL}]
+    assert db.execute("SELECT count(*) AS n FROM users")[0].n == len(shop.SEED_USERS)
+
+
+def test_cell_does_not_expand_braces_or_dollars(connected: InteractiveShell) -> None:
+    ip = connected
+    ip.user_ns["x"] = "expanded"
+    frame = cell(ip, "", "SELECT '{x}' AS braces, '$x' AS dollar, 2::int AS cast_kept")
+    assert frame.to_dict("records") == [{"braces": "{x}", "dollar": "$x", "cast_kept": 2}]
+
+
+def test_cell_errors_are_one_line(connected: InteractiveShell) -> None:
+    ip = connected
+    missing = usage_error(ip, "", "SELECT :not_defined_anywhere")
+    assert ":not_defined_anywhere is not defined in the notebook" in missing
+    assert usage_error(ip, "", "SELEC 1").startswith("QueryError: syntax error")
+    assert "unexpected '--nope'" in usage_error(ip, "--nope", "SELECT 1")
+    assert "no SQL" in usage_error(ip, "", "   ")
+    assert "UniqueViolation" in usage_error(
+        ip, "", "INSERT INTO users (email, name) VALUES ('ana@example.com', 'Twin')"
+    )
+
+
+def test_cell_sandbox_rolls_back(connected: InteractiveShell, db: dbnb.Database) -> None:
+    ip = connected
+    cell(ip, "--sandbox", "DELETE FROM order_items")
+    assert db.execute("SELECT count(*) AS n FROM order_items")[0].n == len(shop.SEED_ORDER_ITEMS)
+
+
+def test_state_lives_on_the_magics_instance(connected: InteractiveShell) -> None:
+    import dbnb.magic as module
+
+    assert isinstance(magics(connected).database, dbnb.Database)
+    assert not any(isinstance(v, dbnb.Database) for v in vars(module).values())
+    assert migrations.current(magics(connected).database).up_to_date
