@@ -197,9 +197,12 @@ def _execute(path: Path, timeout: int) -> tuple[Any, int, float, str | None]:
             # The client did not create the kernel manager, so it must be told to shut it down.
             client.execute(cleanup_kc=True, env=_kernel_env())
         except Exception as exc:
-            # CellExecutionError carries the whole traceback; its last line names the failure.
-            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-            error = f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+            # A failing cell raises CellExecutionError carrying the kernel's error name and
+            # value; timeouts and dead kernels raise other errors with a plain message.
+            name = getattr(exc, "ename", None) or type(exc).__name__
+            value = getattr(exc, "evalue", None) or str(exc)
+            lines = [line for line in str(value).strip().splitlines() if line.strip()]
+            error = f"{name}: {lines[0] if lines else ''}"
     seconds = time.perf_counter() - start
     cells = sum(
         1 for c in nb.cells if c.cell_type == "code" and c.get("execution_count") is not None

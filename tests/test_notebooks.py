@@ -158,6 +158,8 @@ def test_sanitize_rules_compile_have_reasons_and_are_idempotent() -> None:
         "<th style='text-align:left'>latency_ms</th><td style='text-align:left'>12.03</td>":
             ">LATENCY<",
         "application_name dbnb:4242": "dbnb:PID",
+        "upgrade: 0002 -> 1f3b364f6fc0 (1 revision)": "0002 -> REVISION (",
+        "id=00000002-0000-4000-8000-000000000005": "8000-000000000005",
     }
     for sample, expected in samples.items():
         once = sample
