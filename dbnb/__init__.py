@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 # Importing the module installs the global soft-delete filter on every Session.
 from dbnb import softdelete as _softdelete  # noqa: F401
+from dbnb.async_repository import AsyncRepository
 from dbnb.bridge import run
 from dbnb.database import AsyncDatabase, Database, close_all, connect
 from dbnb.embedded import EmbeddedServer, embedded_server
@@ -39,9 +40,9 @@ from dbnb.errors import (
 )
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
 from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
-from dbnb.repository import AsyncRepository, Repository
+from dbnb.pagination import KeysetPage, Page
+from dbnb.repository import Repository
 from dbnb.settings import Settings
-from dbnb.statements import KeysetPage, Page
 from dbnb.transactions import execute_in_transaction
 
 if TYPE_CHECKING:

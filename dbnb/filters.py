@@ -185,13 +185,23 @@ def is_descending(clause: ColumnElement[Any]) -> bool:
     return isinstance(clause, UnaryExpression) and clause.modifier is operators.desc_op
 
 
-def check_values(model: type[Any], values: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+def check_values(
+    model: type[Any], values: Mapping[str, Any], *, what: str, relationships: bool = False
+) -> dict[str, Any]:
     """Check that every key of ``values`` is a mapped column; return them as a dict.
 
+    Args:
+        model: the mapped class.
+        values: ``{attribute name: value}``.
+        what: where the values come from, for the message (``"in update"``).
+        relationships: also accept relationship names (``Order(items=[...])`` on create).
+
     Raises:
-        FilterError: a key is not a column of the model.
+        FilterError: a key is not a column (or relationship) of the model.
     """
-    columns = columns_of(model)
+    columns: dict[str, Any] = dict(columns_of(model))
+    if relationships:
+        columns.update({r.key: r for r in inspect(model).relationships})
     for key in values:
         _column(model, columns, key, what)
     return dict(values)

@@ -1,7 +1,8 @@
-"""``Repository[M]`` (psycopg) and ``AsyncRepository[M]`` (asyncpg): a model's rows in one line.
+"""``Repository[M]``: one model's rows, one line per operation, on psycopg.
 
-Both shells run what :class:`~dbnb.statements.Statements` builds; they only differ in
-``await``. Bound to a :class:`~dbnb.Database`, every call runs in its own session and commits
+It runs what :class:`~dbnb.statements.Statements` builds; its awaitable twin
+:class:`~dbnb.AsyncRepository` (in :mod:`dbnb.async_repository`) runs the same statements on
+asyncpg. Bound to a :class:`~dbnb.Database`, every call runs in its own session and commits
 (a notebook one-liner just works). Bound to a Session / AsyncSession, a repository flushes
 but never commits: the caller owns the transaction::
 
@@ -19,97 +20,45 @@ but never commits: the caller owns the transaction::
 from __future__ import annotations
 
 import contextlib
-import copy
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, get_args, get_origin, overload
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from dbnb.database import AsyncDatabase, Database
-from dbnb.errors import NotFound, UniqueViolation, translate
+from dbnb.database import Database
+from dbnb.errors import UniqueViolation, translate
 from dbnb.filters import OrderBy
 from dbnb.models import ModelList
-from dbnb.statements import DEFAULT_MAX_PAGE_SIZE, KeysetPage, Page, Statements
+from dbnb.pagination import KeysetPage, Page
+from dbnb.repository_base import RepositoryBase, detached
 
 if TYPE_CHECKING:
     from sqlalchemy import Result
     from sqlalchemy.sql.base import Executable
 
-__all__ = ["AsyncRepository", "Repository"]
+__all__ = ["Repository"]
 
 M = TypeVar("M")
 
 
-def _detached(result: Result[Any]) -> Result[Any]:
-    # A frozen copy stays readable after the session that produced it has closed.
-    return result.freeze()() if getattr(result, "returns_rows", True) else result
+class Repository(RepositoryBase[M]):
+    """Read and write one model's rows on psycopg.
 
+    Bound to a :class:`~dbnb.Database`, each call opens a session, runs, and commits (or rolls
+    back and raises a dbnb error). Bound to a Session, calls flush but never commit. Reads hide
+    soft-deleted rows unless the repository came from :meth:`with_deleted` or
+    :meth:`only_deleted`. Keyword names that are also method options (``order_by``, ``limit``,
+    ``offset``, ``page``, ``size``, ``after``) filter through their ``__eq`` form.
 
-class _Shell(Generic[M]):
-    """What both shells share: binding, model inference, visibility, messages."""
+    Example::
 
-    model: type[M]
-    max_page_size: int = DEFAULT_MAX_PAGE_SIZE
-    _binds: tuple[type, ...] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for base in getattr(cls, "__orig_bases__", ()):
-            args = get_args(base)
-            origin = get_origin(base)
-            shell = isinstance(origin, type) and issubclass(origin, _Shell)
-            if shell and args and isinstance(args[0], type):
-                cls.model = args[0]
-
-    def __init__(self, *args: Any) -> None:
-        if len(args) == 1 and hasattr(type(self), "model"):
-            model, bind = type(self).model, args[0]
-        elif len(args) == 2:
-            model, bind = args
-        else:
-            raise TypeError(
-                f"{type(self).__name__}(Model, bind) takes a model and a bind; a subclass of "
-                f"{type(self).__name__}[Model] takes only the bind"
-            )
-        if not isinstance(bind, self._binds):
-            names = ", ".join(t.__name__ for t in self._binds)
-            raise TypeError(f"{type(self).__name__} binds to {names}, got {type(bind).__name__}")
-        self.model: type[M] = model
-        self.bind = bind
-        self._q: Statements[M] = Statements(model)
-
-    def __repr__(self) -> str:
-        where = "session" if isinstance(self.bind, Session | AsyncSession) else "database"
-        shown = "" if self._q.visibility == "alive" else f", {self._q.visibility}"
-        return f"<{type(self).__name__}[{self.model.__name__}] on {where}{shown}>"
-
-    def _with_visibility(self, visibility: Any) -> Self:
-        clone = copy.copy(self)
-        clone._q = Statements(self.model, visibility)
-        return clone
-
-    def with_deleted(self) -> Self:
-        """Return a view of this repository whose reads include soft-deleted rows."""
-        return self._with_visibility("all")
-
-    def only_deleted(self) -> Self:
-        """Return a view of this repository whose reads see only soft-deleted rows."""
-        return self._with_visibility("deleted")
-
-    def _found(
-        self, row: M | None, ident: Any = None, where: Sequence[Any] = (), **lookups: Any
-    ) -> M:
-        if row is None:
-            hidden = " or soft-deleted" if self._q.soft and self._q.visibility == "alive" else ""
-            what = self._q.describe(ident, where, **lookups)
-            raise NotFound(f"{what} not found (missing{hidden})")
-        return row
-
-
-class Repository(_Shell[M]):
-    """Read and write one model's rows on psycopg; see the module docstring for binding rules."""
+        users = Repository(User, db)
+        ana = users.create(email="ana@example.com", name="Ana", age=31)
+        users.list(is_active=True, age__gte=30, order_by="-created_at", limit=20)
+        users.update(ana.id, name="Ana M.")
+        users.delete(ana.id)                     # soft: sets deleted_at
+    """
 
     _binds = (Database, Session)
     bind: Database | Session
@@ -133,12 +82,20 @@ class Repository(_Shell[M]):
                 yield session
 
     def get(self, ident: Any) -> M | None:
-        """SELECT one row by primary key; None when missing (or soft-deleted)."""
+        """SELECT one row by primary key; None when missing (or soft-deleted).
+
+        Args:
+            ident: the primary key value (a tuple for a composite key).
+        """
         with self._session() as s:
             return s.scalars(self._q.get(ident)).one_or_none()
 
     def get_or_raise(self, ident: Any) -> M:
-        """Like :meth:`get`, but raise :class:`~dbnb.NotFound` naming model and key."""
+        """SELECT one row by primary key, or raise.
+
+        Raises:
+            NotFound: no such row, or it is soft-deleted; the message names model and key.
+        """
         return self._found(self.get(ident), ident)
 
     def get_by(self, *where: Any, **lookups: Any) -> M | None:
@@ -171,7 +128,27 @@ class Repository(_Shell[M]):
     def paginate(
         self, *where: Any, page: int = 1, size: int = 20, order_by: OrderBy = None, **lookups: Any
     ) -> Page[M]:
-        """Return page ``page`` (from 1) of ``size`` rows and the total (two queries)."""
+        """SELECT one page of rows (LIMIT/OFFSET) and the total count: two queries.
+
+        Args:
+            *where: SQLAlchemy expressions, ANDed with the keyword lookups.
+            page: the page number, from 1.
+            size: rows per page, from 1 to ``max_page_size`` (1000 unless a subclass says).
+            order_by: ``"-created_at"``, a list of names or expressions; the primary key
+                always ends the ordering so pages never overlap.
+            **lookups: keyword filters such as ``age__gte=30``.
+
+        Returns:
+            A :class:`~dbnb.Page` with ``items``, ``total``, ``page``, ``size``, ``pages``.
+
+        Raises:
+            PaginationError: ``page`` or ``size`` out of range (before any query is sent).
+            FilterError: an unknown column or operator (before any query is sent).
+
+        Example::
+
+            page = users.paginate(page=2, size=20, order_by="-created_at")
+        """
         plan = self._q.paginate(
             where, lookups, page=page, size=size, order_by=order_by, max_size=self.max_page_size
         )
@@ -187,7 +164,26 @@ class Repository(_Shell[M]):
         size: int = 20,
         **lookups: Any,
     ) -> KeysetPage[M]:
-        """Return the ``size`` rows after the cursor ``after`` in ``order_by`` order (no OFFSET)."""
+        """SELECT the ``size`` rows that follow ``after`` (keyset pagination, no OFFSET).
+
+        Args:
+            *where: SQLAlchemy expressions, ANDed with the keyword lookups.
+            order_by: column names, all ascending or all descending (``"-created_at"``); the
+                primary key is appended as a tie-breaker. Keys must not be NULL.
+            after: the last row of the previous window (``window.last``), a mapping or a
+                tuple of the key values; None for the first window.
+            size: rows per window, from 1 to ``max_page_size``.
+            **lookups: keyword filters such as ``is_active=True``.
+
+        Returns:
+            A :class:`~dbnb.KeysetPage` (``items``, ``has_more``, ``last``).
+
+        Example::
+
+            window = users.keyset(order_by="created_at", size=20)
+            while window.has_more:
+                window = users.keyset(order_by="created_at", after=window.last, size=20)
+        """
         plan = self._q.keyset(
             where, lookups, order_by=order_by, after=after, size=size, max_size=self.max_page_size
         )
@@ -205,7 +201,13 @@ class Repository(_Shell[M]):
             return s.execute(self._q.exists(where, lookups)).first() is not None
 
     def create(self, **values: Any) -> M:
-        """INSERT one row and return it with its server defaults (id, created_at…)."""
+        """INSERT one row and return it, server defaults (id, created_at…) already loaded.
+
+        Keys are column or relationship names; an unknown one raises
+        :class:`~dbnb.FilterError` before any query is sent. Constraint failures raise
+        :class:`~dbnb.UniqueViolation`, :class:`~dbnb.ForeignKeyViolation`, … naming the
+        constraint.
+        """
         obj = self._q.new(values, what="in create")
         with self._session() as s:
             s.add(obj)
@@ -213,7 +215,14 @@ class Repository(_Shell[M]):
         return obj
 
     def create_many(self, rows: Iterable[Mapping[str, Any]]) -> ModelList[M]:
-        """INSERT many rows with RETURNING, batched (one round trip per batch), not a loop."""
+        """INSERT many rows with RETURNING in batched statements (not one per row).
+
+        Args:
+            rows: one ``{column: value}`` mapping per row.
+
+        Returns:
+            The inserted rows, in input order, with their generated values.
+        """
         checked = [self._q.values(row, what="in create_many") for row in rows]
         if not checked:
             return ModelList()
@@ -249,7 +258,14 @@ class Repository(_Shell[M]):
             return self._found(s.scalars(stmt).one_or_none(), ident)
 
     def update_many(self, values: Mapping[str, Any], *where: Any, **lookups: Any) -> int:
-        """UPDATE the matching rows (a filter is required); return how many changed."""
+        """UPDATE the matching live rows and move their ``updated_at``; return the count.
+
+        A filter is required (pass ``sqlalchemy.true()`` to mean every row).
+
+        Example::
+
+            users.update_many({"is_active": False}, age__lt=18)
+        """
         stmt = self._q.update_many(values, where, lookups)
         with self._session() as s:
             return int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
@@ -257,7 +273,19 @@ class Repository(_Shell[M]):
     def upsert(
         self, values: Mapping[str, Any], *, on: Sequence[str], update: Sequence[str] | None = None
     ) -> M:
-        """INSERT, or on conflict over ``on`` UPDATE ``update`` (default: the other columns)."""
+        """INSERT … ON CONFLICT (``on``) DO UPDATE, and return the row.
+
+        Args:
+            values: the row as ``{column: value}``.
+            on: the columns of a unique key (for soft-deletable models, the partial index
+                ``WHERE deleted_at IS NULL`` is matched).
+            update: the columns to overwrite on conflict; default every column in
+                ``values`` outside ``on``; ``[]`` leaves the existing row as it is.
+
+        Example::
+
+            users.upsert({"email": "ana@example.com", "name": "Ana"}, on=["email"])
+        """
         stmt = self._q.upsert(values, on=on, update=update)
         with self._session() as s:
             row: M = s.scalars(stmt).one()
@@ -290,194 +318,11 @@ class Repository(_Shell[M]):
     def execute(
         self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> Result[Any]:
-        """Run any SQLAlchemy statement with this repository's soft-delete visibility."""
+        """Run any SQLAlchemy statement with this repository's soft-delete visibility.
+
+        Returns:
+            A buffered ``Result`` (readable after the session closed): ``.scalars()``,
+            ``.all()``, ``.rowcount`` for DML.
+        """
         with self._session() as s:
-            return _detached(s.execute(statement, params, execution_options=self._q.options()))
-
-
-class AsyncRepository(_Shell[M]):
-    """The awaitable twin of :class:`Repository` (asyncpg); same methods, same arguments."""
-
-    _binds = (Database, AsyncDatabase, AsyncSession)
-    bind: Database | AsyncDatabase | AsyncSession
-
-    @overload
-    def __init__(self, model: type[M], bind: Database | AsyncDatabase | AsyncSession, /) -> None:
-        ...
-    @overload
-    def __init__(self, bind: Database | AsyncDatabase | AsyncSession, /) -> None: ...
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-
-    @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[AsyncSession]:
-        if isinstance(self.bind, AsyncSession):
-            try:
-                yield self.bind
-            except SQLAlchemyError as exc:
-                raise translate(exc) from exc
-        else:
-            db = self.bind.asyncio if isinstance(self.bind, Database) else self.bind
-            async with db.session() as session:
-                yield session
-
-    async def get(self, ident: Any) -> M | None:
-        """Await :meth:`Repository.get`."""
-        async with self._session() as s:
-            return (await s.scalars(self._q.get(ident))).one_or_none()
-
-    async def get_or_raise(self, ident: Any) -> M:
-        """Await :meth:`Repository.get_or_raise`."""
-        return self._found(await self.get(ident), ident)
-
-    async def get_by(self, *where: Any, **lookups: Any) -> M | None:
-        """Await :meth:`Repository.get_by`."""
-        async with self._session() as s:
-            return (await s.scalars(self._q.select(where, lookups, limit=1))).first()
-
-    async def get_by_or_raise(self, *where: Any, **lookups: Any) -> M:
-        """Await :meth:`Repository.get_by_or_raise`."""
-        return self._found(await self.get_by(*where, **lookups), None, where, **lookups)
-
-    async def get_many(self, idents: Iterable[Any]) -> ModelList[M]:
-        """Await :meth:`Repository.get_many`."""
-        async with self._session() as s:
-            return ModelList((await s.scalars(self._q.get_many(idents))).all())
-
-    async def list(
-        self,
-        *where: Any,
-        order_by: OrderBy = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        **lookups: Any,
-    ) -> ModelList[M]:
-        """Await :meth:`Repository.list`."""
-        stmt = self._q.select(where, lookups, order_by=order_by, limit=limit, offset=offset)
-        async with self._session() as s:
-            return ModelList((await s.scalars(stmt)).all())
-
-    async def paginate(
-        self, *where: Any, page: int = 1, size: int = 20, order_by: OrderBy = None, **lookups: Any
-    ) -> Page[M]:
-        """Await :meth:`Repository.paginate`."""
-        plan = self._q.paginate(
-            where, lookups, page=page, size=size, order_by=order_by, max_size=self.max_page_size
-        )
-        async with self._session() as s:
-            total = await s.scalar(plan.count) or 0
-            return plan.result((await s.scalars(plan.rows)).all(), total)
-
-    async def keyset(
-        self,
-        *where: Any,
-        order_by: str | Sequence[str] | None = None,
-        after: Any = None,
-        size: int = 20,
-        **lookups: Any,
-    ) -> KeysetPage[M]:
-        """Await :meth:`Repository.keyset`."""
-        plan = self._q.keyset(
-            where, lookups, order_by=order_by, after=after, size=size, max_size=self.max_page_size
-        )
-        async with self._session() as s:
-            return plan.result((await s.scalars(plan.rows)).all())
-
-    async def count(self, *where: Any, **lookups: Any) -> int:
-        """Await :meth:`Repository.count`."""
-        async with self._session() as s:
-            return await s.scalar(self._q.count(where, lookups)) or 0
-
-    async def exists(self, *where: Any, **lookups: Any) -> bool:
-        """Await :meth:`Repository.exists`."""
-        async with self._session() as s:
-            return (await s.execute(self._q.exists(where, lookups))).first() is not None
-
-    async def create(self, **values: Any) -> M:
-        """Await :meth:`Repository.create`."""
-        obj = self._q.new(values, what="in create")
-        async with self._session() as s:
-            s.add(obj)
-            await s.flush()
-        return obj
-
-    async def create_many(self, rows: Iterable[Mapping[str, Any]]) -> ModelList[M]:
-        """Await :meth:`Repository.create_many`."""
-        checked = [self._q.values(row, what="in create_many") for row in rows]
-        if not checked:
-            return ModelList()
-        async with self._session() as s:
-            return ModelList((await s.scalars(self._q.insert_many(), checked)).all())
-
-    async def get_or_create(
-        self, defaults: Mapping[str, Any] | None = None, **lookups: Any
-    ) -> tuple[M, bool]:
-        """Await :meth:`Repository.get_or_create`."""
-        values = {**self._q.values(lookups, what="in get_or_create"), **(defaults or {})}
-        async with self._session() as s:
-            found = (await s.scalars(self._q.select((), lookups, limit=1))).first()
-            if found is not None:
-                return found, False
-            try:
-                async with s.begin_nested():
-                    obj = self._q.new(values, what="in get_or_create")
-                    s.add(obj)
-                return obj, True
-            except IntegrityError as exc:
-                if not isinstance(translate(exc), UniqueViolation):
-                    raise
-            again = (await s.scalars(self._q.select((), lookups, limit=1))).first()
-            return self._found(again), False
-
-    async def update(self, ident: Any, **values: Any) -> M:
-        """Await :meth:`Repository.update`."""
-        stmt = self._q.update(ident, values)
-        async with self._session() as s:
-            return self._found((await s.scalars(stmt)).one_or_none(), ident)
-
-    async def update_many(self, values: Mapping[str, Any], *where: Any, **lookups: Any) -> int:
-        """Await :meth:`Repository.update_many`."""
-        stmt = self._q.update_many(values, where, lookups)
-        async with self._session() as s:
-            return int((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
-
-    async def upsert(
-        self, values: Mapping[str, Any], *, on: Sequence[str], update: Sequence[str] | None = None
-    ) -> M:
-        """Await :meth:`Repository.upsert`."""
-        stmt = self._q.upsert(values, on=on, update=update)
-        async with self._session() as s:
-            row: M = (await s.scalars(stmt)).one()
-            return row
-
-    async def delete(self, ident: Any) -> M:
-        """Await :meth:`Repository.delete`."""
-        stmt = self._q.delete(ident)
-        async with self._session() as s:
-            return self._found((await s.scalars(stmt)).one_or_none(), ident)
-
-    async def delete_many(self, *where: Any, **lookups: Any) -> int:
-        """Await :meth:`Repository.delete_many`."""
-        stmt = self._q.delete_many(where, lookups)
-        async with self._session() as s:
-            return int((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
-
-    async def hard_delete(self, ident: Any) -> M:
-        """Await :meth:`Repository.hard_delete`."""
-        stmt = self._q.hard_delete(ident)
-        async with self._session() as s:
-            return self._found((await s.scalars(stmt)).one_or_none(), ident)
-
-    async def restore(self, ident: Any) -> M:
-        """Await :meth:`Repository.restore`."""
-        stmt = self._q.restore(ident)
-        async with self._session() as s:
-            return self._found((await s.scalars(stmt)).one_or_none(), ident)
-
-    async def execute(
-        self, statement: Executable, params: Mapping[str, Any] | None = None
-    ) -> Result[Any]:
-        """Await :meth:`Repository.execute`."""
-        async with self._session() as s:
-            result = await s.execute(statement, params, execution_options=self._q.options())
-            return _detached(result)
+            return detached(s.execute(statement, params, execution_options=self._q.options()))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -31,13 +33,20 @@ for _name in (
 
 
 @pytest.fixture(scope="session")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> dbnb.EmbeddedServer | None:
+def embedded() -> Iterator[dbnb.EmbeddedServer | None]:
     """The embedded server in a temporary DBNB_HOME, or None when DBNB_TEST_URL is set."""
     if os.environ.get("DBNB_TEST_URL"):
-        return None
-    home = tmp_path_factory.mktemp("dbnb-home")
+        yield None
+        return
+    # Not under pytest's basetemp: pytest prunes old basetemps, and a concurrent run on the same
+    # machine could delete the data directory of a server that is still running.
+    home = Path(tempfile.mkdtemp(prefix="dbnb-test-home-"))
     os.environ["DBNB_HOME"] = str(home)
-    return dbnb.embedded_server(Path(home), announce=False)
+    server = dbnb.embedded_server(home, announce=False)
+    yield server
+    dbnb.close_all()
+    server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

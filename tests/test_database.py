@@ -63,26 +63,6 @@ async def test_async_session_same_errors_same_classes(
         await adb.execute("INSERT INTO ck_t VALUES (-1)")
 
 
-def test_sync_and_async_raise_the_same_class_for_not_null(db: dbnb.Database) -> None:
-    db.execute("CREATE TABLE nn_t (x int NOT NULL)")
-    with pytest.raises(dbnb.NotNullViolation) as sync_info:
-        db.execute("INSERT INTO nn_t VALUES (NULL)")
-
-    async def attempt() -> BaseException:
-        other = dbnb.connect(db.url, pool_size=1, application_name="dbnb-nn")
-        try:
-            await other.asyncio.execute("INSERT INTO nn_t VALUES (NULL)")
-        except dbnb.DbnbError as exc:
-            return exc
-        finally:
-            await other.asyncio.close()
-        raise AssertionError("no error")
-
-    async_exc = asyncio.run(attempt())
-    assert type(async_exc) is type(sync_info.value) is dbnb.NotNullViolation
-    assert async_exc.sqlstate == sync_info.value.sqlstate == "23502"  # type: ignore[attr-defined]
-
-
 def test_transaction_commits_and_nested_is_a_savepoint(db: dbnb.Database) -> None:
     db.execute("CREATE TABLE tx_t (x int)")
     with db.transaction() as s:

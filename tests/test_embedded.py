@@ -15,13 +15,24 @@ import dbnb
 
 ASK_FOR_EMBEDDED = textwrap.dedent(
     """
+    import os, pathlib, sys, time
     import dbnb
+    from sqlalchemy import text
     db = dbnb.connect(database="shared_check")
-    row = db.execute("SELECT pg_postmaster_start_time()::text AS started, "
-                     "current_setting('data_directory') AS data")[0]
-    db.execute("CREATE TABLE IF NOT EXISTS hits (pid int)")
+    started = db.execute("SELECT pg_postmaster_start_time()::text AS t")[0].t
+    with db.session() as s:  # concurrent CREATE TABLE IF NOT EXISTS races in the catalog
+        s.execute(text("SELECT pg_advisory_xact_lock(42)"))
+        s.execute(text("CREATE TABLE IF NOT EXISTS hits (pid int)"))
     db.execute("INSERT INTO hits VALUES (pg_backend_pid())")
-    print(row.started, row.data, db.execute("SELECT count(*) AS n FROM hits")[0].n)
+    # Barrier: stay attached until the other process has used the server too, so both really
+    # run at the same time (the server stops when its last user exits).
+    barrier = pathlib.Path(os.environ["BARRIER"])
+    (barrier / sys.argv[1]).touch()
+    deadline = time.monotonic() + 60
+    while len(list(barrier.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    n = db.execute("SELECT count(*) AS n FROM hits")[0].n
+    print(started, "|", db.execute("SHOW data_directory")[0][0], "|", n, sep="")
     """
 )
 
@@ -39,24 +50,25 @@ def own_home(tmp_path: Path, embedded: dbnb.EmbeddedServer | None) -> Path:
     return tmp_path / "home"
 
 
-def test_two_processes_share_one_server(own_home: Path) -> None:
+def test_two_processes_share_one_server(own_home: Path, tmp_path: Path) -> None:
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", ASK_FOR_EMBEDDED],
-            env=_env(DBNB_HOME=str(own_home)),
+            [sys.executable, "-c", ASK_FOR_EMBEDDED, f"p{i}"],
+            env=_env(DBNB_HOME=str(own_home), BARRIER=str(barrier)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(2)
+        for i in range(2)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
     for p, (_out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
-    lines = [out.split() for out, _ in outputs]
-    started = {(line[0], line[1]) for line in lines}
-    assert len(started) == 1, f"two servers were started: {lines}"
-    assert sorted(int(line[-1]) for line in lines)[-1] == 2  # both wrote to the same table
+    results = [out.strip().split("|") for out, _ in outputs]
+    assert len({(started, data) for started, data, _ in results}) == 1, results
+    assert sorted(int(n) for _, _, n in results) == [2, 2]  # both see both rows
     assert any("embedded PostgreSQL" in err for _, err in outputs)  # said where it lives
 
 

@@ -106,25 +106,39 @@ def test_canceled_query_is_query_canceled_not_timeout(db: dbnb.Database) -> None
         canceller.close()
 
 
+def _async_failure(db: dbnb.Database, sql: str) -> BaseException:
+    """Run ``sql`` on asyncpg in a loop of its own and return the dbnb error it raised."""
+
+    async def attempt() -> BaseException:
+        other = dbnb.connect(db.url, pool_size=1, application_name="dbnb-both")
+        try:
+            await other.asyncio.execute(sql)
+        except dbnb.DbnbError as exc:
+            return exc
+        finally:
+            await other.asyncio.close()
+        raise AssertionError(f"no error from {sql!r}")
+
+    return asyncio.run(attempt())
+
+
 def test_same_failure_same_class_on_both_drivers(db: dbnb.Database) -> None:
     db.execute("CREATE TABLE both_t (x int CONSTRAINT uq_both_t_x UNIQUE)")
     db.execute("INSERT INTO both_t VALUES (1)")
     with pytest.raises(dbnb.UniqueViolation) as sync_info:
         db.execute("INSERT INTO both_t VALUES (1)")
-
-    async def attempt() -> BaseException:
-        other = dbnb.connect(db.url, pool_size=1, application_name="dbnb-both")
-        try:
-            await other.asyncio.execute("INSERT INTO both_t VALUES (1)")
-        except dbnb.DbnbError as exc:
-            return exc
-        finally:
-            await other.asyncio.close()
-        raise AssertionError("no error")
-
-    async_exc = asyncio.run(attempt())
+    async_exc = _async_failure(db, "INSERT INTO both_t VALUES (1)")
     assert type(async_exc) is dbnb.UniqueViolation
     for exc in (sync_info.value, async_exc):
         assert exc.constraint == "uq_both_t_x"  # type: ignore[attr-defined]
         assert exc.table == "both_t"  # type: ignore[attr-defined]
         assert exc.sqlstate == "23505"  # type: ignore[attr-defined]
+
+
+def test_not_null_is_the_same_class_on_both_drivers(db: dbnb.Database) -> None:
+    db.execute("CREATE TABLE nn_t (x int NOT NULL)")
+    with pytest.raises(dbnb.NotNullViolation) as sync_info:
+        db.execute("INSERT INTO nn_t VALUES (NULL)")
+    async_exc = _async_failure(db, "INSERT INTO nn_t VALUES (NULL)")
+    assert type(async_exc) is type(sync_info.value) is dbnb.NotNullViolation
+    assert async_exc.column == sync_info.value.column == "x"  # type: ignore[attr-defined]

@@ -128,11 +128,11 @@ def test_timestamps_come_from_the_server_and_updated_at_moves(seeded: dbnb.Datab
 
 
 def test_user_defined_model_on_dbnb_base_gets_the_convention() -> None:
-    class Note(dbnb.BigIntPrimaryKey, dbnb.Timestamps, dbnb.Base):
+    class ModelsTestNote(dbnb.BigIntPrimaryKey, dbnb.Timestamps, dbnb.Base):
         __tablename__ = "test_models_notes"
         body: Mapped[str]
 
     table = dbnb.Base.metadata.tables["test_models_notes"]
     assert table.primary_key.name == "pk_test_models_notes"
-    assert Note.__table__ is table
+    assert ModelsTestNote.__table__ is table
     dbnb.Base.metadata.remove(table)

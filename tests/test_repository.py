@@ -76,6 +76,18 @@ async def test_create_commits_and_returns_server_defaults(
     assert Repository(User, seeded).get(user.id) is not None
 
 
+async def test_create_accepts_relationships(shell: Any, seeded: dbnb.Database) -> None:
+    orders = shell(shop.Order, seeded)
+    item = OrderItem(product_id=shop.SEED_PRODUCTS[4]["id"], quantity=2, unit_price=Decimal("9.99"))
+    order = await call(
+        orders.create(user_id=shop.SEED_USERS[2]["id"], total=Decimal("19.98"), items=[item])
+    )
+    assert item.order_id == order.id
+    assert Repository(OrderItem, seeded).count(order_id=order.id) == 1
+    with pytest.raises(FilterError, match="no column 'itemz'"):
+        await call(orders.create(user_id=shop.SEED_USERS[2]["id"], total=0, itemz=[]))
+
+
 async def test_get_variants(shell: Any, seeded: dbnb.Database) -> None:
     users = shell(User, seeded)
     ana_id = shop.SEED_USERS[0]["id"]
