@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from dbnb import softdelete as _softdelete  # noqa: F401
 from dbnb.async_repository import AsyncRepository
 from dbnb.bridge import run
+from dbnb.catalog import TableDescription, TableList
 from dbnb.database import AsyncDatabase, Database, close_all, connect
 from dbnb.embedded import EmbeddedServer, embedded_server
 from dbnb.errors import (
@@ -39,6 +40,13 @@ from dbnb.errors import (
     UniqueViolation,
 )
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.migration_reports import (
+    CurrentRevision,
+    DriftReport,
+    History,
+    MigrationResult,
+    RevisionResult,
+)
 from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
 from dbnb.pagination import KeysetPage, Page
 from dbnb.repository import Repository
@@ -58,17 +66,21 @@ __all__ = [
     "CheckViolation",
     "ConfigError",
     "ConnectionFailed",
+    "CurrentRevision",
     "Database",
     "DatabaseClosed",
     "DbnbError",
+    "DriftReport",
     "EmbeddedServer",
     "FilterError",
     "ForeignKeyViolation",
     "HealthReport",
+    "History",
     "IntegrityViolation",
     "KeysetPage",
     "LoopMismatch",
     "MigrationError",
+    "MigrationResult",
     "ModelList",
     "NotFound",
     "NotNullViolation",
@@ -81,10 +93,13 @@ __all__ = [
     "QueryError",
     "QueryTimeout",
     "Repository",
+    "RevisionResult",
     "SerializationFailure",
     "ServerInfo",
     "Settings",
     "SoftDelete",
+    "TableDescription",
+    "TableList",
     "Timestamps",
     "UUIDPrimaryKey",
     "UniqueViolation",

@@ -67,8 +67,9 @@ class Command:
 
     @property
     def summary(self) -> str:
-        """The first line of the function's docstring."""
-        return (inspect.getdoc(self.function) or "").splitlines()[0].rstrip(".")
+        """The first line of the function's docstring (without reST markup)."""
+        first = (inspect.getdoc(self.function) or "").splitlines()[0].rstrip(".")
+        return first.replace("``", "")
 
     def _parameters(self) -> list[inspect.Parameter]:
         params = list(inspect.signature(self.function).parameters.values())
@@ -83,7 +84,7 @@ class Command:
             prog=f"{prog} {self.name}", description=self.summary, add_help=False,
             allow_abbrev=False,
         )
-        helps = _docstring_args(self.function)
+        helps = {k: v.replace("``", "") for k, v in _docstring_args(self.function).items()}
         for p in self._parameters():
             help_text = helps.get(p.name, "")
             default = None if p.default is inspect.Parameter.empty else p.default

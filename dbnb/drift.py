@@ -13,11 +13,12 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Index, MetaData, Table, text
+from sqlalchemy import Index, Table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex
 
+from dbnb.migration_config import TargetMetadata
 from dbnb.migration_reports import Drift
 
 __all__ = ["compare", "describe_diff"]
@@ -99,9 +100,10 @@ def _normalised(conn: Connection, table: Table, predicate: str) -> str:
         savepoint.rollback()
 
 
-def _predicate_drifts(conn: Connection, metadata: MetaData) -> list[Drift]:
+def _predicate_drifts(conn: Connection, metadata: TargetMetadata) -> list[Drift]:
     drifts = []
-    for table in metadata.sorted_tables:
+    every = metadata if isinstance(metadata, tuple) else (metadata,)
+    for table in (t for m in every for t in m.sorted_tables):
         rows = conn.execute(text(_DB_INDEXES), {"schema": table.schema, "table": table.name})
         in_db = {str(r.name): r.predicate for r in rows}
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
@@ -117,13 +119,17 @@ def _predicate_drifts(conn: Connection, metadata: MetaData) -> list[Drift]:
     return drifts
 
 
-def compare(conn: Connection, metadata: MetaData, options: dict[str, Any]) -> tuple[Drift, ...]:
+def compare(
+    conn: Connection, metadata: TargetMetadata, options: dict[str, Any]
+) -> tuple[Drift, ...]:
     """List every difference between ``metadata`` and the database on ``conn`` (changes nothing)."""
     try:
         context = MigrationContext.configure(
             conn, opts={**options, "target_metadata": metadata}
         )
-        drifts = [d for diff in compare_metadata(context, metadata) for d in describe_diff(diff)]
+        # compare_metadata takes several MetaData too (as env.py's target_metadata does).
+        diffs = compare_metadata(context, metadata)  # type: ignore[arg-type]
+        drifts = [d for diff in diffs for d in describe_diff(diff)]
         drifts += _predicate_drifts(conn, metadata)
     finally:
         conn.rollback()

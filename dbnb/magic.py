@@ -70,7 +70,14 @@ class DbMagics(Magics):
     @no_var_expand
     @line_cell_magic
     def db(self, line: str, cell: str | None = None) -> Any:
-        """Run a dbnb command (``%db help`` lists them) or, as ``%%db``, the cell's SQL."""
+        """Run a dbnb command (``%db help`` lists them) or, as ``%%db``, the cell's SQL.
+
+        ``%db connect [URL | env:NAME] [--database NAME] [--reset]``, ``%db migrate``,
+        ``%db check``, ``%db describe users``... each calls one public function and returns
+        its result. ``%%db [-o NAME] [--sandbox]`` runs one SQL statement from the cell and
+        returns a DataFrame (or prints the affected row count); ``:name`` is bound from the
+        notebook variable ``name`` as a parameter. ``--sandbox`` rolls the statement back.
+        """
         try:
             if cell is None:
                 return self._command(line)

@@ -66,6 +66,8 @@ class MigrationResult:
         what = f"{len(self.steps)} revision{'s' if len(self.steps) != 1 else ''}"
         if not self.changed:
             return f"{self.action}: already at {_revs(self.to_revisions)}, nothing to do"
+        if self.action == "stamp":
+            return f"stamp: {_revs(self.from_revisions)} -> {_revs(self.to_revisions)} (no DDL run)"
         return f"{self.action}: {_revs(self.from_revisions)} -> {_revs(self.to_revisions)} ({what})"
 
     def __repr__(self) -> str:

@@ -12,12 +12,9 @@ refreshed so no cached statement plan or type outlives the DDL.
 
 from __future__ import annotations
 
-import importlib
 import io
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
-from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -31,6 +28,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dbnb.database import Database
 from dbnb.errors import DbnbError, MigrationError, mask_secrets, translate
+from dbnb.migration_config import (
+    MODELS_OPTION,
+    ConfigArg,
+    context_options,
+    find_config,
+    load_config,
+    target_metadata,
+)
 from dbnb.migration_reports import (
     CurrentRevision,
     DriftReport,
@@ -56,120 +61,8 @@ __all__ = [
     "upgrade",
 ]
 
-#: The alembic.ini option naming the models module(s) autogenerate and check compare against.
-MODELS_OPTION = "dbnb.models"
 # One advisory lock key per database for every schema change made through dbnb ("dbnb" in hex).
 _LOCK_KEY = 0x64626E62
-_PROJECT_MARKERS = ("pyproject.toml", ".git")
-
-ConfigArg = str | os.PathLike[str] | Config | None
-
-
-# -- configuration --------------------------------------------------------------------------------
-
-
-def find_config(start: str | os.PathLike[str] | None = None) -> Path:
-    """Find ``alembic.ini`` in ``start`` (default: the working directory) or a parent of it.
-
-    The search stops at the project root: the first directory containing ``pyproject.toml`` or
-    ``.git`` is the last one looked at.
-
-    Raises:
-        MigrationError: no ``alembic.ini`` up to the project root.
-    """
-    here = Path(start if start is not None else Path.cwd()).resolve()
-    looked = here
-    for directory in (here, *here.parents):
-        looked = directory
-        candidate = directory / "alembic.ini"
-        if candidate.is_file():
-            return candidate
-        if any((directory / marker).exists() for marker in _PROJECT_MARKERS):
-            break
-    raise MigrationError(
-        f"no alembic.ini in {here} or above it up to {looked}; run `dbnb init` in the project "
-        "root, or pass config='path/to/alembic.ini'"
-    )
-
-
-def load_config(config: ConfigArg = None) -> Config:
-    """Build the Alembic ``Config``: from an ini path, a directory holding one, or found upwards.
-
-    Alembic's output goes to a buffer (``config.stdout``), never to the notebook. A relative
-    ``script_location`` is taken relative to the ini file, not to the working directory.
-    A ``Config`` passed in is returned as it is.
-    """
-    if isinstance(config, Config):
-        return config
-    path = find_config() if config is None else Path(config)
-    if path.is_dir():
-        path = path / "alembic.ini"
-    if not path.is_file():
-        raise MigrationError(f"{path} does not exist; pass the path of an alembic.ini")
-    cfg = Config(file_=str(path), stdout=io.StringIO())
-    location = cfg.get_main_option("script_location")
-    if not location:
-        raise MigrationError(f"{path} sets no script_location; add one under [alembic]")
-    if ":" not in location and not Path(location).is_absolute():
-        absolute = str(path.resolve().parent / location)
-        cfg.set_main_option("script_location", absolute.replace("%", "%%"))
-    return cfg
-
-
-def _base_metadata() -> MetaData:
-    from dbnb.models import Base
-
-    return Base.metadata
-
-
-def _import_models(spec: str) -> MetaData | None:
-    module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise MigrationError(
-            f"cannot import the models module {module_name!r} ({type(exc).__name__}: {exc}); "
-            f"fix {MODELS_OPTION} in alembic.ini or pass models="
-        ) from exc
-    if attribute:
-        found = getattr(module, attribute, None)
-        if not isinstance(found, MetaData):
-            raise MigrationError(f"{spec!r} is not a sqlalchemy MetaData")
-        return found
-    for name in ("target_metadata", "metadata"):
-        found = getattr(module, name, None)
-        if isinstance(found, MetaData):
-            return found
-    return None
-
-
-def target_metadata(config: Config, models: MetaData | str | None = None) -> MetaData:
-    """Choose the MetaData that autogenerate and :func:`check` compare the database against.
-
-    In order: ``models`` (a MetaData, or a module path such as ``"myapp.models"`` or
-    ``"myapp.models:metadata"``), then ``config.attributes["target_metadata"]``, then the
-    modules named by ``dbnb.models`` in alembic.ini. A module's ``target_metadata`` or
-    ``metadata`` attribute is used; a module with neither is imported for its models, which
-    register on dbnb's ``Base``, and the result is ``dbnb.models.Base.metadata`` — which also
-    holds every model defined in the notebook itself.
-    """
-    chosen = models if models is not None else config.attributes.get("target_metadata")
-    if isinstance(chosen, MetaData):
-        return chosen
-    spec = chosen if isinstance(chosen, str) else config.get_main_option(MODELS_OPTION) or ""
-    explicit = [m for m in (_import_models(s.strip()) for s in spec.split(",") if s.strip()) if m]
-    if len(explicit) > 1:
-        raise MigrationError(f"{spec!r} names several MetaData objects; name one")
-    return explicit[0] if explicit else _base_metadata()
-
-
-def context_options() -> dict[str, Any]:
-    """Options ``env.py`` passes to ``context.configure`` (shared with :func:`check`).
-
-    One transaction per revision: a revision that fails rolls back alone and leaves the
-    database at the revision before it.
-    """
-    return {"compare_type": True, "transaction_per_migration": True}
 
 
 # -- connection, lock, state ----------------------------------------------------------------------
@@ -194,12 +87,25 @@ def _connection(db: Database, cfg: Config, *, lock: bool) -> Iterator[Connection
                 yield conn
             finally:
                 cfg.attributes.pop("connection", None)
-                conn.rollback()
-                if lock:
-                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
-                    conn.commit()
+                _release(conn, lock=lock)
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+def _release(conn: Connection, *, lock: bool) -> None:
+    """End the transaction and drop the lock; a connection that cannot is discarded instead.
+
+    Discarding closes the server session, which releases the lock, so a pooled connection
+    can never go back to the pool still holding it (and a cleanup error never hides the
+    migration's own error).
+    """
+    try:
+        conn.rollback()
+        if lock:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+            conn.commit()
+    except SQLAlchemyError:
+        conn.invalidate()
 
 
 def _stamped(conn: Connection) -> tuple[str, ...]:
@@ -358,7 +264,7 @@ def revision(
     message: str,
     *,
     autogenerate: bool = False,
-    models: MetaData | str | None = None,
+    models: MetaData | Sequence[MetaData] | str | None = None,
     config: ConfigArg = None,
 ) -> RevisionResult:
     """Write a new revision file; with ``autogenerate``, from the models' differences.
@@ -383,6 +289,7 @@ def revision(
             for ops in directive.upgrade_ops_list:
                 operations.extend(d.detail for diff in ops.as_diffs() for d in describe_diff(diff))
 
+    given = cfg.attributes.get("target_metadata")
     if autogenerate:
         cfg.attributes["target_metadata"] = target_metadata(cfg, models)
     try:
@@ -395,7 +302,7 @@ def revision(
         hint = " (run migrate first)" if "not up to date" in str(exc) else ""
         raise MigrationError(f"revision failed: {str(exc).strip()}{hint}") from exc
     finally:
-        cfg.attributes.pop("target_metadata", None)
+        cfg.attributes["target_metadata"] = given
     new = written[0] if isinstance(written, list) else written
     if new is None:
         raise MigrationError("revision wrote no file")
@@ -458,7 +365,10 @@ def history(db: Database, *, config: ConfigArg = None) -> History:
 
 
 def check(
-    db: Database, *, models: MetaData | str | None = None, config: ConfigArg = None
+    db: Database,
+    *,
+    models: MetaData | Sequence[MetaData] | str | None = None,
+    config: ConfigArg = None,
 ) -> DriftReport:
     """Compare the models with the database: Alembic's autogenerate diff plus partial indexes.
 

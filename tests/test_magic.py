@@ -267,3 +267,15 @@ def test_state_lives_on_the_magics_instance(connected: InteractiveShell) -> None
     assert isinstance(magics(connected).database, dbnb.Database)
     assert not any(isinstance(v, dbnb.Database) for v in vars(module).values())
     assert migrations.current(magics(connected).database).up_to_date
+
+
+def test_every_result_renders_as_html_and_text(connected: InteractiveShell, tmp_path: Path) -> None:
+    ip = connected
+    results = [line(ip, command) for command in (
+        "current", "history", "heads", "check", "migrate", "tables", "describe users", "health",
+        "pool", "info", "help", "help check", f"init {tmp_path}",
+    )]
+    for result in results:
+        html = result._repr_html_()
+        assert "<table" in html or "<pre>" in html, type(result)
+        assert repr(result) and "object at 0x" not in repr(result)

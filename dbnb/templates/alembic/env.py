@@ -16,7 +16,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection, Engine
 
-from dbnb.migrations import context_options, target_metadata
+from dbnb.migration_config import context_options, target_metadata
 
 config = context.config
 

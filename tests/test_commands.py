@@ -1,0 +1,43 @@
+"""The command table: parsers derived from signatures, help from docstrings, no drift."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbnb import catalog, migrations
+from dbnb.commands import COMMANDS, CommandUsageError, find
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_argument_is_documented_in_the_docstring(name: str) -> None:
+    command = COMMANDS[name]
+    assert command.summary and not command.summary.endswith(".")
+    parser = command.parser("dbnb")
+    for action in parser._actions:
+        assert action.help, f"{name}: {action.dest} has no Args: entry in the docstring"
+
+
+def test_parsers_follow_the_signatures() -> None:
+    assert find("migrate").function is migrations.upgrade
+    assert find("upgrade") is find("migrate")
+    assert find("describe").function is catalog.describe
+    assert find("downgrade").parse([]) == {"revision": "-1", "config": None}
+    assert find("downgrade").parse(["base"])["revision"] == "base"
+    parsed = find("revision").parse(["-m", "add coupons", "--autogenerate"])
+    assert parsed == {"message": "add coupons", "autogenerate": True, "models": None,
+                      "config": None}
+    assert find("connect").parse(["env:X", "--database", "d", "--reset"]) == {
+        "url": "env:X", "database": "d", "reset": True
+    }
+    assert find("stamp").parse(["--help"]) is None
+
+
+def test_bad_command_lines() -> None:
+    with pytest.raises(CommandUsageError, match="did you mean describe"):
+        find("descrbe")
+    with pytest.raises(CommandUsageError, match="unknown command 'zzz'; \\(help"):
+        find("zzz")
+    with pytest.raises(CommandUsageError, match="required: table"):
+        find("describe").parse([])
+    with pytest.raises(CommandUsageError, match="unrecognized arguments: --autogen"):
+        find("revision").parse(["-m", "x", "--autogen"])  # no abbreviations
