@@ -144,6 +144,18 @@ def _sanitized(value: Any, rules: list[tuple[re.Pattern[str], str]]) -> Any:
     return value
 
 
+def _comparable(outputs: list[Any], rules: list[tuple[re.Pattern[str], str]]) -> Any:
+    """Outputs as nbval compares them: each stream's pieces joined, then sanitized."""
+    streams: dict[str, str] = {}
+    others = []
+    for output in outputs:
+        if output.get("output_type") == "stream":
+            streams[output["name"]] = streams.get(output["name"], "") + output["text"]
+        else:
+            others.append(output)
+    return _sanitized([streams, others], rules)
+
+
 def _keep_equivalent_outputs(
     stored: Any, fresh: Any, rules: list[tuple[re.Pattern[str], str]]
 ) -> None:
@@ -160,7 +172,7 @@ def _keep_equivalent_outputs(
             and before is not None
             and before.source == cell.source
             and before.execution_count == cell.execution_count
-            and _sanitized(before.outputs, rules) == _sanitized(cell.outputs, rules)
+            and _comparable(before.outputs, rules) == _comparable(cell.outputs, rules)
         ):
             cell.outputs = before.outputs
 

@@ -211,6 +211,14 @@ def test_write_back_keeps_outputs_that_differ_only_in_sanitized_parts() -> None:
     # the second cell really changed and takes the fresh output.
     assert fresh.cells[0].outputs[0].text == "app dbnb:111 latency_ms=0.52"
     assert fresh.cells[1].outputs[0].text == "total 11"
+    # One print per stream message or several: nbval joins a cell's stream pieces, so do we.
+    split = _executed("a\nb\n")
+    split.cells[0].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=part) for part in ("a\n", "b\n")
+    ]
+    stored = _executed("a\nb\n")
+    _keep_equivalent_outputs(stored, split, rules)
+    assert [o.text for o in split.cells[0].outputs] == ["a\nb\n"]
 
 
 def test_report_summary_and_rendering() -> None:
