@@ -26,6 +26,7 @@ from dbnb.errors import (
     DbnbError,
     FilterError,
     ForeignKeyViolation,
+    FrameError,
     IntegrityViolation,
     LoopMismatch,
     MigrationError,
@@ -39,6 +40,8 @@ from dbnb.errors import (
     SerializationFailure,
     UniqueViolation,
 )
+from dbnb.frame_read import aiter_frames, aread_frame, iter_frames, read_frame
+from dbnb.frame_write import awrite_frame, write_frame
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
 from dbnb.migration_reports import (
     CurrentRevision,
@@ -74,6 +77,7 @@ __all__ = [
     "EmbeddedServer",
     "FilterError",
     "ForeignKeyViolation",
+    "FrameError",
     "HealthReport",
     "History",
     "IntegrityViolation",
@@ -103,12 +107,18 @@ __all__ = [
     "Timestamps",
     "UUIDPrimaryKey",
     "UniqueViolation",
+    "aiter_frames",
+    "aread_frame",
+    "awrite_frame",
     "close_all",
     "connect",
     "embedded_server",
     "execute_in_transaction",
+    "iter_frames",
     "load_ipython_extension",
+    "read_frame",
     "run",
+    "write_frame",
 ]
 
 

@@ -29,6 +29,9 @@ from dbnb.errors import ConfigError, DatabaseClosed, LoopMismatch, mask_secrets,
 from dbnb.settings import Settings, safe_url
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from dbnb.frames import DtypeBackend, UuidAs
     from dbnb.transactions import SandboxScope, TransactionScope
 
 __all__ = ["AsyncDatabase", "Database", "close_all", "connect", "safe_url"]
@@ -306,6 +309,34 @@ class Database:
             result = s.execute(text(sql), params)
             return list(result) if getattr(result, "returns_rows", True) else []
 
+    def frame(
+        self,
+        sql: str,
+        /,
+        *,
+        dtype_backend: DtypeBackend = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        **params: Any,
+    ) -> pd.DataFrame:
+        """Run a query with ``:name`` bound parameters; return its rows as a DataFrame.
+
+        dtypes come from the result's column types (the table in :mod:`dbnb.frames`), read
+        through ``COPY`` in a short transaction. ``dtype_backend``, ``decimal`` and ``uuid_as``
+        are options, not parameters.
+
+        Example::
+
+            df = db.frame("SELECT kind, count(*) FROM events WHERE created_at >= :since "
+                          "GROUP BY kind", since=t0)
+        """
+        from dbnb.frame_read import read_frame
+
+        with self.session() as s:
+            return read_frame(
+                s, sql, params, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
+            )
+
     # -- snapshots ------------------------------------------------------------------------------
 
     def health(self) -> _health.HealthReport:
@@ -458,6 +489,24 @@ class AsyncDatabase:
         async with self.session() as s:
             result = await s.execute(text(sql), params)
             return list(result) if getattr(result, "returns_rows", True) else []
+
+    async def frame(
+        self,
+        sql: str,
+        /,
+        *,
+        dtype_backend: DtypeBackend = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        **params: Any,
+    ) -> pd.DataFrame:
+        """Await a query with ``:name`` bound parameters; return its rows as a DataFrame."""
+        from dbnb.frame_read import aread_frame
+
+        async with self.session() as s:
+            return await aread_frame(
+                s, sql, params, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
+            )
 
     async def health(self) -> _health.HealthReport:
         """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises."""

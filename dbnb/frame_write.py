@@ -1,0 +1,226 @@
+"""COPY DataFrames into tables: append or upsert, sync (psycopg) and async (asyncpg).
+
+:mod:`dbnb.frame_convert` checks and converts the frame before any I/O. The CSV is then copied
+in, in chunks, inside a SAVEPOINT of the session's transaction: a failure writes nothing and
+leaves the caller's transaction usable; the caller commits. Upserts (``on_conflict=``) and
+absent columns with client-side SQL defaults go through a temporary table, then
+``INSERT ... SELECT`` (``ON CONFLICT`` on ``on``, by default the primary key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Column, Table, column, inspect, select, table, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql import Executable
+
+from dbnb import frame_convert
+from dbnb.errors import FrameError, translate
+from dbnb.frame_read import driver_error
+from dbnb.progress import Progress
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
+
+__all__ = ["OnConflict", "awrite_frame", "write_frame"]
+
+OnConflict = Literal["ignore", "update"] | None
+_ROWCOUNT = {"preserve_rowcount": True}  # SQLAlchemy keeps INSERT counts only when asked
+_quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
+
+
+def table_of(target: Any) -> tuple[Table, dict[str, str]]:
+    """The Table behind ``target`` (a Table or a mapped class), and attribute -> column names."""
+    if isinstance(target, Table):
+        return target, {}
+    mapper = inspect(target, raiseerr=False)
+    local = getattr(mapper, "local_table", None)
+    if mapper is None or not isinstance(local, Table):
+        raise FrameError(f"expected a Table or a mapped class, got {target!r}")
+    attributes = {
+        key: col.name
+        for key, col in mapper.columns.items()
+        if isinstance(col, Column) and col.table is local
+    }
+    return local, attributes
+
+
+class _Load:
+    """One load's plan, Arrow data and statements, built before anything is sent."""
+
+    def __init__(
+        self,
+        target: Any,
+        frame: pd.DataFrame,
+        on_conflict: OnConflict,
+        on: list[str] | None,
+        naive_as: str | None,
+    ) -> None:
+        if on_conflict not in (None, "ignore", "update"):
+            raise FrameError(f"on_conflict={on_conflict!r}: use None, 'ignore' or 'update'")
+        self.table, attributes = table_of(target)
+        self.plan = frame_convert.plan_load(self.table, list(frame.columns), attributes)
+        self.data = frame_convert.frame_to_arrow(self.plan, frame, naive_as=naive_as)
+        self.rows: int = self.data.num_rows
+        staged = on_conflict is not None or self.plan.sql_defaults
+        self.staging = f"dbnb_load_{uuid.uuid4().hex[:12]}" if staged else None
+        self.upsert = self._upsert(on_conflict, on) if self.staging else None
+        schema = self.table.schema
+        self.schema = None if self.staging else schema
+        self.name = self.staging or self.table.name
+        qualified = (f"{_quote(schema)}." if schema and not self.staging else "") + _quote(
+            self.name
+        )
+        cols = ", ".join(_quote(c) for c in self.plan.columns)
+        self.copy = f"COPY {qualified} ({cols}) FROM STDIN (FORMAT csv)"
+
+    def staging_sql(self) -> str:
+        """CREATE the temporary table: the target's types for the loaded columns, no rows."""
+        schema = f"{_quote(self.table.schema)}." if self.table.schema else ""
+        cols = ", ".join(_quote(c) for c in self.plan.columns)
+        assert self.staging is not None
+        return (
+            f"CREATE TEMPORARY TABLE {_quote(self.staging)} ON COMMIT DROP AS "
+            f"SELECT {cols} FROM {schema}{_quote(self.table.name)} WITH NO DATA"
+        )
+
+    def drop_sql(self) -> str:
+        """DROP the temporary table (ON COMMIT DROP covers errors, this covers long sessions)."""
+        assert self.staging is not None
+        return f"DROP TABLE {_quote(self.staging)}"
+
+    def _upsert(self, on_conflict: OnConflict, on: list[str] | None) -> Executable:
+        target = self.table
+        by_name = {c.name: c for c in target.columns}
+        assert self.staging is not None
+        staged = table(self.staging, *(column(c) for c in self.plan.columns))
+        stmt = insert(target).from_select(
+            [by_name[c] for c in self.plan.columns], select(*staged.c), include_defaults=True
+        )
+        if on_conflict is None:
+            return stmt
+        keys = list(on) if on is not None else [c.name for c in target.primary_key.columns]
+        bad = [k for k in keys if k not in by_name]
+        if bad:
+            raise FrameError(
+                f"on={bad}: not columns of {target.name}; choose from {', '.join(by_name)}"
+            )
+        if on_conflict == "ignore":
+            return stmt.on_conflict_do_nothing(index_elements=keys or None)
+        if not keys:
+            raise FrameError(f"{target.name} has no primary key: pass on=[...] (unique columns)")
+        missing = [k for k in keys if k not in self.plan.columns]
+        if missing:
+            raise FrameError(f"on={keys}: the frame lacks {missing}, needed to find conflicts")
+        updates: dict[Any, Any] = {
+            by_name[c]: stmt.excluded[by_name[c].key] for c in self.plan.columns if c not in keys
+        }
+        for col in target.columns:
+            onupdate: Any = col.onupdate
+            if col not in updates and getattr(onupdate, "is_clause_element", False):
+                updates[col] = onupdate.arg  # e.g. updated_at = now() on the rows it updates
+        if not updates:
+            return stmt.on_conflict_do_nothing(index_elements=keys)
+        return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+
+
+def write_frame(
+    session: Session,
+    target: Any,
+    frame: pd.DataFrame,
+    *,
+    on_conflict: OnConflict = None,
+    on: list[str] | None = None,
+    naive_as: str | None = None,
+    progress: bool | None = None,
+) -> int:
+    """Load ``frame`` into ``target`` (a Table or mapped class) through COPY; return rows written.
+
+    Checks run before anything is sent (see :mod:`dbnb.frame_convert`). The COPY runs in a
+    SAVEPOINT of the session's transaction: on error nothing is written and the session stays
+    usable; the caller commits. ``on_conflict="update"`` / ``"ignore"`` upserts on ``on``
+    (default: the primary key); the count is then the rows inserted or updated.
+    """
+    import psycopg
+
+    load = _Load(target, frame, on_conflict, on, naive_as)
+    with session.begin_nested():
+        raw = session.connection().connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            with raw.cursor() as cur:
+                if load.staging:
+                    cur.execute(load.staging_sql())
+                with cur.copy(load.copy) as sink, _bar(progress, load) as bar:
+                    for rows, data in frame_convert.csv_chunks(load.data):
+                        sink.write(data)
+                        bar.update(rows)
+        except psycopg.Error as exc:
+            raise driver_error(exc, load.copy) from exc
+        if load.upsert is None:
+            return load.rows
+        try:
+            result = session.execute(load.upsert, execution_options=_ROWCOUNT)
+            written: int = result.rowcount  # type: ignore[attr-defined]
+            session.execute(text(load.drop_sql()))
+        except Exception as exc:
+            raise translate(exc) from exc
+        return int(written)
+
+
+def _bar(progress: bool | None, load: _Load) -> Progress:
+    return Progress(progress, total=load.rows, desc=f"loading {load.table.name}")
+
+
+async def awrite_frame(
+    session: AsyncSession,
+    target: Any,
+    frame: pd.DataFrame,
+    *,
+    on_conflict: OnConflict = None,
+    on: list[str] | None = None,
+    naive_as: str | None = None,
+    progress: bool | None = None,
+) -> int:
+    """Await the load of ``frame`` into ``target`` through asyncpg's COPY; return rows written.
+
+    The async twin of :func:`write_frame`: same checks, same SAVEPOINT, same upsert rules.
+    """
+    import asyncpg
+
+    load = _Load(target, frame, on_conflict, on, naive_as)
+    async with session.begin_nested():
+        conn = await session.connection()
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+
+        async def chunks(bar: Progress) -> AsyncIterator[bytes]:
+            for rows, data in frame_convert.csv_chunks(load.data):
+                yield data
+                bar.update(rows)
+
+        try:
+            if load.staging:
+                await raw.execute(load.staging_sql())
+            with _bar(progress, load) as bar:
+                await raw.copy_to_table(
+                    load.name, source=chunks(bar), columns=list(load.plan.columns),
+                    schema_name=load.schema, format="csv",
+                )
+        except asyncpg.PostgresError as exc:
+            raise driver_error(exc, load.copy) from exc
+        if load.upsert is None:
+            return load.rows
+        try:
+            result = await session.execute(load.upsert, execution_options=_ROWCOUNT)
+            written: int = result.rowcount  # type: ignore[attr-defined]
+            await session.execute(text(load.drop_sql()))
+        except Exception as exc:
+            raise translate(exc) from exc
+        return int(written)
