@@ -10,6 +10,7 @@ outputs that ``pytest --nbval`` compares are refreshed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import os
 import re
@@ -177,6 +178,13 @@ def _keep_equivalent_outputs(
             cell.outputs = before.outputs
 
 
+def _warm_caches() -> None:
+    # On a fresh machine matplotlib builds its font cache on first import and, when that is
+    # slow, says so on stderr; building it here keeps that line out of the notebooks' outputs.
+    with contextlib.suppress(ImportError):
+        import matplotlib.font_manager  # noqa: F401
+
+
 def _kernel_env() -> dict[str, str]:
     # psycopg returns timestamptz in the session's time zone, which libpq takes from PGTZ:
     # pinning it makes the outputs the same on every machine (asyncpg always returns UTC).
@@ -300,6 +308,7 @@ def run_tutorials(
         )
     out.mkdir(parents=True, exist_ok=True)
     server, server_home = _server()
+    _warm_caches()
     pairs = _path_replacements(server_home)
     runs = []
     for path in paths:

@@ -27,3 +27,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # the session's zone, which libpq takes from PGTZ.
     os.environ["PGTZ"] = "UTC"
     dbnb.embedded_server(home, announce=False)
+    # A fresh machine builds matplotlib's font cache on first import and may say so on stderr,
+    # which would show up in the first notebook that plots: build it before any kernel starts.
+    import matplotlib.font_manager  # noqa: F401
