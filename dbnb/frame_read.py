@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 from collections.abc import AsyncIterator, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
@@ -38,7 +40,7 @@ __all__ = ["aiter_frames", "aread_frame", "iter_frames", "read_frame"]
 _READ_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1"}
 _SHOW_SETTINGS = "SELECT " + ", ".join(f"current_setting('{n}')" for n in _READ_SETTINGS)
 _BLOCK = 1 << 21  # bytes of CSV parsed at a time by iter_frames: small keeps memory flat
-_WHOLE = 1 << 62  # read_frame: one block
+_PIPELINED = 1 << 24  # read_frame: blocks parsed on a worker thread while the COPY goes on
 _QUERY = re.compile(r"^\s*(\(|select\b|with\b|values\b|table\b)", re.IGNORECASE)
 
 
@@ -147,8 +149,8 @@ def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
     """Run ``copy`` (a COPY ... TO STDOUT) on psycopg's libpq connection; yield byte blocks.
 
     psycopg's ``Copy.read()`` costs a Python generator round per row (seconds per million
-    rows), so the rows are pulled straight from libpq (``PQgetCopyData``, blocking) into
-    blocks of about ``block_bytes``. Leaving early cancels the COPY on the server.
+    rows), so the rows are pulled straight from libpq (``PQgetCopyData``) into blocks of
+    about ``block_bytes``. Leaving early cancels the COPY on the server.
     """
     import psycopg.errors
     from psycopg import pq
@@ -165,16 +167,21 @@ def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
         assert result is not None
         raise psycopg.errors.error_from_result(result, encoding=encoding)
     get = pgconn.get_copy_data
+    socket = pgconn.socket
     buf = bytearray()
     finished = False
     try:
         while True:
-            nbytes, data = get(0)
+            nbytes, data = get(1)
             if nbytes > 0:
                 buf += data
                 if len(buf) >= block_bytes:
                     yield buf
                     buf = bytearray()
+            elif nbytes == 0:
+                # Wait without holding the GIL, so a parser thread works meanwhile.
+                select.select([socket], [], [])
+                pgconn.consume_input()
             elif nbytes == -1:
                 break
             else:
@@ -185,7 +192,7 @@ def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
     finally:
         if not finished:
             raw.cancel_safe()
-            while get(0)[0] > 0:
+            while get(0)[0] > 0:  # blocking: the server is already told to stop
                 pass
         last = None
         while (result := pgconn.get_result()) is not None:
@@ -247,10 +254,11 @@ def read_frame(
     in :mod:`dbnb.frames`; an empty result keeps them.
     """
     options = _options(dtype_backend, decimal, uuid_as)
-    stream = _copy_out(session, as_statement(stmt, params), options, _WHOLE)
+    stream = _copy_out(session, as_statement(stmt, params), options, _PIPELINED)
     plan: ReadPlan = next(stream)
-    blocks = list(stream)
-    return plan.frame(blocks[0] if len(blocks) == 1 else b"".join(blocks))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse") as parser:
+        parsed = [parser.submit(plan.parse, block) for block in stream]
+    return plan.combine([p.result() for p in parsed])
 
 
 def iter_frames(
@@ -356,13 +364,22 @@ async def aread_frame(
     copy = await _aprepare(
         session, as_statement(stmt, params), _options(dtype_backend, decimal, uuid_as)
     )
-    pieces: list[bytes] = []
+    loop = asyncio.get_running_loop()
+    block = bytearray()
+    parsed: list[asyncio.Future[Any]] = []
 
     async def sink(data: bytes) -> None:
-        pieces.append(data)
+        nonlocal block
+        block += data
+        if len(block) >= _PIPELINED:
+            # Parse on a worker thread while asyncpg keeps receiving.
+            parsed.append(loop.run_in_executor(None, copy.plan.parse, block))
+            block = bytearray()
 
     await copy.run(sink)
-    return copy.plan.frame(b"".join(pieces))
+    if block:
+        parsed.append(loop.run_in_executor(None, copy.plan.parse, block))
+    return copy.plan.combine(list(await asyncio.gather(*parsed)))
 
 
 async def aiter_frames(

@@ -272,6 +272,12 @@ class ReadPlan:
         """Parse CSV bytes and convert them: the whole result as one DataFrame."""
         return self.to_pandas(self.parse(data))
 
+    def combine(self, tables: list[pa.Table]) -> pd.DataFrame:
+        """Convert parsed blocks (from :meth:`parse`, in order) into one DataFrame."""
+        if not tables:
+            return self.empty()
+        return self.to_pandas(tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+
     def empty(self) -> pd.DataFrame:
         """The zero-row DataFrame with this result's columns and dtypes."""
         return self.to_pandas(self._empty_table())
