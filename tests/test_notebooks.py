@@ -8,6 +8,7 @@ the sanitize file is sound, and that ``dbnb tutorials`` renders, writes back and
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,16 @@ def test_ignored_outputs_are_followed_by_an_assert_and_nothing_is_skipped(path: 
                 f"cell [{cell.execution_count}] ignores its output; the next cell must assert "
                 "the fact it showed"
             )
+
+
+def test_python3_kernel_is_this_interpreter() -> None:
+    """nbval and the runner start `python3`; it must be this venv's Python, not another one."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    # jupyter_client swaps a bare "python" for sys.executable when it launches the kernel.
+    assert spec.argv[0] in {"python", "python3", sys.executable}, spec.argv
+    assert spec.argv[1:3] == ["-m", "ipykernel_launcher"]
 
 
 def test_sanitize_rules_compile_have_reasons_and_are_idempotent() -> None:
