@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import html
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,12 @@ from typing import Any
 from dbnb.display import html_table, text_table
 from dbnb.embedded import embedded_server
 from dbnb.errors import ConfigError
+from dbnb.notebook_outputs import (
+    keep_equivalent_outputs,
+    path_replacements,
+    sanitize_rules,
+    scrub_paths,
+)
 from dbnb.settings import Settings
 
 __all__ = ["NotebookRun", "TutorialsReport", "main", "run_tutorials"]
@@ -88,94 +93,6 @@ def _title(nb: Any, fallback: str) -> str:
                 if line.startswith("#"):
                     return str(line.lstrip("#").strip())
     return fallback
-
-
-def _path_replacements(server_home: Path | None) -> list[tuple[str, str]]:
-    """Machine paths that must not be stored in a notebook, and what stands in for them."""
-    pairs: list[tuple[str, str]] = []
-    home = str(Path.home())
-    if server_home is not None and not server_home.is_relative_to(home):
-        pairs.append((str(server_home), "$DBNB_HOME"))
-    if home != "/":
-        pairs.append((home, "~"))
-    return pairs
-
-
-def _scrub(nb: Any, pairs: list[tuple[str, str]]) -> None:
-    """Replace machine paths in every stored output (streams, text reprs, HTML, errors)."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            for old, new in pairs:
-                value = value.replace(old, new)
-        elif isinstance(value, list):
-            value = [clean(v) for v in value]
-        return value
-
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            for key in ("text", "evalue", "traceback"):
-                if key in output:
-                    output[key] = clean(output[key])
-            for mime in ("text/plain", "text/html", "text/markdown"):
-                if mime in output.get("data", {}):
-                    output["data"][mime] = clean(output["data"][mime])
-
-
-def _sanitize_rules(source: Path) -> list[tuple[re.Pattern[str], str]]:
-    """The nbval sanitize rules stored next to the notebooks (``sanitize.cfg``), if any."""
-    cfg = source / "sanitize.cfg"
-    if not cfg.exists():
-        return []
-    # The same line format nbval reads: a ``regex:`` line followed by a ``replace:`` line.
-    pairs = re.findall(r"^regex: (.*)$\n^replace: (.*)$", cfg.read_text(), flags=re.M)
-    return [(re.compile(regex), replace) for regex, replace in pairs]
-
-
-def _sanitized(value: Any, rules: list[tuple[re.Pattern[str], str]]) -> Any:
-    """Apply the rules to every string in an output, as nbval does before comparing."""
-    if isinstance(value, str):
-        for pattern, replace in rules:
-            value = pattern.sub(replace, value)
-        return value
-    if isinstance(value, dict):
-        return {k: _sanitized(v, rules) for k, v in value.items() if k != "metadata"}
-    if isinstance(value, list):
-        return [_sanitized(v, rules) for v in value]
-    return value
-
-
-def _comparable(outputs: list[Any], rules: list[tuple[re.Pattern[str], str]]) -> Any:
-    """Outputs as nbval compares them: each stream's pieces joined, then sanitized."""
-    streams: dict[str, str] = {}
-    others = []
-    for output in outputs:
-        if output.get("output_type") == "stream":
-            streams[output["name"]] = streams.get(output["name"], "") + output["text"]
-        else:
-            others.append(output)
-    return _sanitized([streams, others], rules)
-
-
-def _keep_equivalent_outputs(
-    stored: Any, fresh: Any, rules: list[tuple[re.Pattern[str], str]]
-) -> None:
-    """Keep a cell's stored outputs where the fresh ones differ only in sanitized parts.
-
-    Latencies and pids change on every run; rewriting them would churn the notebooks in
-    version control (and in merges) without changing anything nbval checks.
-    """
-    old = {c.get("id"): c for c in stored.cells if c.cell_type == "code"}
-    for cell in fresh.cells:
-        before = old.get(cell.get("id"))
-        if (
-            cell.cell_type == "code"
-            and before is not None
-            and before.source == cell.source
-            and before.execution_count == cell.execution_count
-            and _comparable(before.outputs, rules) == _comparable(cell.outputs, rules)
-        ):
-            cell.outputs = before.outputs
 
 
 def _warm_caches() -> None:
@@ -309,16 +226,16 @@ def run_tutorials(
     out.mkdir(parents=True, exist_ok=True)
     server, server_home = _server()
     _warm_caches()
-    pairs = _path_replacements(server_home)
+    pairs = path_replacements(server_home)
     runs = []
     for path in paths:
         nb, cells, seconds, error = _execute(path, timeout)
         page = f"{path.stem}.html"
         (out / page).write_text(_render_html(nb), encoding="utf-8")
         if write_back and error is None:
-            _scrub(nb, pairs)
+            scrub_paths(nb, pairs)
             stored = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-            _keep_equivalent_outputs(stored, nb, _sanitize_rules(source))
+            keep_equivalent_outputs(stored, nb, sanitize_rules(source))
             nbformat.write(nb, path)  # type: ignore[no-untyped-call]
         runs.append(NotebookRun(path.name, _title(nb, path.stem), cells, seconds, page, error))
     report = TutorialsReport(tuple(runs), out, server)

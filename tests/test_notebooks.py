@@ -19,14 +19,13 @@ from sqlalchemy.engine import URL
 
 import dbnb
 from dbnb.cli import main
-from dbnb.tutorials import (
-    NotebookRun,
-    TutorialsReport,
-    _keep_equivalent_outputs,
-    _sanitize_rules,
-    _scrub,
-    run_tutorials,
+from dbnb.notebook_outputs import (
+    keep_equivalent_outputs,
+    path_replacements,
+    sanitize_rules,
+    scrub_paths,
 )
+from dbnb.tutorials import NotebookRun, TutorialsReport, run_tutorials
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -196,11 +195,20 @@ def test_scrub_replaces_machine_paths_in_every_kind_of_output() -> None:
             data={"text/plain": "'/home/ana/y'", "text/html": "<b>/srv/pg/home</b>"},
         ),
     ]
-    _scrub(nb, [("/srv/pg/home", "$DBNB_HOME"), ("/home/ana", "~")])
+    scrub_paths(nb, [("/srv/pg/home", "$DBNB_HOME"), ("/home/ana", "~")])
     outputs = nb.cells[0].outputs
     assert outputs[0].text == "in $DBNB_HOME and ~/x\n"
     assert outputs[1].data["text/plain"] == "'~/y'"
     assert outputs[1].data["text/html"] == "<b>$DBNB_HOME</b>"
+
+
+def test_path_replacements_name_the_server_home_only_outside_the_user_home() -> None:
+    home = Path.home()
+    outside = Path("/srv/dbnb-home")
+    assert path_replacements(outside) == [(str(outside), "$DBNB_HOME"), (str(home), "~")]
+    # Under ~ the server's home is already shown as ~/...; the user home rule covers it.
+    assert path_replacements(home / ".local" / "share" / "dbnb") == [(str(home), "~")]
+    assert path_replacements(None) == [(str(home), "~")]
 
 
 def _executed(*texts: str) -> Any:
@@ -213,11 +221,11 @@ def _executed(*texts: str) -> Any:
 
 
 def test_write_back_keeps_outputs_that_differ_only_in_sanitized_parts() -> None:
-    rules = _sanitize_rules(SANITIZE.parent)
+    rules = sanitize_rules(SANITIZE.parent)
     assert len(rules) == len(_sanitize_rules_as_nbval_reads_them())
     stored = _executed("app dbnb:111 latency_ms=0.52", "total 10")
     fresh = _executed("app dbnb:222 latency_ms=3.10", "total 11")
-    _keep_equivalent_outputs(stored, fresh, rules)
+    keep_equivalent_outputs(stored, fresh, rules)
     # Only pid and latency changed in the first cell: the stored text stays (no churn);
     # the second cell really changed and takes the fresh output.
     assert fresh.cells[0].outputs[0].text == "app dbnb:111 latency_ms=0.52"
@@ -228,7 +236,7 @@ def test_write_back_keeps_outputs_that_differ_only_in_sanitized_parts() -> None:
         nbformat.v4.new_output("stream", name="stdout", text=part) for part in ("a\n", "b\n")
     ]
     stored = _executed("a\nb\n")
-    _keep_equivalent_outputs(stored, split, rules)
+    keep_equivalent_outputs(stored, split, rules)
     assert [o.text for o in split.cells[0].outputs] == ["a\nb\n"]
 
 
