@@ -30,7 +30,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -222,16 +221,26 @@ def writes(db: dbnb.Database, loop: asyncio.AbstractEventLoop, frame: pd.DataFra
     }
 
 
-def memory_child(mode: str, table: str, url: str) -> None:
-    """In a fresh process: peak RSS growth of one read, printed as JSON."""
-    import psutil
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
+
+def memory_child(mode: str, table: str, url: str) -> None:
+    """In a fresh process: peak RSS growth of one read, printed as JSON.
+
+    The peak is the kernel's high-water mark (VmHWM), reset just before the read by writing 5
+    to /proc/self/clear_refs; ru_maxrss would not do, it survives exec from the parent.
+    """
     db = dbnb.connect(url)
     source = Table(table, MetaData(), *(Column(c.name, c.type) for c in bench.columns))
     stmt = select(source)
     with db.session() as s:
         dbnb.read_frame(s, "SELECT * FROM bench LIMIT 10")  # warm imports and the pool
-    base = psutil.Process().memory_info().rss
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _status_kib("VmRSS")
     chunk_bytes = rows = 0
     with db.session() as s:
         if mode == "iter":
@@ -241,8 +250,8 @@ def memory_child(mode: str, table: str, url: str) -> None:
         else:
             frame = dbnb.read_frame(s, stmt)
             rows, chunk_bytes = len(frame), int(frame.memory_usage(deep=True).sum())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"rows": rows, "growth": peak - base, "frame": chunk_bytes}))
+    growth = (_status_kib("VmHWM") - base) * 1024
+    print(json.dumps({"rows": rows, "growth": growth, "frame": chunk_bytes}))
 
 
 def memory(db: dbnb.Database, tables: dict[str, int]) -> list[tuple[str, int, int, int]]:

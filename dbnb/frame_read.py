@@ -41,7 +41,11 @@ _READ_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digit
 _SHOW_SETTINGS = "SELECT " + ", ".join(f"current_setting('{n}')" for n in _READ_SETTINGS)
 _BLOCK = 1 << 21  # bytes of CSV parsed at a time by iter_frames: small keeps memory flat
 _PIPELINED = 1 << 24  # read_frame: blocks parsed on a worker thread while the COPY goes on
-_QUERY = re.compile(r"^\s*(\(|select\b|with\b|values\b|table\b)", re.IGNORECASE)
+# A query COPY can wrap, after any leading comments.
+_QUERY = re.compile(
+    r"^(\s|--[^\n]*\n|/\*.*?\*/)*(\(|select\b|with\b|values\b|table\b)",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _set_settings_sql(placeholder: str) -> str:

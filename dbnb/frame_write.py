@@ -9,8 +9,11 @@ absent columns with client-side SQL defaults go through a temporary table, then
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Column, Table, column, inspect, select, table, text
@@ -31,6 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["OnConflict", "awrite_frame", "write_frame"]
 
 OnConflict = Literal["ignore", "update"] | None
+_AHEAD = 2  # CSV parts rendered ahead of the one being sent
+_SHOW_ZONE = "SELECT current_setting('TimeZone')"
+_SET_ZONE = "SELECT set_config('TimeZone', %s, true)"
+_ASET_ZONE = "SELECT set_config('TimeZone', $1, true)"
 _ROWCOUNT = {"preserve_rowcount": True}  # SQLAlchemy keeps INSERT counts only when asked
 _quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
 
@@ -100,8 +107,20 @@ class _Load:
         by_name = {c.name: c for c in target.columns}
         assert self.staging is not None
         staged = table(self.staging, *(column(c) for c in self.plan.columns))
+        # Absent columns whose only default is a client-side SQL expression or sequence get it
+        # rendered here (Python callables were filled per row before the COPY).
+        rendered = [
+            (col, _sql_default(col.default))
+            for col in target.columns
+            if col.name not in self.plan.columns
+            and col.server_default is None
+            and col.default is not None
+            and (col.default.is_clause_element or col.default.is_sequence)
+        ]
         stmt = insert(target).from_select(
-            [by_name[c] for c in self.plan.columns], select(*staged.c), include_defaults=True
+            [by_name[c] for c in self.plan.columns] + [col for col, _ in rendered],
+            select(*staged.c, *(value for _, value in rendered)),
+            include_defaults=False,
         )
         if on_conflict is None:
             return stmt
@@ -130,6 +149,11 @@ class _Load:
         return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
 
 
+def _sql_default(default: Any) -> Any:
+    """The SQL a client-side default renders as: the expression, or the sequence's nextval."""
+    return default.next_value() if default.is_sequence else default.arg
+
+
 def write_frame(
     session: Session,
     target: Any,
@@ -155,12 +179,20 @@ def write_frame(
         assert isinstance(raw, psycopg.Connection)
         try:
             with raw.cursor() as cur:
+                zone = None
+                if load.plan.utc:
+                    zone = cur.execute(_SHOW_ZONE).fetchone()
+                    cur.execute(_SET_ZONE, ["UTC"])
                 if load.staging:
                     cur.execute(load.staging_sql())
-                with cur.copy(load.copy) as sink, _bar(progress, load) as bar:
-                    for rows, data in frame_convert.csv_chunks(load.data):
+                with cur.copy(load.copy) as sink, _bar(progress, load) as bar, ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="dbnb-csv"
+                ) as pool:
+                    for rows, data in _rendered(load, pool):
                         sink.write(data)
                         bar.update(rows)
+                if zone is not None:
+                    cur.execute(_SET_ZONE, list(zone))
         except psycopg.Error as exc:
             raise driver_error(exc, load.copy) from exc
         if load.upsert is None:
@@ -172,6 +204,19 @@ def write_frame(
         except Exception as exc:
             raise translate(exc) from exc
         return int(written)
+
+
+def _rendered(load: _Load, pool: ThreadPoolExecutor) -> Iterator[tuple[int, bytes]]:
+    """Yield (rows, CSV bytes) in order, rendering the next parts while this one is sent."""
+    pending: deque[tuple[int, Future[bytes]]] = deque()
+    for part in frame_convert.csv_parts(load.data):
+        pending.append((part.num_rows, pool.submit(frame_convert.render_csv, part)))
+        if len(pending) > _AHEAD:
+            rows, rendered = pending.popleft()
+            yield rows, rendered.result()
+    while pending:
+        rows, rendered = pending.popleft()
+        yield rows, rendered.result()
 
 
 def _bar(progress: bool | None, load: _Load) -> Progress:
@@ -200,19 +245,37 @@ async def awrite_frame(
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
 
-        async def chunks(bar: Progress) -> AsyncIterator[bytes]:
-            for rows, data in frame_convert.csv_chunks(load.data):
-                yield data
+        async def chunks(bar: Progress, pool: ThreadPoolExecutor) -> AsyncIterator[bytes]:
+            # As in the sync shell: render the next parts on a thread while this one is sent.
+            pending: deque[tuple[int, asyncio.Future[bytes]]] = deque()
+            for part in frame_convert.csv_parts(load.data):
+                rendering = pool.submit(frame_convert.render_csv, part)
+                pending.append((part.num_rows, asyncio.wrap_future(rendering)))
+                if len(pending) > _AHEAD:
+                    rows, rendered = pending.popleft()
+                    yield await rendered
+                    bar.update(rows)
+            while pending:
+                rows, rendered = pending.popleft()
+                yield await rendered
                 bar.update(rows)
 
         try:
+            zone = None
+            if load.plan.utc:
+                zone = await raw.fetchval(_SHOW_ZONE)
+                await raw.execute(_ASET_ZONE, "UTC")
             if load.staging:
                 await raw.execute(load.staging_sql())
-            with _bar(progress, load) as bar:
+            with _bar(progress, load) as bar, ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="dbnb-csv"
+            ) as pool:
                 await raw.copy_to_table(
-                    load.name, source=chunks(bar), columns=list(load.plan.columns),
+                    load.name, source=chunks(bar, pool), columns=list(load.plan.columns),
                     schema_name=load.schema, format="csv",
                 )
+            if zone is not None:
+                await raw.execute(_ASET_ZONE, zone)
         except asyncpg.PostgresError as exc:
             raise driver_error(exc, load.copy) from exc
         if load.upsert is None:

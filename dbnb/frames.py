@@ -128,7 +128,9 @@ def _rule(col: ResultColumn, backend: DtypeBackend, decimal: bool, uuid_as: Uuid
         if arrow and element is not None:
             return _Rule(pa.string(), _typed_lists(element))
         return _Rule(pa.string(), _json_values)
-    return _Rule(pa.string())
+    # pandas keeps its Arrow-backed `string` in large_string: parsing straight into it spares
+    # a copy of every text column (the pyarrow backend keeps Arrow's plain `string`).
+    return _Rule(pa.string() if arrow else pa.large_string())
 
 
 def _objects(values: Iterable[Any]) -> pd.Series[Any]:
@@ -176,7 +178,7 @@ def _types_mapper(backend: DtypeBackend) -> Callable[[pa.DataType], Any]:
         pa.int32(): pd.Int32Dtype(),
         pa.int64(): pd.Int64Dtype(),
         pa.bool_(): pd.BooleanDtype(),
-        pa.string(): pd.StringDtype("pyarrow"),
+        pa.large_string(): pd.StringDtype("pyarrow"),
     }
     return nullable.get
 
@@ -252,18 +254,27 @@ class ReadPlan:
         )
 
     def to_pandas(self, table: pa.Table) -> pd.DataFrame:
-        """Convert a parsed Arrow table (from :meth:`parse`) into the DataFrame."""
+        """Convert a parsed Arrow table (from :meth:`parse`) into the DataFrame.
+
+        The table is consumed: each column's Arrow memory is released once it is converted
+        (pyarrow's ``self_destruct``), so the conversion does not hold two copies.
+        """
         import pandas as pd
 
+        finished = {
+            self._keys[i]: rule.finish(table.column(i))
+            for i, rule in enumerate(self.rules)
+            if rule.finish is not None
+        }
         frame = table.to_pandas(
             types_mapper=_types_mapper(self.backend),
             date_as_object=False,
             split_blocks=True,
-            self_destruct=False,
+            self_destruct=True,
         )
-        for i, rule in enumerate(self.rules):
-            if rule.finish is not None:
-                frame[self._keys[i]] = rule.finish(table.column(i))
+        del table
+        for key, series in finished.items():
+            frame[key] = series
         frame.columns = pd.Index(self.names)
         result: pd.DataFrame = frame
         return result
@@ -328,6 +339,7 @@ class CsvChunker:
             pending = pa.concat_tables(self._tables)
             size = min(self.chunksize, pending.num_rows)
             chunk, rest = pending.slice(0, size), pending.slice(size)
+            del pending  # the chunk alone holds its blocks, so converting it frees them
             self._tables, self._pending = [rest], rest.num_rows
             self.rows += size
             yield self.plan.to_pandas(chunk)

@@ -215,12 +215,12 @@ async def test_repeated_column_names_are_kept(db: dbnb.Database, shell: str) -> 
 async def test_session_time_zone_is_put_back(db: dbnb.Database, shell: str) -> None:
     if shell == "sync":
         with db.session() as s:
-            s.execute(text("SET TimeZone = 'Asia/Kolkata'"))
+            s.execute(text("SET LOCAL TimeZone = 'Asia/Kolkata'"))
             frame = dbnb.read_frame(s, select(kinds.c.tstz).where(kinds.c.id == 1))
             zone = s.execute(text("SHOW TimeZone")).scalar_one()
     else:
         async with db.asyncio.session() as s:
-            await s.execute(text("SET TimeZone = 'Asia/Kolkata'"))
+            await s.execute(text("SET LOCAL TimeZone = 'Asia/Kolkata'"))
             frame = await dbnb.aread_frame(s, select(kinds.c.tstz).where(kinds.c.id == 1))
             zone = (await s.execute(text("SHOW TimeZone"))).scalar_one()
     assert zone == "Asia/Kolkata"
@@ -286,6 +286,7 @@ async def test_db_frame_refuses_statements_that_are_not_queries(db: dbnb.Databas
     with pytest.raises(dbnb.FrameError, match="dtype_backend"):
         await db.asyncio.frame("SELECT 1", dtype_backend="numpy")  # type: ignore[arg-type]
     assert db.frame("SELECT count(*) AS n FROM kinds")["n"].iloc[0] == 3
+    assert db.frame("-- a comment first\nSELECT 1 AS one")["one"].iloc[0] == 1
 
 
 async def test_query_errors_are_dbnb_errors(db: dbnb.Database, shell: str) -> None:

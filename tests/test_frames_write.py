@@ -58,6 +58,15 @@ products = Table(
 )
 
 
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("label", Text, nullable=False, default=func.upper("auto")),  # a client SQL default
+    Column("token", Uuid, default=uuid.uuid4, server_default=text("gen_random_uuid()")),
+)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -82,7 +91,7 @@ def _tables(db: dbnb.Database) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _empty(db: dbnb.Database) -> None:
-    db.execute("TRUNCATE products, readings RESTART IDENTITY")
+    db.execute("TRUNCATE products, readings, labels RESTART IDENTITY")
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -299,3 +308,32 @@ async def test_progress_bar_only_when_asked(
     assert capsys.readouterr().err == ""
     await load(db, shell, basic(3).assign(sku=["a", "b", "c"]), progress=True)
     assert "loading products" in capsys.readouterr().err
+
+
+async def test_instants_hold_whatever_the_session_time_zone(
+    db: dbnb.Database, shell: str
+) -> None:
+    frame = basic(1).assign(created_at=[pd.Timestamp("2024-07-01 12:00", tz="America/New_York")])
+    show = text("SHOW TimeZone")
+    if shell == "sync":
+        with db.session() as s:
+            s.execute(text("SET LOCAL TimeZone = 'Asia/Kolkata'"))
+            dbnb.write_frame(s, products, frame)
+            zone = s.execute(show).scalar_one()
+    else:
+        async with db.asyncio.session() as s:
+            await s.execute(text("SET LOCAL TimeZone = 'Asia/Kolkata'"))
+            await dbnb.awrite_frame(s, products, frame)
+            zone = (await s.execute(show)).scalar_one()
+    assert zone == "Asia/Kolkata"  # put back after the load
+    assert rows(db)[0]["created_at"] == dt.datetime(2024, 7, 1, 16, 0, tzinfo=dt.UTC)
+
+
+async def test_client_sql_defaults_are_rendered_by_the_insert(
+    db: dbnb.Database, shell: str
+) -> None:
+    assert await load(db, shell, pd.DataFrame({"id": [1, 2]}), target=labels) == 2
+    with db.session() as s:
+        got = s.execute(select(labels.c.label, labels.c.token).order_by(labels.c.id)).all()
+    assert [g.label for g in got] == ["AUTO", "AUTO"]
+    assert len({g.token for g in got}) == 2  # the server default, once per row
