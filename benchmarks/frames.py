@@ -5,12 +5,12 @@ double, boolean, timestamptz, uuid, ~30-char nullable text) on the embedded Post
 temporary DBNB_HOME, unix socket) and times, best of ``--repeat``, connect and all client
 conversion included:
 
-- reads into pandas: dbnb to_frame (sync, async), pandas.read_sql, ConnectorX (plain and 2
-  partitions), ADBC -> Arrow -> pandas, and the floor: a binary COPY of the same query read and
-  thrown away;
-- writes from pandas (the frame dbnb read, as it is): dbnb from_frame (sync, async),
-  DataFrame.to_sql (default; ``method="multi"`` on a slice, it is 13x slower), psycopg COPY
-  with write_row, ADBC adbc_ingest (after the casts it needs);
+- reads into pandas: dbnb Repository.to_frame() (sync, async), pandas.read_sql,
+  ConnectorX (plain and 2 partitions), ADBC -> Arrow -> pandas, and the floor: a binary COPY
+  of the same query read and thrown away;
+- writes from pandas (the frame dbnb read, as it is): dbnb Repository.from_frame() (sync,
+  async), DataFrame.to_sql (default; ``method="multi"`` on a slice, it is 13x slower), psycopg
+  COPY with write_row, ADBC adbc_ingest (after the casts it needs);
 - memory: peak RSS growth of iter_frames(chunksize=100_000) against to_frame(), over
   ``--rows`` and ``--big-rows`` rows, each in a fresh process.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import importlib.metadata
 import json
 import os
@@ -37,39 +38,51 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Double,
-    Integer,
-    MetaData,
-    Numeric,
-    Table,
-    Text,
-    Uuid,
-    select,
-)
+from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, Numeric, Text, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import dbnb
+from dbnb import AsyncRepository, Repository
 
 HERE = Path(__file__).resolve().parent
-metadata = MetaData()
-bench = Table(
-    "bench", metadata,
-    Column("id", BigInteger, primary_key=True), Column("n", Integer), Column("code", Text),
-    Column("price", Numeric(12, 2)), Column("score", Double), Column("active", Boolean),
-    Column("created_at", DateTime(timezone=True)), Column("uid", Uuid(as_uuid=False)),
-    Column("note", Text),
-)
-target = Table("bench_w", metadata, *(Column(c.name, c.type) for c in bench.columns))
+class BenchBase(DeclarativeBase):
+    pass
+
+
+class Columns:
+    """The nine benchmark columns, shared by the read, write and big tables."""
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n: Mapped[int | None] = mapped_column(Integer)
+    code: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    score: Mapped[float | None] = mapped_column(Double)
+    active: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    uid: Mapped[str | None] = mapped_column(Uuid(as_uuid=False))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Bench(Columns, BenchBase):
+    __tablename__ = "bench"
+
+
+class BenchW(Columns, BenchBase):
+    __tablename__ = "bench_w"
+
+
+class BenchBig(Columns, BenchBase):
+    __tablename__ = "bench_big"
+
+
+MODELS: dict[str, type[Columns]] = {"bench": Bench, "bench_big": BenchBig}
 FILL = """
 INSERT INTO {table} SELECT g, (g * 7) % 100000, 'c' || (g % 1000),
   round((random() * 10000)::numeric, 2), random(), g % 2 = 0,
@@ -126,12 +139,10 @@ def reads(db: dbnb.Database, loop: asyncio.AbstractEventLoop, repeat: int) -> di
     query = "SELECT * FROM bench"
 
     def dbnb_sync() -> pd.DataFrame:
-        with db.session() as s:
-            return dbnb.read_frame(s, select(bench))
+        return Repository(Bench, db).to_frame()
 
     async def dbnb_async() -> pd.DataFrame:
-        async with db.asyncio.session() as s:
-            return await dbnb.aread_frame(s, select(bench))
+        return await AsyncRepository(Bench, db).to_frame()
 
     def read_sql() -> None:
         with db.engine.connect() as conn:
@@ -176,12 +187,10 @@ def writes(db: dbnb.Database, loop: asyncio.AbstractEventLoop, frame: pd.DataFra
         return seconds, n
 
     def dbnb_sync() -> None:
-        with db.session() as s:
-            dbnb.write_frame(s, target, frame)
+        Repository(BenchW, db).from_frame(frame)
 
     async def dbnb_async() -> None:
-        async with db.asyncio.session() as s:
-            await dbnb.awrite_frame(s, target, frame)
+        await AsyncRepository(BenchW, db).from_frame(frame)
 
     def to_sql(part: pd.DataFrame, method: str | None) -> None:
         with db.engine.begin() as conn:
@@ -228,44 +237,50 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_child(mode: str, table: str, url: str) -> None:
+def memory_child(mode: str, table: str, url: str, size: str) -> None:
     """In a fresh process: peak RSS growth of one read, printed as JSON.
 
     The peak is the kernel's high-water mark (VmHWM), reset just before the read by writing 5
     to /proc/self/clear_refs; ru_maxrss would not do, it survives exec from the parent.
     """
+    chunksize = int(size)
     db = dbnb.connect(url)
-    source = Table(table, MetaData(), *(Column(c.name, c.type) for c in bench.columns))
-    stmt = select(source)
-    with db.session() as s:
-        dbnb.read_frame(s, "SELECT * FROM bench LIMIT 10")  # warm imports and the pool
+    repo = Repository(MODELS[table], db)
+    repo.to_frame(limit=10)  # warm imports and the pool
     Path("/proc/self/clear_refs").write_text("5")
     base = _status_kib("VmRSS")
     chunk_bytes = rows = 0
-    with db.session() as s:
-        if mode == "iter":
-            for chunk in dbnb.iter_frames(s, stmt, chunksize=100_000):
-                rows += len(chunk)
-                chunk_bytes = max(chunk_bytes, int(chunk.memory_usage(deep=True).sum()))
-        else:
-            frame = dbnb.read_frame(s, stmt)
-            rows, chunk_bytes = len(frame), int(frame.memory_usage(deep=True).sum())
+    if mode == "iter":
+        for chunk in repo.iter_frames(chunksize=chunksize):
+            rows += len(chunk)
+            chunk_bytes = max(chunk_bytes, int(chunk.memory_usage(deep=True).sum()))
+    else:
+        frame = repo.to_frame()
+        rows, chunk_bytes = len(frame), int(frame.memory_usage(deep=True).sum())
     growth = (_status_kib("VmHWM") - base) * 1024
     print(json.dumps({"rows": rows, "growth": growth, "frame": chunk_bytes}))
 
 
-def memory(db: dbnb.Database, tables: dict[str, int]) -> list[tuple[str, int, int, int]]:
+def _child(db: dbnb.Database, mode: str, table: str, chunksize: int) -> dict[str, int]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--memory-child", mode, table,
+         db.url.render_as_string(hide_password=False), str(chunksize)],
+        check=True, capture_output=True, text=True,
+    )
+    result: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def memory(db: dbnb.Database, tables: dict[str, int]) -> list[tuple[str, int, int, int, int]]:
+    """(mode, rows, chunksize, growth, frame bytes): 100k chunks on both sizes, then a sweep."""
+    runs = [(mode, table, 100_000) for table in tables for mode in ("iter", "whole")]
+    small = next(iter(tables))
+    runs += [("iter", small, 25_000), ("iter", small, 400_000)]
     out = []
-    for table, rows in tables.items():
-        for mode in ("iter", "whole"):
-            done = subprocess.run(
-                [sys.executable, __file__, "--memory-child", mode, table,
-                 db.url.render_as_string(hide_password=False)],
-                check=True, capture_output=True, text=True,
-            )
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            assert result["rows"] == rows
-            out.append((mode, rows, result["growth"], result["frame"]))
+    for mode, table, chunksize in runs:
+        result = _child(db, mode, table, chunksize)
+        assert result["rows"] == tables[table]
+        out.append((mode, tables[table], chunksize, result["growth"], result["frame"]))
     return out
 
 
@@ -277,7 +292,7 @@ def versions() -> str:
 
 
 def render(args: argparse.Namespace, server: str, read: dict[str, float],
-           write: dict[str, tuple[float, int]], mem: list[tuple[str, int, int, int]]) -> str:
+           write: dict[str, tuple[float, int]], mem: list[tuple[str, int, int, int, int]]) -> str:
     rows = args.rows
     read_sql = read["pandas.read_sql (SQLAlchemy + psycopg)"]
     fastest = min(v for k, v in read.items() if "ConnectorX" in k or "ADBC" in k)
@@ -294,12 +309,12 @@ def render(args: argparse.Namespace, server: str, read: dict[str, float],
     for name, (s, n) in write.items():
         per_row = s / n * rows
         lines.append(f"| {name} | {n:,} | {s:.2f} | {n / s:,.0f} | {per_row / wmine:.2f}x |")
-    lines += ["", "Memory: peak RSS growth of one read in a fresh process", "",
+    lines += ["", "Memory: peak RSS growth of one read in a fresh process (VmHWM)", "",
               "| read | rows | peak RSS growth | frame (one chunk) | growth / frame |",
               "|---|---:|---:|---:|---:|"]
-    for mode, n, growth, frame in mem:
-        label = "iter_frames(chunksize=100_000)" if mode == "iter" else "to_frame()"
-        lines.append(f"| {label} | {n:,} | {growth / 2**20:,.0f} MiB | {frame / 2**20:,.0f} MiB"
+    for mode, n, chunksize, growth, frame in mem:
+        label = f"iter_frames(chunksize={chunksize:_})" if mode == "iter" else "to_frame()"
+        lines.append(f"| {label} | {n:,} | {growth / 2**20:,.0f} MiB | {frame / 2**20:,.1f} MiB"
                      f" | {growth / frame:.1f}x |")
     amine = read["dbnb to_frame (async, asyncpg)"]
     awrite = write["dbnb from_frame (async, asyncpg COPY)"][0]
@@ -322,7 +337,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--multi-rows", type=int, default=50_000)
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
@@ -332,13 +347,12 @@ def main() -> None:
         os.environ["DBNB_HOME"] = home
         server = dbnb.embedded_server(Path(home), announce=False)
         db = dbnb.connect(server.url("postgres"), database="bench", reset=True)
-        metadata.create_all(db.engine)
+        BenchBase.metadata.create_all(db.engine, tables=[Bench.__table__, BenchW.__table__])
         db.execute(FILL.format(table="bench", rows=args.rows))
         db.execute("ANALYZE bench")
         loop = asyncio.new_event_loop()
         read = reads(db, loop, args.repeat)
-        with db.session() as s:
-            frame = dbnb.read_frame(s, select(bench))
+        frame = Repository(Bench, db).to_frame()
         write = writes(db, loop, frame, args.repeat, args.multi_rows)
         del frame
         loop.run_until_complete(db.asyncio.refresh_pools())

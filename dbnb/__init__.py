@@ -40,7 +40,8 @@ from dbnb.errors import (
     SerializationFailure,
     UniqueViolation,
 )
-from dbnb.frame_read import aiter_frames, aread_frame, iter_frames, read_frame
+from dbnb.frame_aread import aiter_frames, aread_frame
+from dbnb.frame_read import iter_frames, read_frame
 from dbnb.frame_write import awrite_frame, write_frame
 from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
 from dbnb.migration_reports import (

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dbnb.database import AsyncDatabase, Database
 from dbnb.errors import UniqueViolation, translate
 from dbnb.filters import OrderBy
+from dbnb.frame_repository import AsyncFrameMethods
 from dbnb.models import ModelList
 from dbnb.repository_base import RepositoryBase, detached
 
@@ -35,7 +36,7 @@ __all__ = ["AsyncRepository"]
 M = TypeVar("M")
 
 
-class AsyncRepository(RepositoryBase[M]):
+class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
     """The awaitable twin of :class:`Repository` (asyncpg); same methods, same arguments."""
 
     _binds = (Database, AsyncDatabase, AsyncSession)

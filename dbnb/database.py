@@ -501,7 +501,7 @@ class AsyncDatabase:
         **params: Any,
     ) -> pd.DataFrame:
         """Await a query with ``:name`` bound parameters; return its rows as a DataFrame."""
-        from dbnb.frame_read import aread_frame
+        from dbnb.frame_aread import aread_frame
 
         async with self.session() as s:
             return await aread_frame(

@@ -1,152 +1,44 @@
-"""COPY out of sessions into DataFrames: the fast read path, sync (psycopg) and async (asyncpg).
+"""COPY out of sync sessions into DataFrames: the fast read path on psycopg.
 
-The statement first runs through the session wrapped in ``LIMIT 0``: that applies every ORM
-hook (soft-delete criteria included), binds the parameters the driver's way, and has the server
-describe the result's column types. The same SQL then runs as
-``COPY (...) TO STDOUT (FORMAT csv)`` and :class:`dbnb.frames.ReadPlan` parses the bytes with
-pyarrow, every column's type fixed up front. psycopg binds the parameters client-side
-(``ClientCursor.mogrify``); asyncpg's ``copy_from_query`` does the same.
-
-For the COPY the transaction sees ``TimeZone=UTC``, ``DateStyle=ISO`` and
-``extra_float_digits=1`` (what the parser expects); the previous values are put back after.
+See :mod:`dbnb.frame_query` for how a statement is described and planned. psycopg binds the
+parameters client-side (``ClientCursor.mogrify``); the rows are pulled from libpq in blocks and
+parsed on a worker thread while the rest arrives. The async twin is :mod:`dbnb.frame_aread`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 import select
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, text
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql import Executable
 
 from dbnb.errors import FrameError, translate
-from dbnb.frames import ARRAY_OIDS, CsvChunker, DtypeBackend, ReadPlan, ResultColumn, UuidAs
+from dbnb.frame_query import (
+    BLOCK,
+    PIPELINED,
+    READ_SETTINGS,
+    SET_SYNC,
+    SHOW_SETTINGS,
+    Described,
+    as_statement,
+    copy_query,
+    copy_sql,
+    driver_error,
+    listen,
+    options_of,
+    plan_of,
+    unlisten,
+)
+from dbnb.frames import CsvChunker, DtypeBackend, ReadPlan, UuidAs
 from dbnb.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
-    from sqlalchemy.engine import Connection
-    from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
-__all__ = ["aiter_frames", "aread_frame", "iter_frames", "read_frame"]
-
-# Output the CSV parser relies on: UTC offsets, ISO dates, shortest exact floats.
-_READ_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1"}
-_SHOW_SETTINGS = "SELECT " + ", ".join(f"current_setting('{n}')" for n in _READ_SETTINGS)
-_BLOCK = 1 << 21  # bytes of CSV parsed at a time by iter_frames: small keeps memory flat
-_PIPELINED = 1 << 24  # read_frame: blocks parsed on a worker thread while the COPY goes on
-# A query COPY can wrap, after any leading comments.
-_QUERY = re.compile(
-    r"^(\s|--[^\n]*\n|/\*.*?\*/)*(\(|select\b|with\b|values\b|table\b)",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-def _set_settings_sql(placeholder: str) -> str:
-    calls = [
-        f"set_config('{name}', {placeholder.format(i + 1)}, true)"
-        for i, name in enumerate(_READ_SETTINGS)
-    ]
-    return "SELECT " + ", ".join(calls)
-
-
-_SET_SYNC = _set_settings_sql("%s")
-_SET_ASYNC = _set_settings_sql("${}")
-
-
-class _Described:
-    """What the driver received (SQL, parameters) and the result's description."""
-
-    statement: str = ""
-    parameters: Any = None
-    description: Any = None
-
-
-def _listen(conn: Connection, described: _Described) -> tuple[Any, Any]:
-    """Swap ``conn``'s next statement for its ``LIMIT 0`` form, keeping what was sent."""
-
-    def swap(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> Any:
-        described.statement, described.parameters = statement, parameters
-        return f"SELECT * FROM ({statement}) AS dbnb_q LIMIT 0", parameters
-
-    def keep(_c: Any, cursor: Any, *_: Any) -> None:
-        described.description = cursor.description
-
-    event.listen(conn, "before_cursor_execute", swap, retval=True)
-    event.listen(conn, "after_cursor_execute", keep)
-    return swap, keep
-
-
-def _unlisten(conn: Connection, swap: Any, keep: Any) -> None:
-    event.remove(conn, "before_cursor_execute", swap)
-    event.remove(conn, "after_cursor_execute", keep)
-
-
-def as_statement(sql: Executable | str, params: dict[str, Any] | None = None) -> Executable:
-    """Return ``sql`` as an executable query; SQL text gets ``params`` bound to ``:name``."""
-    if isinstance(sql, str):
-        if not _QUERY.match(sql):
-            raise FrameError(
-                "a frame is read from a query (SELECT, WITH, VALUES or TABLE); run other "
-                "statements with db.execute()"
-            )
-        return text(sql).bindparams(**(params or {}))
-    if params:
-        raise FrameError("params= is for SQL text; bind values in the SQLAlchemy statement")
-    return sql
-
-
-def _plan(stmt: Executable, described: _Described, options: dict[str, Any]) -> ReadPlan:
-    """Plan from the driver's description; numeric typmods from SQLAlchemy when it lacks them."""
-    description = described.description or []
-    declared: list[Any] = []
-    selected = getattr(stmt, "selected_columns", None)
-    if selected is not None and len(selected) == len(description):
-        declared = [c.type for c in selected]
-    columns = []
-    for i, d in enumerate(description):
-        precision = getattr(d, "precision", None)
-        scale = getattr(d, "scale", None)
-        if precision is None and declared:
-            precision = getattr(declared[i], "precision", None)
-            scale = getattr(declared[i], "scale", None)
-        columns.append(ResultColumn(str(d[0]), int(d[1]), precision, scale))
-    return ReadPlan(columns, **options)
-
-
-def _copy_query(sql: str, plan: ReadPlan) -> str:
-    """Wrap ``sql`` so arrays arrive as JSON (CSV cannot type them); else leave it alone."""
-    columns = plan.columns
-    if any(c.oid in ARRAY_OIDS for c in columns):
-        names = [f"c{i}" for i in range(len(columns))]
-        outputs = [
-            f"to_json(q.{n})" if c.oid in ARRAY_OIDS else f"q.{n}"
-            for n, c in zip(names, columns, strict=True)
-        ]
-        sql = f"SELECT {', '.join(outputs)} FROM ({sql}) AS q({', '.join(names)})"
-    return sql
-
-
-def _copy_sql(query: str) -> str:
-    return f"COPY ({query}) TO STDOUT (FORMAT csv)"
-
-
-def driver_error(exc: Exception, statement: str) -> BaseException:
-    """Turn a raw psycopg/asyncpg error into the dbnb error SQLAlchemy's wrapper would become."""
-    return translate(sa_exc.DBAPIError(statement, None, exc, hide_parameters=True))
-
-
-def _options(dtype_backend: DtypeBackend, decimal: bool, uuid_as: UuidAs) -> dict[str, Any]:
-    return {"dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as}
-
-
-# -- sync ------------------------------------------------------------------------------------------
+__all__ = ["iter_frames", "read_frame"]
 
 
 def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
@@ -213,30 +105,30 @@ def _copy_out(
     from psycopg.pq import TransactionStatus
 
     conn = session.connection()
-    described = _Described()
-    swap, keep = _listen(conn, described)
+    described = Described()
+    swap, keep = listen(conn, described)
     try:
         session.execute(stmt).close()
     except Exception as exc:
         raise translate(exc) from exc
     finally:
-        _unlisten(conn, swap, keep)
-    plan = _plan(stmt, described, options)
+        unlisten(conn, swap, keep)
+    plan = plan_of(stmt, described, options)
     yield plan
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     sql = psycopg.ClientCursor(raw).mogrify(described.statement, described.parameters)
-    copy = _copy_sql(_copy_query(sql, plan))
+    copy = copy_sql(copy_query(sql, plan))
     try:
         with raw.cursor() as cur:
-            before = cur.execute(_SHOW_SETTINGS).fetchone()
-            cur.execute(_SET_SYNC, list(_READ_SETTINGS.values()))
+            before = cur.execute(SHOW_SETTINGS).fetchone()
+            cur.execute(SET_SYNC, list(READ_SETTINGS.values()))
             try:
                 yield from _rows_out(raw, copy, block_bytes)
             finally:
                 # After a failed or cancelled COPY the transaction is aborted: nothing to undo.
                 if before is not None and raw.info.transaction_status != TransactionStatus.INERROR:
-                    cur.execute(_SET_SYNC, list(before))
+                    cur.execute(SET_SYNC, list(before))
     except psycopg.Error as exc:
         raise driver_error(exc, copy) from exc
 
@@ -257,8 +149,8 @@ def read_frame(
     apply) or SQL text with ``:name`` parameters given in ``params``. dtypes follow the table
     in :mod:`dbnb.frames`; an empty result keeps them.
     """
-    options = _options(dtype_backend, decimal, uuid_as)
-    stream = _copy_out(session, as_statement(stmt, params), options, _PIPELINED)
+    options = options_of(dtype_backend, decimal, uuid_as)
+    stream = _copy_out(session, as_statement(stmt, params), options, PIPELINED)
     plan: ReadPlan = next(stream)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse") as parser:
         parsed = [parser.submit(plan.parse, block) for block in stream]
@@ -284,11 +176,11 @@ def iter_frames(
     while the loop is open.
     """
     statement = as_statement(stmt, params)
-    chunker_options = _options(dtype_backend, decimal, uuid_as)
+    chunkeroptions_of = options_of(dtype_backend, decimal, uuid_as)
     if chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
     nested = session.begin_nested()
-    stream = _copy_out(session, statement, chunker_options, _BLOCK)
+    stream = _copy_out(session, statement, chunkeroptions_of, BLOCK)
     done = False
     try:
         chunker = CsvChunker(next(stream), chunksize)
@@ -307,153 +199,3 @@ def iter_frames(
             nested.commit()
         elif nested.is_active:
             nested.rollback()
-
-
-# -- async -----------------------------------------------------------------------------------------
-
-
-class _AsyncCopy:
-    """A described statement ready to COPY out over the session's asyncpg connection."""
-
-    def __init__(self, raw: Any, plan: ReadPlan, described: _Described) -> None:
-        self.raw = raw
-        self.plan = plan
-        self.query = _copy_query(described.statement, plan)
-        self.copy = _copy_sql(self.query)
-        self.args = tuple(described.parameters or ())
-
-    async def run(self, sink: Any) -> None:
-        """COPY the rows into ``sink`` (an async callable taking bytes of whole rows)."""
-        import asyncpg
-
-        raw = self.raw
-        try:
-            before = await raw.fetchrow(_SHOW_SETTINGS)
-            await raw.execute(_SET_ASYNC, *_READ_SETTINGS.values())
-            await raw.copy_from_query(self.query, *self.args, output=sink, format="csv")
-            await raw.execute(_SET_ASYNC, *before)
-        except asyncpg.PostgresError as exc:
-            raise driver_error(exc, self.copy) from exc
-
-
-async def _aprepare(session: AsyncSession, stmt: Executable, options: dict[str, Any]) -> _AsyncCopy:
-    conn = await session.connection()
-    sync_conn = conn.sync_connection
-    assert sync_conn is not None
-    described = _Described()
-    swap, keep = _listen(sync_conn, described)
-    try:
-        (await session.execute(stmt)).close()
-    except Exception as exc:
-        raise translate(exc) from exc
-    finally:
-        _unlisten(sync_conn, swap, keep)
-    raw = (await conn.get_raw_connection()).driver_connection
-    return _AsyncCopy(raw, _plan(stmt, described, options), described)
-
-
-async def aread_frame(
-    session: AsyncSession,
-    stmt: Executable | str,
-    params: dict[str, Any] | None = None,
-    *,
-    dtype_backend: DtypeBackend = None,
-    decimal: bool = False,
-    uuid_as: UuidAs = "string",
-) -> pd.DataFrame:
-    """Await ``stmt`` in ``session``; return its rows as a DataFrame (asyncpg COPY).
-
-    The async twin of :func:`read_frame`: same statement handling, same dtypes.
-    """
-    copy = await _aprepare(
-        session, as_statement(stmt, params), _options(dtype_backend, decimal, uuid_as)
-    )
-    loop = asyncio.get_running_loop()
-    block = bytearray()
-    parsed: list[asyncio.Future[Any]] = []
-
-    async def sink(data: bytes) -> None:
-        nonlocal block
-        block += data
-        if len(block) >= _PIPELINED:
-            # Parse on a worker thread while asyncpg keeps receiving.
-            parsed.append(loop.run_in_executor(None, copy.plan.parse, block))
-            block = bytearray()
-
-    await copy.run(sink)
-    if block:
-        parsed.append(loop.run_in_executor(None, copy.plan.parse, block))
-    return copy.plan.combine(list(await asyncio.gather(*parsed)))
-
-
-async def aiter_frames(
-    session: AsyncSession,
-    stmt: Executable | str,
-    params: dict[str, Any] | None = None,
-    *,
-    chunksize: int = 100_000,
-    dtype_backend: DtypeBackend = None,
-    decimal: bool = False,
-    uuid_as: UuidAs = "string",
-    progress: bool | None = None,
-) -> AsyncIterator[pd.DataFrame]:
-    """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows (``async for``).
-
-    The async twin of :func:`iter_frames`: a bounded queue between the COPY and the loop keeps
-    memory flat; leaving early cancels the COPY and rolls back to the savepoint.
-    """
-    statement = as_statement(stmt, params)
-    if chunksize < 1:
-        raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
-    nested = await session.begin_nested()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
-    task: asyncio.Task[None] | None = None
-    dropping = False
-    done = False
-
-    async def sink(data: bytes) -> None:
-        if not dropping:
-            await queue.put(data)
-
-    try:
-        copy = await _aprepare(session, statement, _options(dtype_backend, decimal, uuid_as))
-
-        async def produce() -> None:
-            try:
-                await copy.run(sink)
-            finally:
-                if not dropping:
-                    await queue.put(None)
-
-        task = asyncio.create_task(produce())
-        chunker = CsvChunker(copy.plan, chunksize)
-        with Progress(progress, desc="reading") as bar:
-            while (piece := await queue.get()) is not None:
-                for frame in chunker.feed(piece):
-                    bar.update(len(frame))
-                    yield frame
-            await task
-            for frame in chunker.finish():
-                bar.update(len(frame))
-                yield frame
-        done = True
-    finally:
-        if task is not None and not task.done():
-            # Left early: drop what still arrives and have the server cancel the COPY. Task
-            # cancellation would leave asyncpg's protocol mid-COPY; a cancel from another
-            # pooled connection ends it the way the server reports any cancelled statement.
-            dropping = True
-            while not queue.empty():
-                queue.get_nowait()
-            await _cancel_backend(session, copy.raw)
-            await asyncio.gather(task, return_exceptions=True)
-        if done:
-            await nested.commit()
-        elif nested.is_active:
-            await nested.rollback()
-
-
-async def _cancel_backend(session: AsyncSession, raw: Any) -> None:
-    engine = (await session.connection()).engine
-    async with engine.connect() as other:
-        await other.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": raw.get_server_pid()})

@@ -23,7 +23,7 @@ from sqlalchemy.sql import Executable
 
 from dbnb import frame_convert
 from dbnb.errors import FrameError, translate
-from dbnb.frame_read import driver_error
+from dbnb.frame_query import driver_error
 from dbnb.progress import Progress
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ class _Load:
     ) -> None:
         if on_conflict not in (None, "ignore", "update"):
             raise FrameError(f"on_conflict={on_conflict!r}: use None, 'ignore' or 'update'")
+        if on is not None and on_conflict is None:
+            raise FrameError("on= names the conflict key: pass on_conflict='update' or 'ignore'")
         self.table, attributes = table_of(target)
         self.plan = frame_convert.plan_load(self.table, list(frame.columns), attributes)
         self.data = frame_convert.frame_to_arrow(self.plan, frame, naive_as=naive_as)
@@ -130,8 +132,11 @@ class _Load:
             raise FrameError(
                 f"on={bad}: not columns of {target.name}; choose from {', '.join(by_name)}"
             )
+        # A partial unique index (``WHERE deleted_at IS NULL`` on soft-deletable tables) is
+        # only chosen as the arbiter when ON CONFLICT repeats its predicate.
+        where = _partial_where(target, keys)
         if on_conflict == "ignore":
-            return stmt.on_conflict_do_nothing(index_elements=keys or None)
+            return stmt.on_conflict_do_nothing(index_elements=keys or None, index_where=where)
         if not keys:
             raise FrameError(f"{target.name} has no primary key: pass on=[...] (unique columns)")
         missing = [k for k in keys if k not in self.plan.columns]
@@ -145,8 +150,18 @@ class _Load:
             if col not in updates and getattr(onupdate, "is_clause_element", False):
                 updates[col] = onupdate.arg  # e.g. updated_at = now() on the rows it updates
         if not updates:
-            return stmt.on_conflict_do_nothing(index_elements=keys)
-        return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+            return stmt.on_conflict_do_nothing(index_elements=keys, index_where=where)
+        return stmt.on_conflict_do_update(index_elements=keys, index_where=where, set_=updates)
+
+
+def _partial_where(target: Table, keys: list[str]) -> Any:
+    """The predicate of the partial unique index on exactly ``keys``, if that is the key."""
+    for index in target.indexes:
+        if index.unique and {c.name for c in index.columns} == set(keys):
+            where = index.dialect_options["postgresql"].get("where")
+            if where is not None:
+                return where
+    return None
 
 
 def _sql_default(default: Any) -> Any:

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from dbnb.database import Database
 from dbnb.errors import UniqueViolation, translate
 from dbnb.filters import OrderBy
+from dbnb.frame_repository import FrameMethods
 from dbnb.models import ModelList
 from dbnb.pagination import KeysetPage, Page
 from dbnb.repository_base import RepositoryBase, detached
@@ -42,7 +43,7 @@ __all__ = ["Repository"]
 M = TypeVar("M")
 
 
-class Repository(RepositoryBase[M]):
+class Repository(FrameMethods[M], RepositoryBase[M]):
     """Read and write one model's rows on psycopg.
 
     Bound to a :class:`~dbnb.Database`, each call opens a session, runs, and commits (or rolls

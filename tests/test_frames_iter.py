@@ -140,3 +140,23 @@ def test_chunker_holds_about_one_chunk() -> None:
     out += chunker.finish()
     assert [len(f) for f in out] == [1_000] * 5 + [500]
     assert pd.concat(out)["n"].tolist() == list(range(5_500))
+
+
+def test_progress_appears_over_the_threshold_when_someone_watches(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IO-free: the default shows a bar only for interactive sessions and big enough work."""
+    from dbnb import progress
+
+    monkeypatch.setattr(progress, "interactive", lambda: True)
+    with progress.Progress(None, total=progress.THRESHOLD - 1, desc="small") as bar:
+        bar.update(progress.THRESHOLD - 1)
+    assert capsys.readouterr().err == ""
+    with progress.Progress(None, desc="stream") as bar:  # unknown total: counts decide
+        bar.update(progress.THRESHOLD // 2)
+        assert capsys.readouterr().err == ""
+        bar.update(progress.THRESHOLD // 2)
+    assert "stream" in capsys.readouterr().err
+    with progress.Progress(False, total=10 * progress.THRESHOLD) as bar:
+        bar.update(10 * progress.THRESHOLD)
+    assert capsys.readouterr().err == ""

@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     Identity,
+    Index,
     MetaData,
     Numeric,
     SmallInteger,
@@ -58,6 +59,15 @@ products = Table(
 )
 
 
+gadgets = Table(
+    "gadgets",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("sku", Text, nullable=False),
+    Column("name", Text),
+    Column("deleted_at", DateTime(timezone=True)),
+    Index("uq_gadgets_sku", "sku", unique=True, postgresql_where=text("deleted_at IS NULL")),
+)
 labels = Table(
     "labels",
     metadata,
@@ -91,7 +101,7 @@ def _tables(db: dbnb.Database) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _empty(db: dbnb.Database) -> None:
-    db.execute("TRUNCATE products, readings, labels RESTART IDENTITY")
+    db.execute("TRUNCATE products, readings, labels, gadgets RESTART IDENTITY")
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -275,6 +285,8 @@ async def test_upsert_ignore_and_on_checks(db: dbnb.Database, shell: str) -> Non
         await load(db, shell, again, on_conflict="update", on=["nope"])
     with pytest.raises(dbnb.FrameError, match="on_conflict"):
         await load(db, shell, again, on_conflict="replace")
+    with pytest.raises(dbnb.FrameError, match="on_conflict='update'"):
+        await load(db, shell, again, on=["sku"])
     twice = pd.DataFrame({"sku": ["s0", "s0"], "name": ["a", "b"]})
     with pytest.raises(dbnb.QueryError):
         await load(db, shell, twice, on_conflict="update", on=["sku"])
@@ -337,3 +349,14 @@ async def test_client_sql_defaults_are_rendered_by_the_insert(
         got = s.execute(select(labels.c.label, labels.c.token).order_by(labels.c.id)).all()
     assert [g.label for g in got] == ["AUTO", "AUTO"]
     assert len({g.token for g in got}) == 2  # the server default, once per row
+
+
+async def test_upsert_on_a_partial_unique_index(db: dbnb.Database, shell: str) -> None:
+    """Soft-deletable tables key on ``WHERE deleted_at IS NULL`` indexes; upserts find them."""
+    db.execute("INSERT INTO gadgets (sku, name, deleted_at) VALUES ('g1', 'old, deleted', now())")
+    first = pd.DataFrame({"sku": ["g1", "g2"], "name": ["one", "two"]})
+    assert await load(db, shell, first, target=gadgets, on_conflict="update", on=["sku"]) == 2
+    again = pd.DataFrame({"sku": ["g1"], "name": ["uno"]})
+    assert await load(db, shell, again, target=gadgets, on_conflict="update", on=["sku"]) == 1
+    names = db.execute("SELECT name FROM gadgets ORDER BY id")
+    assert [n for (n,) in names] == ["old, deleted", "uno", "two"]
