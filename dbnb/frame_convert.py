@@ -2,7 +2,8 @@
 
 IO-free: :func:`plan_load` checks the frame's columns against the table (before anything is
 sent), :func:`frame_to_arrow` converts each column to what its PostgreSQL type accepts, and
-:func:`csv_chunks` renders the rows as the CSV that :mod:`dbnb.frame_write` copies in.
+:func:`render_csv` renders slices (:func:`csv_parts`) as the CSV :mod:`dbnb.frame_write` copies
+in.
 
 Rules (the same for the sync and the async shell):
 

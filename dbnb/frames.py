@@ -59,12 +59,11 @@ DtypeBackend = Literal["pyarrow"] | None
 UuidAs = Literal["string", "uuid"]
 
 # PostgreSQL type OIDs (pg_type.oid; fixed for built-in types).
-_BOOL, _INT8, _INT2, _INT4, _TEXT, _JSON = 16, 20, 21, 23, 25, 114
-_FLOAT4, _FLOAT8, _BPCHAR, _VARCHAR, _NAME, _CHAR = 700, 701, 1042, 1043, 19, 18
+# Types not named here (text, varchar, char, interval, enums...) arrive as PostgreSQL's text.
+_BOOL, _INT8, _INT2, _INT4, _JSON, _FLOAT4, _FLOAT8 = 16, 20, 21, 23, 114, 700, 701
 _DATE, _TIMESTAMP, _TIMESTAMPTZ, _NUMERIC, _UUID, _JSONB = 1082, 1114, 1184, 1700, 2950, 3802
 
 _INTEGERS = {_INT2: pa.int16(), _INT4: pa.int32(), _INT8: pa.int64()}
-_STRINGS = {_TEXT, _BPCHAR, _VARCHAR, _NAME, _CHAR}
 # Array type OID -> element type when the list can be typed in Arrow, else None (stays object).
 ARRAY_OIDS: dict[int, pa.DataType | None] = {
     1000: pa.bool_(), 1005: pa.int16(), 1007: pa.int32(), 1016: pa.int64(),
