@@ -29,7 +29,8 @@ def _top_parser() -> argparse.ArgumentParser:
         prog=_PROG,
         description="dbnb command line (`dbnb help <command>` explains one command)",
         epilog=f"commands:\n{listing}\n  {'demo':<10} a short end-to-end tour on the embedded "
-        "PostgreSQL",
+        f"PostgreSQL\n  {'tutorials':<10} execute the tutorial notebooks into HTML docs "
+        "(make demo)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--url", help="database URL or env:NAME (default: DBNB_URL, "
@@ -59,6 +60,10 @@ def _run(top: argparse.Namespace) -> int:
         from dbnb.demo import tour
 
         return tour(print)
+    if top.command == "tutorials":
+        from dbnb import tutorials
+
+        return tutorials.main(top.args, print)
     command = find(top.command)
     kwargs = command.parse(top.args, prog=_PROG)
     if kwargs is None:
