@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 # Importing the module installs the global soft-delete filter on every Session.
 from dbnb import softdelete as _softdelete  # noqa: F401
+from dbnb.async_database import AsyncDatabase
 from dbnb.async_repository import AsyncRepository
 from dbnb.bridge import run
 from dbnb.catalog import TableDescription, TableList
-from dbnb.database import AsyncDatabase, Database, close_all, connect
+from dbnb.database import Database
 from dbnb.embedded import EmbeddedServer, embedded_server
 from dbnb.errors import (
     CheckViolation,
@@ -53,6 +54,7 @@ from dbnb.migration_reports import (
 )
 from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
 from dbnb.pagination import KeysetPage, Page
+from dbnb.registry import close_all, connect
 from dbnb.repository import Repository
 from dbnb.settings import Settings
 from dbnb.transactions import execute_in_transaction

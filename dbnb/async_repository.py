@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dbnb.database import AsyncDatabase, Database
+from dbnb.async_database import AsyncDatabase
+from dbnb.database import Database
 from dbnb.errors import UniqueViolation, translate
 from dbnb.filters import OrderBy
 from dbnb.frame_repository import AsyncFrameMethods

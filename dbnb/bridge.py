@@ -61,9 +61,9 @@ def close_runners() -> None:
 
 
 async def _dispose_async_engines() -> None:
-    from dbnb.database import _registry
+    from dbnb.registry import open_databases
 
     loop = asyncio.get_running_loop()
-    for db in list(_registry.values()):
+    for db in open_databases():
         if db._async_engine is not None and db._async_loop is loop:
             await db.asyncio.close()

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from dbnb.commands import COMMANDS, CommandUsageError, find, help_for
-from dbnb.database import connect
 from dbnb.errors import DbnbError, mask_secrets
+from dbnb.registry import connect
 
 __all__ = ["main"]
 

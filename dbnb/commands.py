@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbnb import catalog, migrations, scaffold
-from dbnb.database import Database, connect
+from dbnb.database import Database
 from dbnb.display import html_table, text_table
 from dbnb.errors import DbnbError
+from dbnb.registry import connect
 
 __all__ = ["COMMANDS", "Command", "CommandHelp", "CommandUsageError", "find", "help_for"]
 

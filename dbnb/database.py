@@ -1,14 +1,13 @@
 """Database: one URL in, a psycopg 3 engine and an asyncpg engine out, with session scopes.
 
-``Database`` owns both engines, created lazily from the same URL. ``AsyncDatabase`` (reached as
-``db.asyncio``) is the awaitable face of the same object: same method names, same pools.
-:func:`connect` is idempotent, so a notebook cell re-run twenty times leaves one pool.
+``Database`` owns both engines, created lazily from the same URL. Its awaitable face,
+:class:`~dbnb.async_database.AsyncDatabase`, is ``db.asyncio``: same method names, same pools.
+Get one with :func:`dbnb.connect` (in :mod:`dbnb.registry`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import contextvars
 import threading
@@ -23,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.orm import Session, sessionmaker
 
 from dbnb import health as _health
-from dbnb.admin import create_database
-from dbnb.embedded import EmbeddedServer, embedded_server
-from dbnb.errors import ConfigError, DatabaseClosed, LoopMismatch, mask_secrets, translate
+from dbnb.async_database import AsyncDatabase, running_loop
+from dbnb.embedded import EmbeddedServer
+from dbnb.errors import ConfigError, DatabaseClosed, LoopMismatch, translate
 from dbnb.settings import Settings, safe_url
 
 if TYPE_CHECKING:
@@ -34,9 +33,8 @@ if TYPE_CHECKING:
     from dbnb.frames import DtypeBackend, UuidAs
     from dbnb.transactions import SandboxScope, TransactionScope
 
-__all__ = ["AsyncDatabase", "Database", "close_all", "connect", "safe_url"]
+__all__ = ["Database"]
 
-_DEFAULT_EMBEDDED_DATABASE = "dbnb"
 # libpq query parameters that asyncpg spells differently or takes as server settings.
 _ASYNCPG_RENAMES = {"sslmode": "ssl", "connect_timeout": "timeout"}
 _ASYNCPG_SERVER_SETTINGS = {"application_name", "options"}
@@ -163,7 +161,7 @@ class Database:
             LoopMismatch: used from another, still open event loop.
         """
         self._check_open()
-        loop = _running_loop()
+        loop = running_loop()
         with self._lock:
             if self._async_engine is not None and self._async_loop is not loop:
                 if self._async_loop is not None and not self._async_loop.is_closed():
@@ -254,7 +252,7 @@ class Database:
                 session.commit()
             except BaseException as exc:
                 _quiet_rollback(session)
-                raise _translated(exc) from exc
+                raise translate(exc) from exc
 
     @contextlib.asynccontextmanager
     async def async_session(self) -> AsyncIterator[AsyncSession]:
@@ -350,7 +348,7 @@ class Database:
                 version = conn.execute(text("SHOW server_version")).scalar_one()
             return _health.HealthReport(True, "psycopg", latency, str(version))
         except Exception as exc:
-            return _failed_health("psycopg", exc)
+            return _health.failed_report("psycopg", exc)
 
     def pool_status(self) -> _health.PoolReport:
         """Snapshot both engines' pools from their counters (no I/O)."""
@@ -395,7 +393,7 @@ class Database:
         if engine is None:
             return
         loop = self._async_loop
-        if loop is not None and loop is _running_loop() and loop.is_running():
+        if loop is not None and loop is running_loop() and loop.is_running():
             # Called from sync code inside the engine's own running loop (a notebook cell): let
             # the loop close the connections gracefully once the cell yields.
             self._async_engine, self._async_loop = None, None
@@ -415,7 +413,6 @@ class Database:
                 self._engine.dispose()
                 self._engine = None
             self._dispose_async_from_sync()
-            _registry_forget(self)
 
     def __enter__(self) -> Database:
         self._check_open()
@@ -425,254 +422,7 @@ class Database:
         self.close()
 
 
-class AsyncDatabase:
-    """The awaitable face of a :class:`Database` (``db.asyncio``): same names, asyncpg engine."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @property
-    def sync(self) -> Database:
-        """The Database this view belongs to."""
-        return self._db
-
-    @property
-    def url(self) -> URL:
-        """The database URL (password hidden in its repr)."""
-        return self._db.url
-
-    @property
-    def database(self) -> str:
-        """The database name."""
-        return self._db.database
-
-    @property
-    def closed(self) -> bool:
-        """True once the Database was closed."""
-        return self._db.closed
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The asyncpg engine (bound to the running event loop)."""
-        return self._db.async_engine
-
-    def __repr__(self) -> str:
-        return repr(self._db).replace("<Database", "<AsyncDatabase", 1)
-
-    @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """Open an AsyncSession; commit when the block ends, roll back (and re-raise) on error."""
-        self._db._check_open()
-        async with self._db._new_async_session() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException as exc:
-                await _quiet_async_rollback(session)
-                raise _translated(exc) from exc
-
-    def transaction(self, session: AsyncSession | None = None) -> TransactionScope:
-        """Begin a transaction for ``async with``; given a session, a SAVEPOINT."""
-        return self._db.transaction(session)
-
-    def sandbox(self) -> SandboxScope:
-        """Open a rolled-back-on-exit scope for ``async with``."""
-        return self._db.sandbox()
-
-    async def get_session(self) -> AsyncIterator[AsyncSession]:
-        """Yield an AsyncSession; usable as an async web-framework dependency."""
-        async with self.session() as session:
-            yield session
-
-    async def execute(self, sql: str, /, **params: Any) -> list[Any]:
-        """Run one SQL statement with ``:name`` bound parameters; commit; return its rows."""
-        async with self.session() as s:
-            result = await s.execute(text(sql), params)
-            return list(result) if getattr(result, "returns_rows", True) else []
-
-    async def frame(
-        self,
-        sql: str,
-        /,
-        *,
-        dtype_backend: DtypeBackend = None,
-        decimal: bool = False,
-        uuid_as: UuidAs = "string",
-        **params: Any,
-    ) -> pd.DataFrame:
-        """Await a query with ``:name`` bound parameters; return its rows as a DataFrame."""
-        from dbnb.frame_aread import aread_frame
-
-        async with self.session() as s:
-            return await aread_frame(
-                s, sql, params, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
-            )
-
-    async def health(self) -> _health.HealthReport:
-        """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises."""
-        try:
-            engine = self.engine
-            start = time.perf_counter()
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-                latency = (time.perf_counter() - start) * 1000
-                version = (await conn.execute(text("SHOW server_version"))).scalar_one()
-            return _health.HealthReport(True, "asyncpg", latency, str(version))
-        except Exception as exc:
-            return _failed_health("asyncpg", exc)
-
-    def pool_status(self) -> _health.PoolReport:
-        """Snapshot both engines' pools (no I/O, so not a coroutine)."""
-        return self._db.pool_status()
-
-    async def info(self) -> _health.ServerInfo:
-        """Ask the server (over asyncpg) for version, size, connections and idle transactions."""
-        async with self.engine.connect() as conn:
-            try:
-                head = (await conn.execute(text(_health.SERVER_INFO_SQL))).one()
-                connections = list(await conn.execute(text(_health.CONNECTIONS_SQL)))
-                idle = list(await conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
-            except SQLAlchemyError as exc:
-                raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle)
-
-    async def refresh_pools(self) -> None:
-        """Replace both pools' connections, awaiting the async ones' graceful close."""
-        db = self._db
-        if db._engine is not None:
-            db._engine.dispose()
-        if db._async_engine is not None:
-            await db._async_engine.dispose()
-
-    async def close(self) -> None:
-        """Dispose both engines, awaiting the asyncpg connections' close."""
-        db = self._db
-        engine = db._async_engine
-        if engine is not None and db._async_loop is _running_loop():
-            db._async_engine, db._async_loop = None, None
-            await engine.dispose()
-        db.close()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _translated(exc: BaseException) -> BaseException:
-    return translate(exc) if isinstance(exc, Exception) else exc
-
-
 def _quiet_rollback(session: Session) -> None:
     # A rollback on a dead connection must not hide the error that killed it.
     with contextlib.suppress(Exception):
         session.rollback()
-
-
-async def _quiet_async_rollback(session: AsyncSession) -> None:
-    with contextlib.suppress(Exception):
-        await session.rollback()
-
-
-def _failed_health(driver: str, exc: BaseException) -> _health.HealthReport:
-    translated = translate(exc)
-    return _health.HealthReport(
-        ok=False,
-        driver=driver,
-        error=type(translated).__name__,
-        message=mask_secrets(str(translated).splitlines()[0] if str(translated) else ""),
-    )
-
-
-# -- the registry behind idempotent connect() ------------------------------------------------------
-
-_registry: dict[tuple[Any, ...], Database] = {}
-_registry_lock = threading.Lock()
-
-
-def _registry_key(settings: Settings) -> tuple[Any, ...]:
-    assert settings.url is not None
-    return (settings.url.render_as_string(hide_password=False), repr(settings))
-
-
-def _registry_forget(db: Database) -> None:
-    with _registry_lock:
-        for key, value in list(_registry.items()):
-            if value is db:
-                del _registry[key]
-
-
-def connect(
-    url: str | URL | None = None,
-    *,
-    database: str | None = None,
-    reset: bool = False,
-    **options: Any,
-) -> Database:
-    """Connect to PostgreSQL; with no URL anywhere, to the embedded server.
-
-    The URL comes from the argument, else ``DBNB_URL``, else ``DATABASE_URL``; with none set, an
-    embedded PostgreSQL is started (or reused) in ``DBNB_HOME``. Calling ``connect`` again with
-    the same URL and options returns the same open Database, so re-running a cell leaks nothing.
-
-    Args:
-        url: ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg`` URL.
-        database: use this database on the same server instead of the URL's; it is created
-            if missing (which needs the CREATEDB privilege on servers other than the embedded).
-        reset: drop and recreate ``database`` first, for a fresh, deterministic start.
-        **options: pool_size, max_overflow, pool_timeout, pool_recycle, echo,
-            statement_timeout, connect_timeout, application_name.
-
-    Example::
-
-        db = dbnb.connect(database="tutorial_01", reset=True)
-    """
-    settings = Settings.resolve(url, **options)
-    server: EmbeddedServer | None = None
-    if settings.url is None:
-        server = embedded_server()
-        settings = settings.with_url(server.url(database or _DEFAULT_EMBEDDED_DATABASE))
-    elif database is not None:
-        assert settings.url is not None
-        settings = settings.with_url(settings.url.set(database=database))
-    elif reset:
-        raise ConfigError("reset=True needs database=...: name the database to recreate")
-    assert settings.url is not None
-    key = _registry_key(settings)
-    with _registry_lock:
-        db = _registry.get(key)
-        if db is not None and db.closed:
-            db = None
-        if db is not None and reset:
-            db.refresh_pools()
-        if database is not None or server is not None:
-            create_database(settings.url, str(settings.url.database), reset=reset)
-        if db is None:
-            db = Database(settings, embedded=server)
-            _registry[key] = db
-    _register_shutdown()
-    return db
-
-
-def close_all() -> None:
-    """Close every Database opened through :func:`connect` in this process."""
-    with _registry_lock:
-        dbs = list(_registry.values())
-    for db in dbs:
-        db.close()
-
-
-def _shutdown() -> None:
-    from dbnb.bridge import close_runners
-
-    close_runners()
-    close_all()
-
-
-def _register_shutdown() -> None:
-    # atexit runs handlers last-registered-first. Re-registering on every connect() keeps ours
-    # ahead of the embedded server's own stop handler, so connections close before the server.
-    atexit.unregister(_shutdown)
-    atexit.register(_shutdown)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from sqlalchemy import text
 
 from dbnb.bridge import run
-from dbnb.database import Database, connect
+from dbnb.database import Database
+from dbnb.registry import connect
 
 __all__ = ["tour"]
 

@@ -13,12 +13,14 @@ from typing import Any
 from sqlalchemy.pool import Pool, QueuePool
 
 from dbnb.display import html_record, html_table, text_record
+from dbnb.errors import mask_secrets, translate
 
 __all__ = [
     "HealthReport",
     "IdleTransaction",
     "PoolStatus",
     "ServerInfo",
+    "failed_report",
     "pool_status_of",
 ]
 
@@ -184,6 +186,18 @@ class HealthReport:
     def _repr_html_(self) -> str:
         fields = {k: v for k, v in self.as_dict().items() if v is not None}
         return html_record("health", fields, ok=self.ok)
+
+
+def failed_report(driver: str, exc: BaseException) -> HealthReport:
+    """Describe a failed health check: the dbnb error class and its first line, masked."""
+    translated = translate(exc)
+    text = str(translated)
+    return HealthReport(
+        ok=False,
+        driver=driver,
+        error=type(translated).__name__,
+        message=mask_secrets(text.splitlines()[0] if text else ""),
+    )
 
 
 @dataclass(frozen=True)

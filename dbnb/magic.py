@@ -19,8 +19,9 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dbnb.commands import CommandUsageError, find, help_for
-from dbnb.database import Database, connect
+from dbnb.database import Database
 from dbnb.errors import DbnbError, mask_secrets, translate
+from dbnb.registry import connect
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -178,7 +178,7 @@ def _server() -> tuple[str, Path | None]:
     """Start (or attach to) the server the kernels will use, so they share one postmaster."""
     settings = Settings.resolve()
     if settings.url is not None:
-        from dbnb.database import safe_url
+        from dbnb.settings import safe_url
 
         return safe_url(settings.url), None
     server = embedded_server(announce=False)

@@ -10,7 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 import dbnb
-from dbnb.database import _async_url, safe_url
+from dbnb.database import _async_url
+from dbnb.settings import safe_url
 
 
 def test_every_accepted_scheme_reaches_the_same_database(
