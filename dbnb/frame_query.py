@@ -96,10 +96,15 @@ def unlisten(conn: Connection, swap: Any, keep: Any) -> None:
     event.remove(conn, "after_cursor_execute", keep)
 
 
+def is_query(sql: str) -> bool:
+    """Tell whether SQL text is a query a frame can be read from (SELECT, WITH, VALUES, TABLE)."""
+    return _QUERY.match(sql) is not None
+
+
 def as_statement(sql: Executable | str, params: dict[str, Any] | None = None) -> Executable:
     """Return ``sql`` as an executable query; SQL text gets ``params`` bound to ``:name``."""
     if isinstance(sql, str):
-        if not _QUERY.match(sql):
+        if not is_query(sql):
             raise FrameError(
                 "a frame is read from a query (SELECT, WITH, VALUES or TABLE); run other "
                 "statements with db.execute()"

@@ -171,31 +171,30 @@ class DbMagics(Magics):
                 f"{missing[0]} = ... (each :name is bound from the variable of that name)"
             )
         params = {n: namespace[n] for n in names}
-        frame = self._run(statement, params, sandbox=sandbox)
+        frame = self._run(sql, params, sandbox=sandbox)
         if out is not None:
             namespace[out] = frame
         return frame
 
-    def _run(self, statement: Any, params: dict[str, Any], *, sandbox: bool) -> pd.DataFrame | None:
+    def _run(self, sql: str, params: dict[str, Any], *, sandbox: bool) -> pd.DataFrame | None:
         import pandas as pd
 
+        from dbnb.frame_query import is_query
+        from dbnb.frame_read import read_frame
+
         db = self._current()
+        scope = db.sandbox() if sandbox else db.session()
         try:
-            with db.engine.connect() as conn:
-                result = conn.execute(statement, params)
-                frame = (
-                    pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-                    if result.returns_rows
-                    else None
-                )
-                count = result.rowcount
-                if sandbox:
-                    conn.rollback()
-                else:
-                    conn.commit()
+            with scope as session:
+                if is_query(sql):
+                    # The typed, COPY-based reader: the same dtypes as db.frame() and to_frame().
+                    return read_frame(session, sql, params)
+                result = session.execute(text(sql), params)
+                if getattr(result, "returns_rows", False):  # DML ... RETURNING
+                    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+                count = getattr(result, "rowcount", -1)
         except SQLAlchemyError as exc:
             raise translate(exc) from exc
-        if frame is None:
-            verb = "would be affected (rolled back)" if sandbox else "affected"
-            print(f"{count} row{'s' if count != 1 else ''} {verb}")
-        return frame
+        verb = "would be affected (rolled back)" if sandbox else "affected"
+        print(f"{count} row{'s' if count != 1 else ''} {verb}")
+        return None

@@ -224,6 +224,26 @@ def test_cell_binds_names_from_the_notebook(connected: InteractiveShell) -> None
     ]
 
 
+def test_cell_frames_keep_the_database_types(connected: InteractiveShell) -> None:
+    frame = cell(
+        connected, "", "SELECT sku, stock, price, created_at FROM products ORDER BY sku LIMIT 3"
+    )
+    assert str(frame["stock"].dtype) == "Int32"
+    assert str(frame["sku"].dtype).startswith("string")
+    assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
+    assert str(frame["price"].dtype) == "float64"
+
+
+def test_cell_returning_dml_gives_a_frame_and_sandbox_undoes_it(
+    connected: InteractiveShell, db: dbnb.Database
+) -> None:
+    before = db.execute("SELECT count(*) AS n FROM users")[0].n
+    frame = cell(connected, "--sandbox", "DELETE FROM order_items RETURNING id")
+    assert len(frame) == len(shop.SEED_ORDER_ITEMS)
+    assert db.execute("SELECT count(*) AS n FROM order_items")[0].n == len(shop.SEED_ORDER_ITEMS)
+    assert db.execute("SELECT count(*) AS n FROM users")[0].n == before
+
+
 def test_cell_values_are_parameters_never_sql(
     connected: InteractiveShell, db: dbnb.Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
