@@ -65,6 +65,11 @@ def _run(top: argparse.Namespace) -> int:
 
         return tutorials.main(top.args, print)
     command = find(top.command)
+    if command.magic_only:
+        raise CommandUsageError(
+            f"{command.name} lasts across notebook cells; use %db {command.name} in a notebook "
+            "(in Python: with db.sandbox(): ...)"
+        )
     kwargs = command.parse(top.args, prog=_PROG)
     if kwargs is None:
         print(help_for(command.name, prog=_PROG))

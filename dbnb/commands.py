@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbnb import catalog, migrations, scaffold
+from dbnb import catalog, migrations, scaffold, transactions
 from dbnb.database import Database
 from dbnb.display import html_table, text_table
 from dbnb.errors import DbnbError
@@ -65,6 +65,8 @@ class Command:
     flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
+    # State that must outlive one call (a sandbox) only makes sense in a live kernel.
+    magic_only: bool = False
 
     @property
     def summary(self) -> str:
@@ -180,6 +182,7 @@ COMMANDS: dict[str, Command] = _table(
     Command("history", migrations.history),
     Command("check", migrations.check),
     Command("stamp", migrations.stamp),
+    Command("sandbox", transactions.sandbox, magic_only=True),
     Command("init", scaffold.init, uses_db=False),
     Command("help", help_for, uses_db=False, hidden=("prog",)),
 )

@@ -91,6 +91,9 @@ class Database:
         self._async_sandbox: contextvars.ContextVar[AsyncConnection | None] = (
             contextvars.ContextVar(f"dbnb_async_sandbox_{id(self)}", default=None)
         )
+        # A sandbox opened by dbnb.transactions.sandbox() that outlives one cell (a context
+        # variable set in a notebook cell does not survive into the next one).
+        self._pinned_sandbox: Connection | None = None
         self.asyncio = AsyncDatabase(self)
 
     # -- identity -------------------------------------------------------------------------------
@@ -217,7 +220,7 @@ class Database:
             return self._sessions
 
     def _new_session(self) -> Session:
-        sandbox = self._sandbox.get()
+        sandbox = self._sandbox.get() or self._pinned_sandbox
         if sandbox is not None:
             return Session(
                 bind=sandbox, expire_on_commit=False, join_transaction_mode="create_savepoint"
@@ -403,11 +406,35 @@ class Database:
             return
         self._abandon_async_engine()
 
+    def _pin_sandbox(self) -> bool:
+        """Open a sandbox connection that every new sync session joins; False if one is open."""
+        with self._lock:
+            if self._pinned_sandbox is not None:
+                return False
+            conn = self.engine.connect()
+            conn.begin()
+            self._pinned_sandbox = conn
+            return True
+
+    def _unpin_sandbox(self) -> bool:
+        """Roll back and close the pinned sandbox; False if there was none."""
+        with self._lock:
+            conn, self._pinned_sandbox = self._pinned_sandbox, None
+        if conn is None:
+            return False
+        try:
+            conn.rollback()
+        finally:
+            conn.close()
+        return True
+
     def close(self) -> None:
         """Dispose both engines; later use raises ``DatabaseClosed``. Safe to call twice."""
         with self._lock:
             if self._closed:
                 return
+            with contextlib.suppress(Exception):  # the server may already be gone
+                self._unpin_sandbox()
             self._closed = True
             if self._engine is not None:
                 self._engine.dispose()

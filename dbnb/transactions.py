@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from dbnb.display import html_record
 from dbnb.errors import translate
 
 if TYPE_CHECKING:
@@ -21,7 +23,13 @@ if TYPE_CHECKING:
 
     from dbnb.database import Database
 
-__all__ = ["SandboxScope", "TransactionScope", "execute_in_transaction"]
+__all__ = [
+    "SandboxScope",
+    "SandboxState",
+    "TransactionScope",
+    "execute_in_transaction",
+    "sandbox",
+]
 
 
 def _translated(exc: BaseException) -> BaseException:
@@ -214,3 +222,44 @@ async def _execute_async(session: AsyncSession, operations: tuple[Any, ...]) -> 
             if inspect.iscoroutine(op):
                 op.close()
     return results
+
+
+@dataclass(frozen=True)
+class SandboxState:
+    """Whether a cross-cell sandbox is open on a Database, after :func:`sandbox` acted."""
+
+    database: str
+    active: bool
+    message: str
+
+    def __repr__(self) -> str:
+        return self.message
+
+    def _repr_html_(self) -> str:
+        return html_record("sandbox", {"database": self.database, "active": self.active,
+                                       "": self.message})
+
+
+def sandbox(db: Database, *, end: bool = False) -> SandboxState:
+    """Start a sandbox that lasts across notebook cells; with end, roll it all back.
+
+    Until it ends, every sync session this Database opens (repositories, ``%%db``,
+    ``db.execute``, ``db.frame``) joins one connection through savepoints, so whatever they
+    "commit" is undone at the end. ``with db.sandbox()`` is the scoped form for Python code.
+
+    Args:
+        end: roll back everything done since the sandbox started, and close it.
+    """
+    if end:
+        ended = db._unpin_sandbox()
+        message = (
+            "sandbox ended: every change since it started was rolled back"
+            if ended else "no sandbox was open"
+        )
+        return SandboxState(db.database, False, message)
+    started = db._pin_sandbox()
+    message = (
+        "sandbox started: changes stay until `%db sandbox --end` rolls them back"
+        if started else "a sandbox is already open; `%db sandbox --end` rolls it back"
+    )
+    return SandboxState(db.database, True, message)

@@ -82,6 +82,11 @@ def test_failures_print_one_line_on_stderr(capsys: pytest.CaptureFixture[str], u
     assert code == 1 and "did you mean users" in err
 
 
+def test_sandbox_is_refused_in_a_terminal(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    code, out, err = run(capsys, "--url", url, "sandbox")
+    assert code == 2 and out == "" and "%db sandbox" in err and err.count("\n") == 1
+
+
 def test_catalog_health_info_pool_connect(capsys: pytest.CaptureFixture[str], url: str) -> None:
     run(capsys, "--url", url, "migrate")
     code, out, _ = run(capsys, "--url", url, "tables")

@@ -281,6 +281,28 @@ def test_cell_sandbox_rolls_back(connected: InteractiveShell, db: dbnb.Database)
     assert db.execute("SELECT count(*) AS n FROM order_items")[0].n == len(shop.SEED_ORDER_ITEMS)
 
 
+def test_line_sandbox_spans_cells_and_rolls_everything_back(
+    connected: InteractiveShell, db: dbnb.Database
+) -> None:
+    ip = connected
+    users_before = db.execute("SELECT count(*) AS n FROM users")[0].n
+    started = line(ip, "sandbox")
+    assert started.active and "started" in repr(started)
+    assert "already open" in repr(line(ip, "sandbox"))
+    cell(ip, "", "DELETE FROM order_items")
+    dbnb.Repository(shop.User, db).create(email="sandboxed@example.com", name="Sandy")
+    assert db.execute("SELECT count(*) AS n FROM order_items")[0].n == 0  # seen inside
+    assert db.execute("SELECT count(*) AS n FROM users")[0].n == users_before + 1
+    with db.engine.connect() as outside:  # another connection sees nothing committed
+        n = outside.exec_driver_sql("SELECT count(*) FROM order_items").scalar_one()
+        assert n == len(shop.SEED_ORDER_ITEMS)
+    ended = line(ip, "sandbox --end")
+    assert not ended.active and "rolled back" in repr(ended)
+    assert db.execute("SELECT count(*) AS n FROM order_items")[0].n == len(shop.SEED_ORDER_ITEMS)
+    assert db.execute("SELECT count(*) AS n FROM users")[0].n == users_before
+    assert "no sandbox" in repr(line(ip, "sandbox --end"))
+
+
 def test_state_lives_on_the_magics_instance(connected: InteractiveShell) -> None:
     import dbnb.magic as module
 
