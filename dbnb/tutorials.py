@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dbnb.display import html_table, text_table
-from dbnb.embedded import embedded_server
+from dbnb.embedded import EmbeddedServer, embedded_server
 from dbnb.errors import ConfigError
 from dbnb.notebook_outputs import (
     keep_equivalent_outputs,
@@ -174,7 +174,7 @@ def _write_index(out: Path, report: TutorialsReport) -> None:
     (out / "index.html").write_text(page, encoding="utf-8")
 
 
-def _server() -> tuple[str, Path | None]:
+def _server() -> tuple[str, EmbeddedServer | None]:
     """Start (or attach to) the server the kernels will use, so they share one postmaster."""
     settings = Settings.resolve()
     if settings.url is not None:
@@ -182,7 +182,7 @@ def _server() -> tuple[str, Path | None]:
 
         return safe_url(settings.url), None
     server = embedded_server(announce=False)
-    return server.describe(), server.home
+    return server.describe(), server
 
 
 def run_tutorials(
@@ -224,9 +224,9 @@ def run_tutorials(
             + "; pass --dir with the notebooks' directory"
         )
     out.mkdir(parents=True, exist_ok=True)
-    server, server_home = _server()
+    server, embedded = _server()
     _warm_caches()
-    pairs = path_replacements(server_home)
+    pairs = path_replacements(embedded.home if embedded else None)
     runs = []
     for path in paths:
         nb, cells, seconds, error = _execute(path, timeout)
@@ -238,6 +238,10 @@ def run_tutorials(
             keep_equivalent_outputs(stored, nb, sanitize_rules(source))
             nbformat.write(nb, path)  # type: ignore[no-untyped-call]
         runs.append(NotebookRun(path.name, _title(nb, path.stem), cells, seconds, page, error))
+    if embedded is not None and not embedded.attached:
+        # Kernels that nbclient shuts down hard never tell the server they are gone, so it
+        # would outlive the run; stop it here, unless it was already up before we came.
+        embedded.stop()
     report = TutorialsReport(tuple(runs), out, server)
     _write_index(out, report)
     return report

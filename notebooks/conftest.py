@@ -30,3 +30,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # A fresh machine builds matplotlib's font cache on first import and may say so on stderr,
     # which would show up in the first notebook that plots: build it before any kernel starts.
     import matplotlib.font_manager  # noqa: F401
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # The kernels nbval stops are killed before they can detach from the server, so it would
+    # outlive the run; this private server (build/nbval-home) is stopped here instead.
+    home = Path(session.config.rootpath) / "build" / "nbval-home"
+    dbnb.embedded_server(home, announce=False).stop()
