@@ -11,8 +11,8 @@ conversion included:
 - writes from pandas (the frame dbnb read, as it is): dbnb Repository.from_frame() (sync,
   async), DataFrame.to_sql (default; ``method="multi"`` on a slice, it is 13x slower), psycopg
   COPY with write_row, ADBC adbc_ingest (after the casts it needs);
-- memory: peak RSS growth of iter_frames(chunksize=100_000) against to_frame(), over
-  ``--rows`` and ``--big-rows`` rows, each in a fresh process.
+- memory: peak RSS growth of iter_frames(chunksize=100_000) (sync and async) against
+  to_frame(), over ``--rows`` and ``--big-rows`` rows, each in a fresh process.
 
 It prints a table and writes it, with package versions and the command, to
 benchmarks/RESULTS.md. Needs the bench extra::
@@ -102,13 +102,21 @@ convert the frame with pyarrow, render CSV on a worker thread ahead of the COPY 
 one SAVEPOINT (`timestamptz` goes as naive UTC under `TimeZone=UTC`: Arrow writes zoned
 timestamps twenty times more slowly).
 
-Memory: `iter_frames` is flat in the table's size (same peak at 1M and 5M rows), but over one
-100,000-row chunk its peak is above the 3x target. The peak is a fixed part (CSV blocks in
-flight, the parser's and allocators' working memory: see chunksize=25_000) plus about three
-chunks: the chunk the caller still holds while the next one is built, the Arrow rows of the
-next chunk, and their pandas conversion; hence the ratio falls under 3x for bigger chunks
-(see chunksize=400_000). Closing the gap at 100,000 rows would take converting each parsed
-block straight into preallocated pandas arrays, instead of staging a chunk's rows in Arrow.
+Memory: `iter_frames` is flat in the table's size (same peak at 1M and 5M rows). Its floor at
+100,000 rows is two chunks, since the caller still holds one while the next is built; the
+Arrow rows staged for a chunk become that chunk's frame (strings are shared, numbers are copied
+column by column), so they add little. What came on top was the allocator: Arrow's mimalloc
+keeps freed pages resident, per thread, and pages shared with buffers still alive cannot go
+back; with 1 MiB CSV blocks and threaded conversion the peak was 72 MiB (5.9x a chunk).
+Streaming now parses 128 KiB blocks and converts them on the calling thread, and asks the pool
+to release unused memory before each block and after each chunk. That halves the excess, but
+the peak stays at or above the 3x target (the table above), async a little higher: the rest
+is mimalloc's slack, which varies with timing from run to run. Run with jemalloc returning freed
+pages at once (`ARROW_DEFAULT_MEMORY_POOL=jemalloc JE_ARROW_MALLOC_CONF=dirty_decay_ms:0`,
+read at process start, so a user's choice rather than a library's), the same streams peaked at
+32 MiB sync and 33 MiB async (2.6x), and the previous code at 33 MiB. Closing the gap under
+mimalloc in code would take converting each parsed block straight into preallocated pandas
+arrays, so that no chunk-sized buffer is freed among buffers still alive.
 """
 
 
@@ -266,7 +274,10 @@ def memory_child(mode: str, table: str, url: str, size: str) -> None:
     chunksize = int(size)
     db = dbnb.connect(url)
     repo = Repository(MODELS[table], db)
-    repo.to_frame(limit=10)  # warm imports and the pool
+    arepo = AsyncRepository(MODELS[table], db)
+    loop = asyncio.new_event_loop()
+    repo.to_frame(limit=10)  # warm imports and the pools
+    loop.run_until_complete(arepo.to_frame(limit=10))
     Path("/proc/self/clear_refs").write_text("5")
     base = _status_kib("VmRSS")
     chunk_bytes = rows = 0
@@ -274,6 +285,15 @@ def memory_child(mode: str, table: str, url: str, size: str) -> None:
         for chunk in repo.iter_frames(chunksize=chunksize):
             rows += len(chunk)
             chunk_bytes = max(chunk_bytes, int(chunk.memory_usage(deep=True).sum()))
+    elif mode == "aiter":
+        async def stream() -> tuple[int, int]:
+            n = most = 0
+            async for chunk in arepo.iter_frames(chunksize=chunksize):
+                n += len(chunk)
+                most = max(most, int(chunk.memory_usage(deep=True).sum()))
+            return n, most
+
+        rows, chunk_bytes = loop.run_until_complete(stream())
     else:
         frame = repo.to_frame()
         rows, chunk_bytes = len(frame), int(frame.memory_usage(deep=True).sum())
@@ -293,7 +313,7 @@ def _child(db: dbnb.Database, mode: str, table: str, chunksize: int) -> dict[str
 
 def memory(db: dbnb.Database, tables: dict[str, int]) -> list[tuple[str, int, int, int, int]]:
     """(mode, rows, chunksize, growth, frame bytes): 100k chunks on both sizes, then a sweep."""
-    runs = [(mode, table, 100_000) for table in tables for mode in ("iter", "whole")]
+    runs = [(mode, table, 100_000) for table in tables for mode in ("iter", "aiter", "whole")]
     small = next(iter(tables))
     runs += [("iter", small, 25_000), ("iter", small, 400_000)]
     out = []
@@ -333,7 +353,8 @@ def render(args: argparse.Namespace, server: str, read: dict[str, float],
               "| read | rows | peak RSS growth | frame (one chunk) | growth / frame |",
               "|---|---:|---:|---:|---:|"]
     for mode, n, chunksize, growth, frame in mem:
-        label = f"iter_frames(chunksize={chunksize:_})" if mode == "iter" else "to_frame()"
+        label = f"iter_frames(chunksize={chunksize:_})" if mode != "whole" else "to_frame()"
+        label += {"iter": ", sync", "aiter": ", async"}.get(mode, "")
         lines.append(f"| {label} | {n:,} | {growth / 2**20:,.0f} MiB | {frame / 2**20:,.1f} MiB"
                      f" | {growth / frame:.1f}x |")
     amine = read["dbnb to_frame (async, asyncpg)"]

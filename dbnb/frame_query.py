@@ -47,7 +47,7 @@ __all__ = [
 # Output the CSV parser relies on: UTC offsets, ISO dates, shortest exact floats.
 READ_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1"}
 SHOW_SETTINGS = "SELECT " + ", ".join(f"current_setting('{n}')" for n in READ_SETTINGS)
-BLOCK = 1 << 20  # bytes of CSV parsed at a time by iter_frames: small keeps memory flat
+BLOCK = 1 << 17  # bytes of CSV iter_frames pulls from libpq at a time: small keeps memory flat
 PIPELINED = 1 << 24  # read_frame: blocks parsed on a worker thread while the COPY goes on
 # A query COPY can wrap, after any leading comments.
 _QUERY = re.compile(

@@ -211,6 +211,9 @@ class ReadPlan:
         # Positional names: a result may repeat a column name, Arrow tables should not.
         self._keys = [f"c{i}" for i in range(len(columns))]
         self.read_options = pacsv.ReadOptions(column_names=self._keys, block_size=1 << 24)
+        self._serial_options = pacsv.ReadOptions(
+            column_names=self._keys, block_size=1 << 20, use_threads=False
+        )
         self.convert_options = pacsv.ConvertOptions(
             column_types={k: r.parse for k, r in zip(self._keys, self.rules, strict=True)},
             true_values=["t"],
@@ -229,16 +232,12 @@ class ReadPlan:
     def parse(self, data: bytes | bytearray, *, threads: bool = True) -> pa.Table:
         """Parse CSV bytes (whole rows) into an Arrow table with the planned types.
 
-        ``threads=False`` parses on the calling thread only, in 1 MiB pieces: slower for one
-        big result, but it keeps a streaming read's working memory small.
+        ``threads=False`` parses on the calling thread only: slower for one big result, but
+        it keeps a streaming read's working memory small.
         """
         if len(data) == 0:
             return self._empty_table()
-        options = self.read_options
-        if not threads:
-            options = pacsv.ReadOptions(
-                column_names=self._keys, block_size=1 << 20, use_threads=False
-            )
+        options = self.read_options if threads else self._serial_options
         try:
             return pacsv.read_csv(
                 pa.BufferReader(data), read_options=options, convert_options=self.convert_options
@@ -252,11 +251,12 @@ class ReadPlan:
             names=self._keys,
         )
 
-    def to_pandas(self, table: pa.Table) -> pd.DataFrame:
+    def to_pandas(self, table: pa.Table, *, threads: bool = True) -> pd.DataFrame:
         """Convert a parsed Arrow table (from :meth:`parse`) into the DataFrame.
 
         The table is consumed: each column's Arrow memory is released once it is converted
         (pyarrow's ``self_destruct``), so the conversion does not hold two copies.
+        ``threads=False`` converts on the calling thread only (see :class:`CsvChunker`).
         """
         import pandas as pd
 
@@ -270,6 +270,7 @@ class ReadPlan:
             date_as_object=False,
             split_blocks=True,
             self_destruct=True,
+            use_threads=threads,
         )
         del table
         for key, series in finished.items():
@@ -293,14 +294,28 @@ class ReadPlan:
         return self.to_pandas(self._empty_table())
 
 
+STREAM_BLOCK = 1 << 17  # bytes of CSV parsed at a time by iter_frames
+
+
+def _release_unused() -> None:
+    # Costs under a microsecond; see CsvChunker for why a stream needs it.
+    pa.default_memory_pool().release_unused()
+
+
 class CsvChunker:
     """Cut a stream of ``COPY`` bytes (whole rows per piece) into frames of ``chunksize`` rows.
 
     Bytes are parsed once ``block_bytes`` have gathered, and rows wait until a full chunk is
     ready, so memory stays within about one chunk plus one block whatever the result's size.
+    Blocks are small and parsed and converted on the calling thread, and Arrow's allocator is
+    asked to hand back unused memory between them: it keeps freed pages per thread, so
+    worker threads' pages and the ones 1 MiB blocks spread over stayed resident, which
+    nearly doubled a 100,000-row stream's peak (benchmarks/RESULTS.md).
     """
 
-    def __init__(self, plan: ReadPlan, chunksize: int, *, block_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self, plan: ReadPlan, chunksize: int, *, block_bytes: int = STREAM_BLOCK
+    ) -> None:
         if chunksize < 1:
             raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
         self.plan = plan
@@ -330,6 +345,7 @@ class CsvChunker:
         if self._pieces:
             pieces = self._pieces
             data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            _release_unused()
             table = self.plan.parse(data, threads=False)
             self._pieces, self._size = [], 0
             self._tables.append(table)
@@ -341,4 +357,6 @@ class CsvChunker:
             del pending  # the chunk alone holds its blocks, so converting it frees them
             self._tables, self._pending = [rest], rest.num_rows
             self.rows += size
-            yield self.plan.to_pandas(chunk)
+            frame = self.plan.to_pandas(chunk, threads=False)
+            _release_unused()
+            yield frame

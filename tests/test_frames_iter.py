@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import BigInteger, Column, MetaData, Numeric, Table, Text, func, select, text
 
 import dbnb
-from dbnb.frames import CsvChunker, ReadPlan, ResultColumn
+from dbnb.frames import CsvChunker, DtypeBackend, ReadPlan, ResultColumn
 
 metadata = MetaData()
 events = Table(
@@ -60,11 +60,14 @@ async def test_chunks_have_chunksize_rows_in_order(db: dbnb.Database, shell: str
     assert whole["kind"].isna().sum() == ROWS // 3
 
 
-async def test_chunks_match_the_whole_frame(db: dbnb.Database, shell: str) -> None:
+@pytest.mark.parametrize("backend", [None, "pyarrow"])
+async def test_chunks_match_the_whole_frame(
+    db: dbnb.Database, shell: str, backend: DtypeBackend
+) -> None:
     stmt = select(events).where(events.c.kind == "k1").order_by(events.c.id.desc())
-    parts = await chunks(db, shell, stmt, chunksize=777, dtype_backend="pyarrow")
+    parts = await chunks(db, shell, stmt, chunksize=777, dtype_backend=backend)
     with db.session() as s:
-        whole = dbnb.read_frame(s, stmt, dtype_backend="pyarrow")
+        whole = dbnb.read_frame(s, stmt, dtype_backend=backend)
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
 
 
