@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL
@@ -75,3 +76,18 @@ async def adb(db: dbnb.Database) -> AsyncIterator[dbnb.AsyncDatabase]:
     """The async face of the module's Database; its asyncpg pool is closed on the test loop."""
     yield db.asyncio
     await db.asyncio.refresh_pools()
+
+
+@pytest.fixture(scope="module")
+def seeded(db: dbnb.Database) -> dbnb.Database:
+    """The module's Database with the shop example's tables and fixed seed rows."""
+    from dbnb.examples import shop
+
+    shop.seed(db)
+    return db
+
+
+@pytest.fixture(params=["sync", "async"])
+def shell(request: pytest.FixtureRequest, seeded: dbnb.Database, adb: dbnb.AsyncDatabase) -> Any:
+    """Each test runs twice: with Repository (psycopg) and with AsyncRepository (asyncpg)."""
+    return dbnb.Repository if request.param == "sync" else dbnb.AsyncRepository

@@ -15,12 +15,6 @@ from dbnb.examples import shop
 from dbnb.examples.shop import Order, User
 
 
-@pytest.fixture(scope="module")
-def seeded(db: dbnb.Database) -> dbnb.Database:
-    shop.seed(db)
-    return db
-
-
 async def test_binds_to_database_async_database_or_async_session(
     seeded: dbnb.Database, adb: dbnb.AsyncDatabase
 ) -> None:

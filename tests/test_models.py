@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import Numeric, inspect, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped
@@ -15,12 +14,6 @@ from sqlalchemy.schema import CreateIndex
 import dbnb
 from dbnb.examples import shop
 from dbnb.models import ModelList
-
-
-@pytest.fixture(scope="module")
-def seeded(db: dbnb.Database) -> dbnb.Database:
-    shop.seed(db)
-    return db
 
 
 def test_shop_models_use_their_own_metadata_with_the_naming_convention() -> None:

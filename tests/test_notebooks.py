@@ -8,7 +8,9 @@ the sanitize file is sound, and that ``dbnb tutorials`` renders, writes back and
 from __future__ import annotations
 
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -333,7 +335,11 @@ def test_runner_stops_only_a_server_it_started(
     _notebook(tmp_path / "01_good.ipynb", _GOOD)
     assert run_tutorials(tmp_path, tmp_path / "docs").ok
     assert embedded.is_running()  # the session's server was up before: left alone
-    own_home = tmp_path / "home"
+    # Outside pytest's basetemp, which a concurrent pytest run on the machine may prune.
+    own_home = Path(tempfile.mkdtemp(prefix="dbnb-runner-home-"))
     monkeypatch.setenv("DBNB_HOME", str(own_home))
-    assert run_tutorials(tmp_path, tmp_path / "docs").ok
-    assert not dbnb.EmbeddedServer(own_home).is_running()  # started for the run: stopped
+    try:
+        assert run_tutorials(tmp_path, tmp_path / "docs").ok
+        assert not dbnb.EmbeddedServer(own_home).is_running()  # started for the run: stopped
+    finally:
+        shutil.rmtree(own_home, ignore_errors=True)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import event, func, select, true
 
 import dbnb
-from dbnb import AsyncRepository, FilterError, KeysetPage, NotFound, Page, Repository
+from dbnb import FilterError, KeysetPage, NotFound, Page, Repository
 from dbnb.examples import shop
 from dbnb.examples.shop import OrderItem, Product, User
 from dbnb.models import ModelList
@@ -25,17 +25,6 @@ from dbnb.models import ModelList
 
 async def call(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
-
-
-@pytest.fixture(scope="module")
-def seeded(db: dbnb.Database) -> dbnb.Database:
-    shop.seed(db)
-    return db
-
-
-@pytest.fixture(params=["sync", "async"])
-def shell(request: pytest.FixtureRequest, seeded: dbnb.Database, adb: dbnb.AsyncDatabase) -> Any:
-    return Repository if request.param == "sync" else AsyncRepository
 
 
 @pytest.fixture

@@ -38,17 +38,6 @@ async def call(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-@pytest.fixture(scope="module")
-def seeded(db: dbnb.Database) -> dbnb.Database:
-    shop.seed(db)
-    return db
-
-
-@pytest.fixture(params=["sync", "async"])
-def shell(request: pytest.FixtureRequest, seeded: dbnb.Database, adb: dbnb.AsyncDatabase) -> Any:
-    return Repository if request.param == "sync" else AsyncRepository
-
-
 @contextlib.contextmanager
 def no_query_sent(db: dbnb.Database) -> Iterator[None]:
     sent: list[str] = []

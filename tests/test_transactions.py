@@ -18,12 +18,6 @@ class Boom(Exception):
     pass
 
 
-@pytest.fixture(scope="module")
-def seeded(db: dbnb.Database) -> dbnb.Database:
-    shop.seed(db)
-    return db
-
-
 def email() -> str:
     return f"tx-{uuid.uuid4().hex[:10]}@example.com"
 
