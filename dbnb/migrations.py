@@ -319,6 +319,16 @@ def revision(
 # -- commands that only read ----------------------------------------------------------------------
 
 
+def _scripts_and_stamp(db: Database, config: ConfigArg) -> tuple[ScriptDirectory, tuple[str, ...]]:
+    """The migration scripts and the revisions stamped in the database (all of them known)."""
+    cfg = load_config(config)
+    script = ScriptDirectory.from_config(cfg)
+    with _connection(db, cfg, lock=False) as conn:
+        stamped = _stamped(conn)
+    _require_known(script, stamped)
+    return script, stamped
+
+
 def current(db: Database, *, config: ConfigArg = None) -> CurrentRevision:
     """Read the revision stamped in the database (``alembic_version``) and the scripts' heads.
 
@@ -326,11 +336,7 @@ def current(db: Database, *, config: ConfigArg = None) -> CurrentRevision:
         db: the database to read.
         config: an alembic.ini path or a Config; default: found from the working directory.
     """
-    cfg = load_config(config)
-    script = ScriptDirectory.from_config(cfg)
-    with _connection(db, cfg, lock=False) as conn:
-        stamped = _stamped(conn)
-    _require_known(script, stamped)
+    script, stamped = _scripts_and_stamp(db, config)
     messages = tuple((script.get_revision(r).doc or "").strip() for r in stamped)
     return CurrentRevision(stamped, tuple(script.get_heads()), messages)
 
@@ -355,11 +361,7 @@ def history(db: Database, *, config: ConfigArg = None) -> History:
         db: the database whose applied revisions are marked.
         config: an alembic.ini path or a Config; default: found from the working directory.
     """
-    cfg = load_config(config)
-    script = ScriptDirectory.from_config(cfg)
-    with _connection(db, cfg, lock=False) as conn:
-        stamped = _stamped(conn)
-    _require_known(script, stamped)
+    script, stamped = _scripts_and_stamp(db, config)
     applied = {s.revision for s in _between(script, stamped, ())}
     return History(tuple(_info(s, applied=s.revision in applied) for s in script.walk_revisions()))
 
