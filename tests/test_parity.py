@@ -58,3 +58,32 @@ def test_docstrings_everywhere() -> None:
     for cls in (Repository, AsyncRepository):
         for name, method in public_methods(cls).items():
             assert inspect.getdoc(method), f"{cls.__name__}.{name}"
+
+
+# -- Database / AsyncDatabase ---------------------------------------------------------------------
+
+# Only the sync Database has these: the async engine and session it lends to db.asyncio, the
+# view itself, and configuration. Everything else must be mirrored on AsyncDatabase.
+DATABASE_ONLY = {"async_session", "get_async_session", "session_factory"}
+ASYNC_DATABASE_ONLY = {"sync"}
+# Scope factories (usable with `async with`) and counter snapshots: no I/O, so no coroutine.
+DATABASE_NO_IO = {"transaction", "sandbox", "pool_status"}
+
+
+def _awaitable(function: Any) -> bool:
+    inner = getattr(function, "__wrapped__", function)  # through @asynccontextmanager
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(inner)
+
+
+def test_async_database_mirrors_database() -> None:
+    from dbnb import AsyncDatabase, Database
+
+    sync, asyn = public_methods(Database), public_methods(AsyncDatabase)
+    assert set(sync) - DATABASE_ONLY == set(asyn) - ASYNC_DATABASE_ONLY
+    for name in set(asyn) - ASYNC_DATABASE_ONLY:
+        assert parameters(sync[name]) == parameters(asyn[name]), name
+        assert not _awaitable(sync[name]), name
+        assert _awaitable(asyn[name]) is (name not in DATABASE_NO_IO), name
+    properties = {n for n, v in vars(Database).items() if isinstance(v, property)}
+    async_properties = {n for n, v in vars(AsyncDatabase).items() if isinstance(v, property)}
+    assert {"url", "database", "closed", "engine"} <= properties & async_properties
