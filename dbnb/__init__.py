@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-# Importing the module installs the global soft-delete filter on every Session.
-from dbnb import softdelete as _softdelete  # noqa: F401
-from dbnb.async_database import AsyncDatabase
-from dbnb.async_repository import AsyncRepository
-from dbnb.bridge import run
-from dbnb.catalog import TableDescription, TableList
-from dbnb.database import Database
-from dbnb.embedded import EmbeddedServer, embedded_server
+from dbnb.engine.async_database import AsyncDatabase
+from dbnb.engine.bridge import run
+from dbnb.engine.database import Database
+from dbnb.engine.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.engine.registry import close_all, connect
+from dbnb.engine.transactions import execute_in_transaction
 from dbnb.errors import (
     CheckViolation,
     ConfigError,
@@ -41,23 +39,33 @@ from dbnb.errors import (
     SerializationFailure,
     UniqueViolation,
 )
-from dbnb.frame_aread import aiter_frames, aread_frame
-from dbnb.frame_read import iter_frames, read_frame
-from dbnb.frame_write import awrite_frame, write_frame
-from dbnb.health import HealthReport, PoolReport, PoolStatus, ServerInfo
-from dbnb.migration_reports import (
+from dbnb.frames.aread import aiter_frames, aread_frame
+from dbnb.frames.read import iter_frames, read_frame
+from dbnb.frames.write import awrite_frame, write_frame
+from dbnb.migrations.reports import (
     CurrentRevision,
     DriftReport,
     History,
     MigrationResult,
     RevisionResult,
 )
-from dbnb.models import Base, BigIntPrimaryKey, ModelList, SoftDelete, Timestamps, UUIDPrimaryKey
-from dbnb.pagination import KeysetPage, Page
-from dbnb.registry import close_all, connect
-from dbnb.repository import Repository
+from dbnb.notebook.catalog import TableDescription, TableList
+
+# Importing the module installs the global soft-delete filter on every Session.
+from dbnb.orm import softdelete as _softdelete  # noqa: F401
+from dbnb.orm.async_repository import AsyncRepository
+from dbnb.orm.models import (
+    Base,
+    BigIntPrimaryKey,
+    ModelList,
+    SoftDelete,
+    Timestamps,
+    UUIDPrimaryKey,
+)
+from dbnb.orm.pagination import KeysetPage, Page
+from dbnb.orm.repository import Repository
+from dbnb.server.embedded import EmbeddedServer, embedded_server
 from dbnb.settings import Settings
-from dbnb.transactions import execute_in_transaction
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -129,5 +137,5 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the ``%db`` / ``%%db`` magics (``%load_ext dbnb``)."""
     from importlib import import_module
 
-    magics = import_module("dbnb.magic").DbMagics
+    magics = import_module("dbnb.notebook.magic").DbMagics
     ipython.register_magics(magics(ipython))

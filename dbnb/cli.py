@@ -1,4 +1,4 @@
-"""The ``dbnb`` console script: the commands of :mod:`dbnb.commands`, plus ``demo``.
+"""The ``dbnb`` console script: the commands of :mod:`dbnb.notebook.commands`, plus ``demo``.
 
 ``dbnb [--url URL|env:NAME] [--database NAME] <command> [args]``. The database comes from
 ``--url``, else ``DBNB_URL`` / ``DATABASE_URL``, else the embedded server. Results print as
@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from dbnb.commands import COMMANDS, CommandUsageError, find, help_for
+from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, mask_secrets
-from dbnb.registry import connect
+from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
 
 __all__ = ["main"]
 
@@ -57,11 +57,11 @@ def _failed(result: Any) -> bool:
 
 def _run(top: argparse.Namespace) -> int:
     if top.command == "demo":
-        from dbnb.demo import tour
+        from dbnb.examples.demo import tour
 
         return tour(print)
     if top.command == "tutorials":
-        from dbnb import tutorials
+        from dbnb.notebook import tutorials
 
         return tutorials.main(top.args, print)
     command = find(top.command)

@@ -16,7 +16,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection, Engine
 
-from dbnb.migration_config import context_options, target_metadata
+from dbnb.migrations.config import context_options, target_metadata
 
 config = context.config
 

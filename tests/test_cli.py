@@ -12,7 +12,7 @@ import pytest
 
 import dbnb
 from dbnb.cli import main
-from dbnb.commands import COMMANDS
+from dbnb.notebook.commands import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 

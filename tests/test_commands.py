@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dbnb import catalog, migrations
-from dbnb.commands import COMMANDS, CommandUsageError, find
+from dbnb import migrations
+from dbnb.notebook import catalog
+from dbnb.notebook.commands import COMMANDS, CommandUsageError, find
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

@@ -21,8 +21,8 @@ import pytest
 
 import dbnb
 from dbnb import migrations
+from dbnb.engine.registry import open_databases
 from dbnb.examples import shop
-from dbnb.registry import open_databases
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 import dbnb
-from dbnb.database import _async_url
+from dbnb.engine.database import _async_url
 from dbnb.settings import safe_url
 
 

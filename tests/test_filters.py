@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 
 from dbnb import FilterError
 from dbnb.examples.shop import Product, User
-from dbnb.filters import OPERATORS, check_values, order_by_clauses, where_clauses
+from dbnb.orm.filters import OPERATORS, check_values, order_by_clauses, where_clauses
 
 DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import BigInteger, Column, MetaData, Numeric, Table, Text, func, select, text
 
 import dbnb
-from dbnb.frames import CsvChunker, DtypeBackend, ReadPlan, ResultColumn
+from dbnb.frames.dtypes import CsvChunker, DtypeBackend, ReadPlan, ResultColumn
 
 metadata = MetaData()
 events = Table(
@@ -149,7 +149,7 @@ def test_progress_appears_over_the_threshold_when_someone_watches(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """IO-free: the default shows a bar only for interactive sessions and big enough work."""
-    from dbnb import progress
+    from dbnb.display import progress
 
     monkeypatch.setattr(progress, "interactive", lambda: True)
     with progress.Progress(None, total=progress.THRESHOLD - 1, desc="small") as bar:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 import dbnb
 from dbnb import AsyncRepository, FilterError, Repository
-from dbnb.models import Base, SoftDelete, Timestamps, UUIDPrimaryKey
+from dbnb.orm.models import Base, SoftDelete, Timestamps, UUIDPrimaryKey
 
 
 class FrameWidget(UUIDPrimaryKey, Timestamps, SoftDelete, Base):

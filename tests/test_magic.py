@@ -17,9 +17,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import dbnb
 from dbnb import migrations
-from dbnb.commands import COMMANDS
 from dbnb.examples import shop
-from dbnb.magic import DbMagics
+from dbnb.notebook.commands import COMMANDS
+from dbnb.notebook.magic import DbMagics
 
 ROOT = Path(__file__).resolve().parents[1]
 URL_VARIABLE = "DBNB_MAGIC_TEST_URL"
@@ -137,7 +137,7 @@ def test_revision_against_models_defined_in_the_notebook(
                     ignore=shutil.ignore_patterns("__pycache__"))
 
     class NotebookBase(shop.Base, DeclarativeBase):
-        registry = dbnb.models.new_registry()
+        registry = dbnb.orm.models.new_registry()
         metadata = registry.metadata
 
     for table in shop.metadata.tables.values():
@@ -304,7 +304,7 @@ def test_line_sandbox_spans_cells_and_rolls_everything_back(
 
 
 def test_state_lives_on_the_magics_instance(connected: InteractiveShell) -> None:
-    import dbnb.magic as module
+    import dbnb.notebook.magic as module
 
     assert isinstance(magics(connected).database, dbnb.Database)
     assert not any(isinstance(v, dbnb.Database) for v in vars(module).values())

@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL, Engine
 import dbnb
 from dbnb import migrations
 from dbnb.examples import shop
-from dbnb.scaffold import init, render_ini
+from dbnb.migrations.scaffold import init, render_ini
 
 ROOT = Path(__file__).resolve().parents[1]
 INI = ROOT / "alembic.ini"
@@ -360,7 +360,7 @@ def test_target_metadata_precedence() -> None:
     assert migrations.target_metadata(config) is shop.metadata
     own = sa.MetaData()
     assert migrations.target_metadata(config, own) is own
-    assert migrations.target_metadata(config, "dbnb.models") is dbnb.Base.metadata
+    assert migrations.target_metadata(config, "dbnb.orm.models") is dbnb.Base.metadata
     with pytest.raises(dbnb.MigrationError, match="cannot import the models module"):
         migrations.target_metadata(config, "no_such_module_here")
 
@@ -369,7 +369,7 @@ def test_target_metadata_precedence() -> None:
 
 
 def test_repo_migrations_match_the_packaged_template() -> None:
-    template = ROOT / "dbnb" / "templates" / "alembic"
+    template = ROOT / "dbnb" / "migrations" / "templates" / "alembic"
     for name in ("env.py", "script.py.mako"):
         assert (ROOT / "migrations" / name).read_text() == (template / name).read_text(), name
     assert INI.read_text() == render_ini("dbnb.examples.shop")

@@ -13,7 +13,7 @@ from sqlalchemy.schema import CreateIndex
 
 import dbnb
 from dbnb.examples import shop
-from dbnb.models import ModelList
+from dbnb.orm.models import ModelList
 
 
 def test_shop_models_use_their_own_metadata_with_the_naming_convention() -> None:

@@ -21,13 +21,13 @@ from sqlalchemy.engine import URL
 
 import dbnb
 from dbnb.cli import main
-from dbnb.notebook_outputs import (
+from dbnb.notebook.outputs import (
     keep_equivalent_outputs,
     path_replacements,
     sanitize_rules,
     scrub_paths,
 )
-from dbnb.tutorials import NotebookRun, TutorialsReport, run_tutorials
+from dbnb.notebook.tutorials import NotebookRun, TutorialsReport, run_tutorials
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

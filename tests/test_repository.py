@@ -20,7 +20,7 @@ import dbnb
 from dbnb import FilterError, KeysetPage, NotFound, Page, Repository
 from dbnb.examples import shop
 from dbnb.examples.shop import OrderItem, Product, User
-from dbnb.models import ModelList
+from dbnb.orm.models import ModelList
 
 
 async def call(value: Any) -> Any:

@@ -12,8 +12,8 @@ from sqlalchemy.sql.base import Executable
 
 from dbnb import FilterError
 from dbnb.examples.shop import OrderItem, User
-from dbnb.models import new_registry
-from dbnb.statements import Statements
+from dbnb.orm.models import new_registry
+from dbnb.orm.statements import Statements
 
 DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 

@@ -1,1 +1,4 @@
-"""Example domains used by the tutorials, the demo and the tests."""
+"""The tutorial domain (``shop``: models, seed data, services) and the ``dbnb demo`` tour.
+
+Built on the public layers like a user's own code would be; only ``dbnb.cli`` imports it.
+"""

@@ -31,13 +31,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from dbnb import models
-from dbnb.display import html_record, text_record
+from dbnb.display.tables import html_record, text_record
 from dbnb.errors import DbnbError, NotFound
-from dbnb.models import BigIntPrimaryKey, SoftDelete, Timestamps, UUIDPrimaryKey
+from dbnb.orm import models
+from dbnb.orm.models import BigIntPrimaryKey, SoftDelete, Timestamps, UUIDPrimaryKey
 
 if TYPE_CHECKING:
-    from dbnb.database import Database
+    from dbnb.engine.database import Database
 
 __all__ = [
     "Base",

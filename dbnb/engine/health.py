@@ -1,0 +1,276 @@
+"""Health, pool and server snapshots: frozen dataclasses built from counters and catalog rows.
+
+The builders here take what was already read (a pool, rows from ``pg_stat_activity``) and do
+no I/O of their own; :class:`~dbnb.engine.database.Database` runs the queries on either engine.
+Reprs never touch the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.pool import Pool, QueuePool
+
+from dbnb.display.tables import html_record, html_table, text_record
+from dbnb.errors import mask_secrets, translate
+
+__all__ = [
+    "HealthReport",
+    "IdleTransaction",
+    "PoolStatus",
+    "ServerInfo",
+    "failed_report",
+    "pool_status_of",
+]
+
+HEALTHY_UTILIZATION = 80.0
+
+# One round trip: version, database, size, this application's connections by state and the
+# sessions sitting idle in a transaction (they hold locks and a pooled connection).
+SERVER_INFO_SQL = """
+SELECT current_setting('server_version') AS version,
+       current_database() AS database,
+       pg_database_size(current_database()) AS size_bytes,
+       pg_size_pretty(pg_database_size(current_database())) AS size_pretty,
+       current_setting('application_name') AS application_name
+"""
+CONNECTIONS_SQL = """
+SELECT coalesce(state, 'unknown') AS state, count(*) AS n
+FROM pg_stat_activity
+WHERE application_name = current_setting('application_name') AND datname = current_database()
+GROUP BY 1 ORDER BY 1
+"""
+IDLE_IN_TRANSACTION_SQL = """
+SELECT pid, application_name,
+       extract(epoch FROM now() - state_change)::float8 AS idle_seconds,
+       left(query, 200) AS last_query
+FROM pg_stat_activity
+WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')
+  AND datname = current_database() AND pid <> pg_backend_pid()
+ORDER BY state_change
+"""
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """A snapshot of one engine's connection pool, from the pool's own counters."""
+
+    engine: str
+    driver: str
+    started: bool
+    size: int
+    checked_in: int
+    checked_out: int
+    overflow: int
+    capacity: int
+
+    @property
+    def utilization(self) -> float:
+        """Checked-out connections as a percentage of capacity (size + max_overflow)."""
+        return 100.0 * self.checked_out / self.capacity if self.capacity else 0.0
+
+    @property
+    def healthy(self) -> bool:
+        """True while utilization stays below 80 %."""
+        return self.utilization < HEALTHY_UTILIZATION
+
+    def as_dict(self) -> dict[str, Any]:
+        """The snapshot as plain values, derived ones included."""
+        return {
+            "engine": self.engine,
+            "driver": self.driver,
+            "started": self.started,
+            "size": self.size,
+            "checked_in": self.checked_in,
+            "checked_out": self.checked_out,
+            "overflow": self.overflow,
+            "capacity": self.capacity,
+            "utilization_%": round(self.utilization, 1),
+            "healthy": self.healthy,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"PoolStatus(engine={self.engine!r}, driver={self.driver!r}, started={self.started}, "
+            f"size={self.size}, checked_in={self.checked_in}, checked_out={self.checked_out}, "
+            f"overflow={self.overflow}, capacity={self.capacity}, "
+            f"utilization={self.utilization:.1f}%, healthy={self.healthy})"
+        )
+
+    def _repr_html_(self) -> str:
+        return html_record(f"pool ({self.engine}, {self.driver})", self.as_dict(), ok=self.healthy)
+
+
+@dataclass(frozen=True)
+class PoolReport:
+    """Both engines' pools of one Database."""
+
+    pools: tuple[PoolStatus, ...]
+
+    @property
+    def healthy(self) -> bool:
+        """True when every started pool is healthy."""
+        return all(p.healthy for p in self.pools)
+
+    def __getitem__(self, engine: str) -> PoolStatus:
+        for pool in self.pools:
+            if pool.engine == engine:
+                return pool
+        raise KeyError(f"no pool named {engine!r}; have {[p.engine for p in self.pools]}")
+
+    def __repr__(self) -> str:
+        return "\n".join(repr(p) for p in self.pools)
+
+    def _repr_html_(self) -> str:
+        rows = [list(p.as_dict().values()) for p in self.pools]
+        columns = list(self.pools[0].as_dict()) if self.pools else []
+        return html_table(columns, rows, caption="connection pools")
+
+
+def pool_status_of(
+    pool: Pool | None, *, engine: str, driver: str, size: int, max_overflow: int
+) -> PoolStatus:
+    """Build a :class:`PoolStatus` from a pool's counters (``None``: engine not created yet)."""
+    if pool is None or not isinstance(pool, QueuePool):
+        return PoolStatus(engine, driver, False, size, 0, 0, 0, size + max_overflow)
+    return PoolStatus(
+        engine=engine,
+        driver=driver,
+        started=True,
+        size=pool.size(),
+        checked_in=pool.checkedin(),
+        checked_out=pool.checkedout(),
+        # QueuePool counts overflow from -size upwards; only connections beyond size matter.
+        overflow=max(pool.overflow(), 0),
+        capacity=size + max_overflow,
+    )
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Whether the server answers, how fast, and which version it runs.
+
+    ``ok=False`` carries the error class and a message with secrets masked; it is never raised.
+    """
+
+    ok: bool
+    driver: str
+    latency_ms: float | None = None
+    server_version: str | None = None
+    error: str | None = None
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain values."""
+        return {
+            "ok": self.ok,
+            "driver": self.driver,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+            "server_version": self.server_version,
+            "error": self.error,
+            "message": self.message,
+        }
+
+    def __repr__(self) -> str:
+        if self.ok:
+            return (
+                f"HealthReport(ok=True, driver={self.driver!r}, "
+                f"latency_ms={self.latency_ms:.2f}, server_version={self.server_version!r})"
+            )
+        return (
+            f"HealthReport(ok=False, driver={self.driver!r}, error={self.error!r}, "
+            f"message={self.message!r})"
+        )
+
+    def _repr_html_(self) -> str:
+        fields = {k: v for k, v in self.as_dict().items() if v is not None}
+        return html_record("health", fields, ok=self.ok)
+
+
+def failed_report(driver: str, exc: BaseException) -> HealthReport:
+    """Describe a failed health check: the dbnb error class and its first line, masked."""
+    translated = translate(exc)
+    text = str(translated)
+    return HealthReport(
+        ok=False,
+        driver=driver,
+        error=type(translated).__name__,
+        message=mask_secrets(text.splitlines()[0] if text else ""),
+    )
+
+
+@dataclass(frozen=True)
+class IdleTransaction:
+    """A session that opened a transaction and went quiet (it holds locks and a connection)."""
+
+    pid: int
+    application_name: str
+    idle_seconds: float
+    last_query: str
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the server says about itself and about this application's connections."""
+
+    version: str
+    database: str
+    size_bytes: int
+    size_pretty: str
+    application_name: str
+    connections: dict[str, int] = field(default_factory=dict)
+    idle_in_transaction: tuple[IdleTransaction, ...] = ()
+
+    @property
+    def idle_in_transaction_count(self) -> int:
+        """How many sessions in this database are idle inside an open transaction."""
+        return len(self.idle_in_transaction)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The snapshot as plain values (connections flattened to ``state=count`` text)."""
+        return {
+            "version": self.version,
+            "database": self.database,
+            "size": self.size_pretty,
+            "application_name": self.application_name,
+            "connections": ", ".join(f"{k}={v}" for k, v in self.connections.items()) or "none",
+            "idle_in_transaction": self.idle_in_transaction_count,
+        }
+
+    def __repr__(self) -> str:
+        return text_record("ServerInfo", self.as_dict())
+
+    def _repr_html_(self) -> str:
+        out = html_record("server", self.as_dict())
+        if self.idle_in_transaction:
+            out += html_table(
+                ["pid", "application_name", "idle_seconds", "last_query"],
+                [
+                    (t.pid, t.application_name, t.idle_seconds, t.last_query)
+                    for t in self.idle_in_transaction
+                ],
+                caption="idle in transaction",
+            )
+        return out
+
+
+def server_info_from_rows(
+    head: Any, connections: list[Any], idle: list[Any]
+) -> ServerInfo:
+    """Assemble a :class:`ServerInfo` from the rows of the three catalog queries above."""
+    return ServerInfo(
+        version=str(head.version),
+        database=str(head.database),
+        size_bytes=int(head.size_bytes),
+        size_pretty=str(head.size_pretty),
+        application_name=str(head.application_name),
+        connections={str(r.state): int(r.n) for r in connections},
+        idle_in_transaction=tuple(
+            IdleTransaction(
+                int(r.pid), str(r.application_name or ""), float(r.idle_seconds or 0.0),
+                str(r.last_query or ""),
+            )
+            for r in idle
+        ),
+    )

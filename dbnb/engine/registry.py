@@ -1,0 +1,108 @@
+"""The registry behind idempotent :func:`connect`, and orderly shutdown at exit.
+
+``connect()`` with the same URL and options returns the same open Database, so a notebook cell
+re-run twenty times leaves one pool. ``close_all()`` closes them all; it also runs at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from dbnb.engine.database import Database
+from dbnb.errors import ConfigError
+from dbnb.server.admin import create_database
+from dbnb.server.embedded import EmbeddedServer, embedded_server
+from dbnb.settings import Settings
+
+__all__ = ["close_all", "connect", "open_databases"]
+
+_DEFAULT_EMBEDDED_DATABASE = "dbnb"
+_registry: dict[tuple[Any, ...], Database] = {}
+_registry_lock = threading.Lock()
+
+
+def _registry_key(settings: Settings) -> tuple[Any, ...]:
+    assert settings.url is not None
+    return (settings.url.render_as_string(hide_password=False), repr(settings))
+
+
+def open_databases() -> list[Database]:
+    """Return the Databases opened through :func:`connect` that are still open."""
+    with _registry_lock:
+        return [db for db in _registry.values() if not db.closed]
+
+
+def connect(
+    url: str | URL | None = None,
+    *,
+    database: str | None = None,
+    reset: bool = False,
+    **options: Any,
+) -> Database:
+    """Connect to PostgreSQL; with no URL anywhere, to the embedded server.
+
+    The URL comes from the argument, else ``DBNB_URL``, else ``DATABASE_URL``; with none set, an
+    embedded PostgreSQL is started (or reused) in ``DBNB_HOME``. Calling ``connect`` again with
+    the same URL and options returns the same open Database, so re-running a cell leaks nothing.
+
+    Args:
+        url: ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg`` URL.
+        database: use this database on the same server instead of the URL's; it is created
+            if missing (which needs the CREATEDB privilege on servers other than the embedded).
+        reset: drop and recreate ``database`` first, for a fresh, deterministic start.
+        **options: pool_size, max_overflow, pool_timeout, pool_recycle, echo,
+            statement_timeout, connect_timeout, application_name.
+
+    Example::
+
+        db = dbnb.connect(database="tutorial_01", reset=True)
+    """
+    settings = Settings.resolve(url, **options)
+    server: EmbeddedServer | None = None
+    if settings.url is None:
+        server = embedded_server()
+        settings = settings.with_url(server.url(database or _DEFAULT_EMBEDDED_DATABASE))
+    elif database is not None:
+        assert settings.url is not None
+        settings = settings.with_url(settings.url.set(database=database))
+    elif reset:
+        raise ConfigError("reset=True needs database=...: name the database to recreate")
+    assert settings.url is not None
+    key = _registry_key(settings)
+    with _registry_lock:
+        for stale in [k for k, v in _registry.items() if v.closed]:
+            del _registry[stale]
+        db = _registry.get(key)
+        if db is not None and reset:
+            db.refresh_pools()
+        if database is not None or server is not None:
+            create_database(settings.url, str(settings.url.database), reset=reset)
+        if db is None:
+            db = Database(settings, embedded=server)
+            _registry[key] = db
+    _register_shutdown()
+    return db
+
+
+def close_all() -> None:
+    """Close every Database opened through :func:`connect` in this process."""
+    for db in open_databases():
+        db.close()
+
+
+def _shutdown() -> None:
+    from dbnb.engine.bridge import close_runners
+
+    close_runners()
+    close_all()
+
+
+def _register_shutdown() -> None:
+    # atexit runs handlers last-registered-first. Re-registering on every connect() keeps ours
+    # ahead of the embedded server's own stop handler, so connections close before the server.
+    atexit.unregister(_shutdown)
+    atexit.register(_shutdown)

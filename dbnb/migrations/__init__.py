@@ -1,0 +1,41 @@
+"""Alembic through its Python API: upgrade, downgrade, revisions, history and drift checks.
+
+``dbnb.migrations.upgrade(db)`` and friends (from ``api``) build the Alembic config
+(``config``), hand it dbnb's live connection and return reports (``reports``); ``drift``
+compares models with the database and ``scaffold`` writes a project's ``alembic.ini``. May
+import ``orm``, ``engine`` and the layers below; imported by ``notebook`` and ``dbnb.cli``.
+"""
+
+from dbnb.migrations.api import (
+    check,
+    current,
+    downgrade,
+    heads,
+    history,
+    revision,
+    stamp,
+    upgrade,
+)
+from dbnb.migrations.config import (
+    MODELS_OPTION,
+    context_options,
+    find_config,
+    load_config,
+    target_metadata,
+)
+
+__all__ = [
+    "MODELS_OPTION",
+    "check",
+    "context_options",
+    "current",
+    "downgrade",
+    "find_config",
+    "heads",
+    "history",
+    "load_config",
+    "revision",
+    "stamp",
+    "target_metadata",
+    "upgrade",
+]

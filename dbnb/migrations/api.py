@@ -1,0 +1,382 @@
+"""Alembic through its Python API: upgrade, downgrade, stamp, revision, history, check and more.
+
+Every function takes a :class:`~dbnb.Database` first. The Alembic ``Config`` is built in code
+from the ``alembic.ini`` found from the working directory upwards (never above the project root,
+i.e. the first directory holding ``pyproject.toml`` or ``.git``), or from ``config=``. dbnb hands
+its own live connection to ``env.py`` in ``config.attributes["connection"]``, captures Alembic's
+output, and returns snapshots built from Alembic's ``Script`` objects (see
+:mod:`dbnb.migrations.reports`). Upgrades, downgrades and stamps hold a PostgreSQL advisory lock,
+so two kernels migrating at once apply each revision once; afterwards both engines' pools are
+refreshed so no cached statement plan or type outlives the DDL.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from dbnb.engine.database import Database
+from dbnb.errors import DbnbError, MigrationError, mask_secrets, translate
+from dbnb.migrations.config import ConfigArg, context_options, load_config, target_metadata
+from dbnb.migrations.reports import (
+    CurrentRevision,
+    DriftReport,
+    History,
+    MigrationResult,
+    RevisionInfo,
+    RevisionResult,
+)
+
+__all__ = [
+    "check",
+    "current",
+    "downgrade",
+    "heads",
+    "history",
+    "revision",
+    "stamp",
+    "upgrade",
+]
+
+# One advisory lock key per database for every schema change made through dbnb ("dbnb" in hex).
+_LOCK_KEY = 0x64626E62
+
+
+# -- connection, lock, state ----------------------------------------------------------------------
+
+
+@contextmanager
+def _connection(db: Database, cfg: Config, *, lock: bool) -> Iterator[Connection]:
+    """Check out a connection for Alembic, holding the migration advisory lock if asked.
+
+    Alembic also writes some messages straight to ``sys.stdout``; they go to the config's
+    buffer too, so nothing reaches the notebook.
+    """
+    buffer = cfg.stdout if isinstance(cfg.stdout, io.StringIO) else io.StringIO()
+    try:
+        with redirect_stdout(buffer), db.engine.connect() as conn:
+            if lock:
+                # Session-level (not transaction-level) lock: Alembic commits once per revision.
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+                conn.commit()
+            cfg.attributes["connection"] = conn
+            try:
+                yield conn
+            finally:
+                cfg.attributes.pop("connection", None)
+                _release(conn, lock=lock)
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+
+
+def _release(conn: Connection, *, lock: bool) -> None:
+    """End the transaction and drop the lock; a connection that cannot is discarded instead.
+
+    Discarding closes the server session, which releases the lock, so a pooled connection
+    can never go back to the pool still holding it (and a cleanup error never hides the
+    migration's own error).
+    """
+    try:
+        conn.rollback()
+        if lock:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+            conn.commit()
+    except SQLAlchemyError:
+        conn.invalidate()
+
+
+def _stamped(conn: Connection) -> tuple[str, ...]:
+    heads = MigrationContext.configure(conn).get_current_heads()
+    conn.rollback()
+    return tuple(heads)
+
+
+def _unknown(script: ScriptDirectory, revisions: tuple[str, ...]) -> list[str]:
+    missing = []
+    for rev in revisions:
+        try:
+            script.get_revision(rev)
+        except CommandError:
+            missing.append(rev)
+    return missing
+
+
+def _require_known(script: ScriptDirectory, revisions: tuple[str, ...]) -> None:
+    missing = _unknown(script, revisions)
+    if missing:
+        raise MigrationError(
+            f"the database is stamped with revision {', '.join(missing)}, which is not in "
+            f"{script.versions}: check out the code that has that migration, or, if the schema "
+            "matches a known revision, re-stamp it (`dbnb stamp <revision>`); nothing was changed"
+        )
+
+
+def _info(script: Script, *, applied: bool = False) -> RevisionInfo:
+    return RevisionInfo(
+        revision=script.revision,
+        down_revisions=_as_tuple(script.down_revision),
+        message=(script.doc or "").strip(),
+        is_head=script.is_head,
+        applied=applied,
+    )
+
+
+def _as_tuple(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _between(
+    script: ScriptDirectory, upper: tuple[str, ...], lower: tuple[str, ...]
+) -> list[Script]:
+    if not upper:
+        return []
+    return list(script.iterate_revisions(upper, lower or "base", assert_relative_length=False))
+
+
+def _alembic_failure(action: str, exc: BaseException, at: tuple[str, ...]) -> MigrationError:
+    translated = translate(exc)
+    first = (str(translated).strip().splitlines() or [type(exc).__name__])[0]
+    kind = "" if isinstance(exc, CommandError) else f"{type(translated).__name__}: "
+    where = ", ".join(at) if at else "base"
+    return MigrationError(mask_secrets(f"{action} failed: {kind}{first} (database at {where})"))
+
+
+# -- commands that change the database ------------------------------------------------------------
+
+
+def _move(
+    db: Database,
+    action: str,
+    run: Callable[[Config, tuple[str, ...]], None],
+    config: ConfigArg,
+) -> MigrationResult:
+    cfg = load_config(config)
+    script = ScriptDirectory.from_config(cfg)
+    try:
+        with _connection(db, cfg, lock=True) as conn:
+            before = _stamped(conn)
+            try:
+                run(cfg, before)
+            except MigrationError:
+                raise
+            except (CommandError, SQLAlchemyError, DbnbError) as exc:
+                conn.rollback()
+                raise _alembic_failure(action, exc, _stamped(conn)) from exc
+            after = _stamped(conn)
+    finally:
+        db.refresh_pools()
+    if action == "upgrade":
+        steps = list(reversed(_between(script, after, before)))
+    elif action == "downgrade":
+        steps = _between(script, before, after)
+    else:
+        steps = []
+    applied = action == "upgrade"
+    return MigrationResult(action, before, after, tuple(_info(s, applied=applied) for s in steps))
+
+
+def upgrade(db: Database, revision: str = "head", *, config: ConfigArg = None) -> MigrationResult:
+    """Upgrade the database to ``revision`` (default ``head``); return what was applied.
+
+    Each revision runs in its own transaction under a PostgreSQL advisory lock: a concurrent
+    upgrade waits, then finds nothing left to do. A failing revision rolls back alone.
+
+    Args:
+        db: the database to upgrade.
+        revision: the target: ``head`` (default), a revision id, or ``+1`` for one step.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+
+    Example::
+
+        dbnb.migrations.upgrade(db)          # %db migrate
+    """
+
+    def run(cfg: Config, before: tuple[str, ...]) -> None:
+        _require_known(ScriptDirectory.from_config(cfg), before)
+        command.upgrade(cfg, revision)
+
+    return _move(db, "upgrade", run, config)
+
+
+def downgrade(db: Database, revision: str = "-1", *, config: ConfigArg = None) -> MigrationResult:
+    """Downgrade the database to ``revision``, one transaction per revision, under the lock.
+
+    Args:
+        db: the database to downgrade.
+        revision: the target: ``-1`` (default, one step back), a revision id, or ``base``.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
+
+    def run(cfg: Config, before: tuple[str, ...]) -> None:
+        _require_known(ScriptDirectory.from_config(cfg), before)
+        if not before:
+            raise MigrationError("the database is at base: there is nothing to downgrade")
+        command.downgrade(cfg, revision)
+
+    return _move(db, "downgrade", run, config)
+
+
+def stamp(db: Database, revision: str, *, config: ConfigArg = None) -> MigrationResult:
+    """Record ``revision`` as the database's current revision without running any migration.
+
+    An unknown revision stamped in the database is replaced (Alembic's ``purge``).
+
+    Args:
+        db: the database to stamp.
+        revision: the revision id to record, ``head`` or ``base``.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
+
+    def run(cfg: Config, before: tuple[str, ...]) -> None:
+        purge = bool(_unknown(ScriptDirectory.from_config(cfg), before))
+        command.stamp(cfg, revision, purge=purge)
+
+    return _move(db, "stamp", run, config)
+
+
+def revision(
+    db: Database,
+    message: str,
+    *,
+    autogenerate: bool = False,
+    models: MetaData | Sequence[MetaData] | str | None = None,
+    config: ConfigArg = None,
+) -> RevisionResult:
+    """Write a new revision file; with ``autogenerate``, from the models' differences.
+
+    Args:
+        db: the database to compare against (it must be at head for autogenerate).
+        message: what the revision does, e.g. ``"add coupons"``.
+        autogenerate: fill upgrade()/downgrade() from the difference between the models and
+            the database.
+        models: a MetaData or a models module path; default: ``dbnb.models`` in alembic.ini,
+            else dbnb's ``Base.metadata`` (the models defined in this notebook).
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
+    from dbnb.migrations.drift import describe_diff
+
+    cfg = load_config(config)
+    script = ScriptDirectory.from_config(cfg)
+    operations: list[str] = []
+
+    def collect(context: Any, rev: Any, directives: list[Any]) -> None:
+        for directive in directives:
+            for ops in directive.upgrade_ops_list:
+                operations.extend(d.detail for diff in ops.as_diffs() for d in describe_diff(diff))
+
+    given = cfg.attributes.get("target_metadata")
+    if autogenerate:
+        cfg.attributes["target_metadata"] = target_metadata(cfg, models)
+    try:
+        with _connection(db, cfg, lock=False) as conn:
+            _require_known(script, _stamped(conn))
+            written = command.revision(
+                cfg, message=message, autogenerate=autogenerate, process_revision_directives=collect
+            )
+    except (CommandError, SQLAlchemyError) as exc:
+        hint = " (run migrate first)" if "not up to date" in str(exc) else ""
+        raise MigrationError(f"revision failed: {str(exc).strip()}{hint}") from exc
+    finally:
+        cfg.attributes["target_metadata"] = given
+    new = written[0] if isinstance(written, list) else written
+    if new is None:
+        raise MigrationError("revision wrote no file")
+    return RevisionResult(
+        revision=new.revision,
+        down_revisions=_as_tuple(new.down_revision),
+        message=message,
+        path=new.path,
+        operations=tuple(operations),
+        autogenerate=autogenerate,
+    )
+
+
+# -- commands that only read ----------------------------------------------------------------------
+
+
+def _scripts_and_stamp(db: Database, config: ConfigArg) -> tuple[ScriptDirectory, tuple[str, ...]]:
+    """The migration scripts and the revisions stamped in the database (all of them known)."""
+    cfg = load_config(config)
+    script = ScriptDirectory.from_config(cfg)
+    with _connection(db, cfg, lock=False) as conn:
+        stamped = _stamped(conn)
+    _require_known(script, stamped)
+    return script, stamped
+
+
+def current(db: Database, *, config: ConfigArg = None) -> CurrentRevision:
+    """Read the revision stamped in the database (``alembic_version``) and the scripts' heads.
+
+    Args:
+        db: the database to read.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
+    script, stamped = _scripts_and_stamp(db, config)
+    messages = tuple((script.get_revision(r).doc or "").strip() for r in stamped)
+    return CurrentRevision(stamped, tuple(script.get_heads()), messages)
+
+
+def heads(db: Database, *, config: ConfigArg = None) -> History:
+    """List the head revisions of the migration scripts (more than one means a branch).
+
+    Args:
+        db: the database whose applied revisions are marked.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
+    full = history(db, config=config)
+    return History(tuple(r for r in full.revisions if r.is_head))
+
+
+def history(db: Database, *, config: ConfigArg = None) -> History:
+    """List every revision, newest first, marking those applied to the database.
+
+    ``history(db).frame`` is the same as a DataFrame.
+
+    Args:
+        db: the database whose applied revisions are marked.
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
+    script, stamped = _scripts_and_stamp(db, config)
+    applied = {s.revision for s in _between(script, stamped, ())}
+    return History(tuple(_info(s, applied=s.revision in applied) for s in script.walk_revisions()))
+
+
+def check(
+    db: Database,
+    *,
+    models: MetaData | Sequence[MetaData] | str | None = None,
+    config: ConfigArg = None,
+) -> DriftReport:
+    """Compare the models with the database: Alembic's autogenerate diff plus partial indexes.
+
+    Alembic does not compare the ``WHERE`` of partial indexes; this does, by letting the server
+    normalise the model's predicate. Nothing is changed (the probe runs in a rolled-back
+    transaction). ``report.ok`` is True when nothing differs and the database is at head.
+
+    Args:
+        db: the database to compare.
+        models: a MetaData or a models module path; default: ``dbnb.models`` in alembic.ini,
+            else dbnb's ``Base.metadata`` (the models defined in this notebook).
+        config: an alembic.ini path or a Config; default: found from the working directory.
+    """
+    from dbnb.migrations.drift import compare
+
+    cfg = load_config(config)
+    metadata = target_metadata(cfg, models)
+    state = current(db, config=cfg)
+    with _connection(db, cfg, lock=False) as conn:
+        drifts = compare(conn, metadata, context_options())
+    return DriftReport(drifts, state)

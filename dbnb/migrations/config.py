@@ -1,0 +1,175 @@
+"""Where dbnb's migrations get their Alembic ``Config`` and models from.
+
+``alembic.ini`` is found from the working directory upwards, never above the project root (the
+first directory holding ``pyproject.toml`` or ``.git``); the models autogenerate and ``check``
+compare against are chosen by :func:`target_metadata`. ``env.py`` imports
+:func:`target_metadata` and :func:`context_options` from here, so the template, this repo's
+``migrations/env.py`` and :mod:`dbnb.migrations` agree on both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from sqlalchemy import MetaData, Table
+
+from dbnb.errors import MigrationError
+
+__all__ = [
+    "MODELS_OPTION",
+    "ConfigArg",
+    "TargetMetadata",
+    "context_options",
+    "find_config",
+    "load_config",
+    "target_metadata",
+]
+
+#: The alembic.ini option naming the models module(s) autogenerate and check compare against.
+MODELS_OPTION = "dbnb.models"
+_PROJECT_MARKERS = ("pyproject.toml", ".git")
+
+ConfigArg = str | os.PathLike[str] | Config | None
+#: What Alembic's ``target_metadata`` accepts: one MetaData, or several compared together.
+TargetMetadata = MetaData | tuple[MetaData, ...]
+
+
+def find_config(start: str | os.PathLike[str] | None = None) -> Path:
+    """Find ``alembic.ini`` in ``start`` (default: the working directory) or a parent of it.
+
+    The search stops at the project root: the first directory containing ``pyproject.toml`` or
+    ``.git`` is the last one looked at.
+
+    Raises:
+        MigrationError: no ``alembic.ini`` up to the project root.
+    """
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    looked = here
+    for directory in (here, *here.parents):
+        looked = directory
+        candidate = directory / "alembic.ini"
+        if candidate.is_file():
+            return candidate
+        if any((directory / marker).exists() for marker in _PROJECT_MARKERS):
+            break
+    raise MigrationError(
+        f"no alembic.ini in {here} or above it up to {looked}; run `dbnb init` in the project "
+        "root, or pass config='path/to/alembic.ini'"
+    )
+
+
+def load_config(config: ConfigArg = None) -> Config:
+    """Build the Alembic ``Config``: from an ini path, a directory holding one, or found upwards.
+
+    Alembic's output goes to a buffer (``config.stdout``), never to the notebook. A relative
+    ``script_location`` is taken relative to the ini file, not to the working directory.
+    A ``Config`` passed in is returned as it is.
+    """
+    if isinstance(config, Config):
+        return config
+    path = find_config() if config is None else Path(config)
+    if path.is_dir():
+        path = path / "alembic.ini"
+    if not path.is_file():
+        raise MigrationError(f"{path} does not exist; pass the path of an alembic.ini")
+    cfg = Config(file_=str(path), stdout=io.StringIO())
+    location = cfg.get_main_option("script_location")
+    if not location:
+        raise MigrationError(f"{path} sets no script_location; add one under [alembic]")
+    if ":" not in location and not Path(location).is_absolute():
+        absolute = str(path.resolve().parent / location)
+        cfg.set_main_option("script_location", absolute.replace("%", "%%"))
+    return cfg
+
+
+def _base_metadata() -> MetaData:
+    from dbnb.orm.models import Base
+
+    return Base.metadata
+
+
+def _import_models(spec: str) -> MetaData | None:
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MigrationError(
+            f"cannot import the models module {module_name!r} ({type(exc).__name__}: {exc}); "
+            f"fix {MODELS_OPTION} in alembic.ini or pass models="
+        ) from exc
+    if attribute:
+        found = getattr(module, attribute, None)
+        if not isinstance(found, MetaData):
+            raise MigrationError(f"{spec!r} is not a sqlalchemy MetaData")
+        return found
+    for name in ("target_metadata", "metadata"):
+        found = getattr(module, name, None)
+        if isinstance(found, MetaData):
+            return found
+    return None
+
+
+def _notebook_metadata() -> MetaData | None:
+    """Copy the tables of models defined in the notebook itself (``__main__``) on dbnb's Base.
+
+    Models that library or test modules put on the same Base are left out: only what the
+    notebook (or the script being run) declared joins a configured models module.
+    """
+    base = _base_metadata()
+    from dbnb.orm.models import Base
+
+    tables = [
+        m.local_table
+        for m in Base.registry.mappers
+        if m.class_.__module__ == "__main__" and isinstance(m.local_table, Table)
+    ]
+    if not tables:
+        return None
+    copy = MetaData(naming_convention=base.naming_convention)
+    for table in tables:
+        table.to_metadata(copy)
+    return copy
+
+
+def target_metadata(
+    config: Config, models: MetaData | Sequence[MetaData] | str | None = None
+) -> TargetMetadata:
+    """Choose what autogenerate and ``check`` compare the database against.
+
+    In order: ``models`` (a MetaData or several, or a module path such as ``"myapp.models"`` or
+    ``"myapp.models:metadata"``), then ``config.attributes["target_metadata"]``, then the
+    modules named by ``dbnb.models`` in alembic.ini. A module's ``target_metadata`` or
+    ``metadata`` attribute is used; a module with neither is imported for its models, which
+    register on dbnb's ``Base``. With nothing configured the answer is
+    dbnb's ``Base.metadata``, which holds every model defined in the notebook. With a
+    configured module that has a MetaData of its own, the models the notebook itself
+    (``__main__``) defined on dbnb's ``Base`` are compared too.
+    """
+    chosen = models if models is not None else config.attributes.get("target_metadata")
+    if isinstance(chosen, MetaData):
+        return chosen
+    if isinstance(chosen, list | tuple):
+        return tuple(chosen)
+    spec = chosen if isinstance(chosen, str) else config.get_main_option(MODELS_OPTION) or ""
+    found = [m for m in (_import_models(s.strip()) for s in spec.split(",") if s.strip()) if m]
+    if not found:
+        return _base_metadata()
+    notebook = _notebook_metadata() if models is None else None
+    if notebook is not None and _base_metadata() not in found:
+        found.append(notebook)
+    return found[0] if len(found) == 1 else tuple(found)
+
+
+def context_options() -> dict[str, Any]:
+    """Options ``env.py`` passes to ``context.configure`` (shared with :func:`check`).
+
+    One transaction per revision: a revision that fails rolls back alone and leaves the
+    database at the revision before it.
+    """
+    return {"compare_type": True, "transaction_per_migration": True}

@@ -1,0 +1,225 @@
+"""``AsyncRepository[M]``: the awaitable twin of :class:`~dbnb.Repository`, on asyncpg.
+
+Same methods, same arguments, same statements (from :mod:`dbnb.orm.statements`); each call is
+awaited on an :class:`~sqlalchemy.ext.asyncio.AsyncSession`. Bound to a Database (or its
+``db.asyncio``) every call commits; bound to an AsyncSession it never commits::
+
+    users = AsyncRepository(User, db)
+    await users.create(email="ana@example.com", name="Ana")
+    adults = await users.list(age__gte=18, order_by="-created_at")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dbnb.engine.async_database import AsyncDatabase
+from dbnb.engine.database import Database
+from dbnb.errors import UniqueViolation, translate
+from dbnb.orm.filters import OrderBy
+from dbnb.orm.frame_methods import AsyncFrameMethods
+from dbnb.orm.models import ModelList
+from dbnb.orm.repository_base import RepositoryBase, detached
+
+if TYPE_CHECKING:
+    from sqlalchemy import Result
+    from sqlalchemy.sql.base import Executable
+
+    from dbnb.orm.pagination import KeysetPage, Page
+
+__all__ = ["AsyncRepository"]
+
+M = TypeVar("M")
+
+
+class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
+    """The awaitable twin of :class:`Repository` (asyncpg); same methods, same arguments."""
+
+    _binds = (Database, AsyncDatabase, AsyncSession)
+    bind: Database | AsyncDatabase | AsyncSession
+
+    @overload
+    def __init__(self, model: type[M], bind: Database | AsyncDatabase | AsyncSession, /) -> None:
+        ...
+    @overload
+    def __init__(self, bind: Database | AsyncDatabase | AsyncSession, /) -> None: ...
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        if isinstance(self.bind, AsyncSession):
+            try:
+                yield self.bind
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+        else:
+            db = self.bind.asyncio if isinstance(self.bind, Database) else self.bind
+            async with db.session() as session:
+                yield session
+
+    async def get(self, ident: Any) -> M | None:
+        """Await :meth:`Repository.get`."""
+        async with self._session() as s:
+            return (await s.scalars(self._q.get(ident))).one_or_none()
+
+    async def get_or_raise(self, ident: Any) -> M:
+        """Await :meth:`Repository.get_or_raise`."""
+        return self._found(await self.get(ident), ident)
+
+    async def get_by(self, *where: Any, **lookups: Any) -> M | None:
+        """Await :meth:`Repository.get_by`."""
+        async with self._session() as s:
+            return (await s.scalars(self._q.select(where, lookups, limit=1))).first()
+
+    async def get_by_or_raise(self, *where: Any, **lookups: Any) -> M:
+        """Await :meth:`Repository.get_by_or_raise`."""
+        return self._found(await self.get_by(*where, **lookups), None, where, **lookups)
+
+    async def get_many(self, idents: Iterable[Any]) -> ModelList[M]:
+        """Await :meth:`Repository.get_many`."""
+        async with self._session() as s:
+            return ModelList((await s.scalars(self._q.get_many(idents))).all())
+
+    async def list(
+        self,
+        *where: Any,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        **lookups: Any,
+    ) -> ModelList[M]:
+        """Await :meth:`Repository.list`."""
+        stmt = self._q.select(where, lookups, order_by=order_by, limit=limit, offset=offset)
+        async with self._session() as s:
+            return ModelList((await s.scalars(stmt)).all())
+
+    async def paginate(
+        self, *where: Any, page: int = 1, size: int = 20, order_by: OrderBy = None, **lookups: Any
+    ) -> Page[M]:
+        """Await :meth:`Repository.paginate`."""
+        plan = self._q.paginate(
+            where, lookups, page=page, size=size, order_by=order_by, max_size=self.max_page_size
+        )
+        async with self._session() as s:
+            total = await s.scalar(plan.count) or 0
+            return plan.result((await s.scalars(plan.rows)).all(), total)
+
+    async def keyset(
+        self,
+        *where: Any,
+        order_by: str | Sequence[str] | None = None,
+        after: Any = None,
+        size: int = 20,
+        **lookups: Any,
+    ) -> KeysetPage[M]:
+        """Await :meth:`Repository.keyset`."""
+        plan = self._q.keyset(
+            where, lookups, order_by=order_by, after=after, size=size, max_size=self.max_page_size
+        )
+        async with self._session() as s:
+            return plan.result((await s.scalars(plan.rows)).all())
+
+    async def count(self, *where: Any, **lookups: Any) -> int:
+        """Await :meth:`Repository.count`."""
+        async with self._session() as s:
+            return await s.scalar(self._q.count(where, lookups)) or 0
+
+    async def exists(self, *where: Any, **lookups: Any) -> bool:
+        """Await :meth:`Repository.exists`."""
+        async with self._session() as s:
+            return (await s.execute(self._q.exists(where, lookups))).first() is not None
+
+    async def create(self, **values: Any) -> M:
+        """Await :meth:`Repository.create`."""
+        obj = self._q.new(values, what="in create")
+        async with self._session() as s:
+            s.add(obj)
+            await s.flush()
+        return obj
+
+    async def create_many(self, rows: Iterable[Mapping[str, Any]]) -> ModelList[M]:
+        """Await :meth:`Repository.create_many`."""
+        checked = [self._q.values(row, what="in create_many") for row in rows]
+        if not checked:
+            return ModelList()
+        async with self._session() as s:
+            return ModelList((await s.scalars(self._q.insert_many(), checked)).all())
+
+    async def get_or_create(
+        self, defaults: Mapping[str, Any] | None = None, **lookups: Any
+    ) -> tuple[M, bool]:
+        """Await :meth:`Repository.get_or_create`."""
+        values = {**self._q.values(lookups, what="in get_or_create"), **(defaults or {})}
+        async with self._session() as s:
+            found = (await s.scalars(self._q.select((), lookups, limit=1))).first()
+            if found is not None:
+                return found, False
+            try:
+                async with s.begin_nested():
+                    obj = self._q.new(values, what="in get_or_create")
+                    s.add(obj)
+                return obj, True
+            except IntegrityError as exc:
+                if not isinstance(translate(exc), UniqueViolation):
+                    raise
+            again = (await s.scalars(self._q.select((), lookups, limit=1))).first()
+            return self._found(again), False
+
+    async def update(self, ident: Any, **values: Any) -> M:
+        """Await :meth:`Repository.update`."""
+        stmt = self._q.update(ident, values)
+        async with self._session() as s:
+            return self._found((await s.scalars(stmt)).one_or_none(), ident)
+
+    async def update_many(self, values: Mapping[str, Any], *where: Any, **lookups: Any) -> int:
+        """Await :meth:`Repository.update_many`."""
+        stmt = self._q.update_many(values, where, lookups)
+        async with self._session() as s:
+            return int((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def upsert(
+        self, values: Mapping[str, Any], *, on: Sequence[str], update: Sequence[str] | None = None
+    ) -> M:
+        """Await :meth:`Repository.upsert`."""
+        stmt = self._q.upsert(values, on=on, update=update)
+        async with self._session() as s:
+            row: M = (await s.scalars(stmt)).one()
+            return row
+
+    async def delete(self, ident: Any) -> M:
+        """Await :meth:`Repository.delete`."""
+        stmt = self._q.delete(ident)
+        async with self._session() as s:
+            return self._found((await s.scalars(stmt)).one_or_none(), ident)
+
+    async def delete_many(self, *where: Any, **lookups: Any) -> int:
+        """Await :meth:`Repository.delete_many`."""
+        stmt = self._q.delete_many(where, lookups)
+        async with self._session() as s:
+            return int((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def hard_delete(self, ident: Any) -> M:
+        """Await :meth:`Repository.hard_delete`."""
+        stmt = self._q.hard_delete(ident)
+        async with self._session() as s:
+            return self._found((await s.scalars(stmt)).one_or_none(), ident)
+
+    async def restore(self, ident: Any) -> M:
+        """Await :meth:`Repository.restore`."""
+        stmt = self._q.restore(ident)
+        async with self._session() as s:
+            return self._found((await s.scalars(stmt)).one_or_none(), ident)
+
+    async def execute(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Result[Any]:
+        """Await :meth:`Repository.execute`."""
+        async with self._session() as s:
+            result = await s.execute(statement, params, execution_options=self._q.options())
+            return detached(result)

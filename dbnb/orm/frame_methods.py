@@ -1,0 +1,198 @@
+"""DataFrame methods of the repositories: ``to_frame``, ``iter_frames``, ``from_frame``.
+
+Mixed into :class:`~dbnb.Repository` (:class:`FrameMethods`) and
+:class:`~dbnb.AsyncRepository` (:class:`AsyncFrameMethods`). Each method builds the
+repository's own SELECT (:func:`~dbnb.frames.query.frame_select`: its filters, ordering and
+soft-delete visibility) and hands it to the COPY fast path in :mod:`dbnb.frames.read` /
+:mod:`dbnb.frames.aread`, or the frame to :mod:`dbnb.frames.write`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from dbnb.frames import aread as frame_aread
+from dbnb.frames import read as frame_read
+from dbnb.frames import write as frame_write
+from dbnb.frames.query import frame_select
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
+
+    from dbnb.frames.dtypes import DtypeBackend, UuidAs
+    from dbnb.frames.write import OnConflict
+    from dbnb.orm.filters import OrderBy
+    from dbnb.orm.statements import Statements
+
+__all__ = ["AsyncFrameMethods", "FrameMethods"]
+
+M = TypeVar("M")
+
+
+class FrameMethods(Generic[M]):
+    """DataFrames in and out of one model's table, on psycopg (part of ``Repository``)."""
+
+    model: type[M]
+    _q: Statements[M]
+
+    def _session(self) -> AbstractContextManager[Session]:
+        raise NotImplementedError
+
+    def to_frame(
+        self,
+        *where: Any,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        dtype_backend: DtypeBackend = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        **lookups: Any,
+    ) -> pd.DataFrame:
+        """SELECT the matching rows into a DataFrame through COPY, dtypes from the column types.
+
+        Same filters and soft-delete visibility as :meth:`list`; ``columns`` picks columns by
+        name. Without ``order_by`` (or ``limit``/``offset``) rows come in the server's order.
+        dtypes follow the table in :mod:`dbnb.frames` (``dtype_backend="pyarrow"``,
+        ``decimal=True`` and ``uuid_as="uuid"`` change them); an empty result keeps them.
+
+        Example::
+
+            df = users.to_frame(is_active=True, age__gte=30,
+                                columns=["email", "age", "created_at"], order_by="email")
+        """
+        stmt = frame_select(self._q, where, lookups, columns=columns, order_by=order_by,
+                            limit=limit, offset=offset)
+        with self._session() as s:
+            return frame_read.read_frame(
+                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
+            )
+
+    def iter_frames(
+        self,
+        *where: Any,
+        chunksize: int = 100_000,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        dtype_backend: DtypeBackend = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        progress: bool | None = None,
+        **lookups: Any,
+    ) -> Iterator[pd.DataFrame]:
+        """Yield the matching rows as DataFrames of ``chunksize`` rows, in bounded memory.
+
+        A streamed COPY inside a SAVEPOINT; breaking out early cancels it. Filters and dtypes
+        as in :meth:`to_frame`; a progress bar shows in interactive use past 100,000 rows.
+
+        Example::
+
+            for chunk in events.iter_frames(chunksize=100_000):
+                totals.append(chunk.groupby("kind").size())
+        """
+        stmt = frame_select(self._q, where, lookups, columns=columns, order_by=order_by,
+                            limit=None, offset=None)
+        with self._session() as s:
+            yield from frame_read.iter_frames(
+                s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
+                uuid_as=uuid_as, progress=progress,
+            )
+
+    def from_frame(
+        self,
+        frame: pd.DataFrame,
+        *,
+        on_conflict: OnConflict = None,
+        on: Sequence[str] | None = None,
+        naive_as: str | None = None,
+        progress: bool | None = None,
+    ) -> int:
+        """Load ``frame`` through COPY in one SAVEPOINT; return the rows written.
+
+        Columns are checked before anything is sent (unknown ones and missing NOT NULL ones
+        are :class:`~dbnb.FrameError`); NaN/NaT/None/pd.NA become NULL; absent columns get
+        their defaults (ids, timestamps). ``on_conflict="update"`` or ``"ignore"`` upserts on
+        ``on`` (default: the primary key). Naive datetimes into timestamptz need ``naive_as``.
+
+        Example::
+
+            n = products.from_frame(df, on_conflict="update", on=["sku"])
+        """
+        with self._session() as s:
+            return frame_write.write_frame(
+                s, self.model, frame, on_conflict=on_conflict,
+                on=list(on) if on is not None else None, naive_as=naive_as, progress=progress,
+            )
+
+
+class AsyncFrameMethods(Generic[M]):
+    """DataFrames in and out of one model's table, on asyncpg (part of ``AsyncRepository``)."""
+
+    model: type[M]
+    _q: Statements[M]
+
+    def _session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        raise NotImplementedError
+
+    async def to_frame(
+        self,
+        *where: Any,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        dtype_backend: DtypeBackend = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        **lookups: Any,
+    ) -> pd.DataFrame:
+        """Await :meth:`Repository.to_frame` (asyncpg COPY)."""
+        stmt = frame_select(self._q, where, lookups, columns=columns, order_by=order_by,
+                            limit=limit, offset=offset)
+        async with self._session() as s:
+            return await frame_aread.aread_frame(
+                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
+            )
+
+    async def iter_frames(
+        self,
+        *where: Any,
+        chunksize: int = 100_000,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        dtype_backend: DtypeBackend = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        progress: bool | None = None,
+        **lookups: Any,
+    ) -> AsyncIterator[pd.DataFrame]:
+        """Iterate :meth:`Repository.iter_frames` with ``async for``."""
+        stmt = frame_select(self._q, where, lookups, columns=columns, order_by=order_by,
+                            limit=None, offset=None)
+        async with self._session() as s:
+            async for frame in frame_aread.aiter_frames(
+                s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
+                uuid_as=uuid_as, progress=progress,
+            ):
+                yield frame
+
+    async def from_frame(
+        self,
+        frame: pd.DataFrame,
+        *,
+        on_conflict: OnConflict = None,
+        on: Sequence[str] | None = None,
+        naive_as: str | None = None,
+        progress: bool | None = None,
+    ) -> int:
+        """Await :meth:`Repository.from_frame` (asyncpg COPY)."""
+        async with self._session() as s:
+            return await frame_write.awrite_frame(
+                s, self.model, frame, on_conflict=on_conflict,
+                on=list(on) if on is not None else None, naive_as=naive_as, progress=progress,
+            )

@@ -1,0 +1,195 @@
+"""Declarative ``Base`` with a constraint naming convention, and the model mixins.
+
+``Base`` gives every model ``to_dict()``, a readable ``__repr__`` and ``_repr_html_`` (neither
+loads anything). The mixins add a primary key (:class:`UUIDPrimaryKey`,
+:class:`BigIntPrimaryKey`), timestamps (:class:`Timestamps`) and soft delete
+(:class:`SoftDelete`)::
+
+    class User(UUIDPrimaryKey, Timestamps, SoftDelete, Base):
+        __tablename__ = "users"
+        email: Mapped[str] = mapped_column(String(255))
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import BigInteger, DateTime, Identity, MetaData, func, inspect
+from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, registry
+from sqlalchemy.sql.elements import ColumnElement
+
+from dbnb.display.tables import html_record, html_table, text_table
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "BigIntPrimaryKey",
+    "ModelList",
+    "SoftDelete",
+    "Timestamps",
+    "UUIDPrimaryKey",
+    "new_registry",
+]
+
+# Stable, predictable constraint names, so Alembic revisions and error messages agree.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Timestamps are always timezone-aware; a naive ``Mapped[datetime]`` is a bug waiting to happen.
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {datetime: DateTime(timezone=True)}
+
+_REPR_MAX_VALUE = 40
+_REPR_MAX_FIELDS = 8
+
+M = TypeVar("M")
+
+
+def new_registry() -> registry:
+    """Create a registry with dbnb's naming convention and type map (for a separate Base)."""
+    return registry(
+        metadata=MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map=TYPE_ANNOTATION_MAP,
+    )
+
+
+def _loaded_columns(obj: Any) -> dict[str, Any]:
+    """Column values already in the instance's ``__dict__``: never triggers a load."""
+    state = inspect(obj)
+    loaded = state.dict
+    return {
+        attr.key: loaded[attr.key] for attr in state.mapper.column_attrs if attr.key in loaded
+    }
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= _REPR_MAX_VALUE else text[: _REPR_MAX_VALUE - 1] + "…"
+
+
+class Base(DeclarativeBase):
+    """Declarative base for dbnb models: naming convention, ``to_dict()``, reprs.
+
+    Server-generated values (``created_at``, ``updated_at``) are fetched with ``RETURNING``
+    after each INSERT and UPDATE (``eager_defaults``), so instances stay usable after the session
+    closes and on asyncio, where a lazy load is not possible.
+    """
+
+    registry = new_registry()
+    metadata = registry.metadata
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"eager_defaults": True}
+
+    def to_dict(self, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
+        """Return the column values as a dict keyed by attribute name (relationships excluded)."""
+        skip = set(exclude)
+        return {
+            attr.key: getattr(self, attr.key)
+            for attr in inspect(self).mapper.column_attrs
+            if attr.key not in skip
+        }
+
+    def __repr__(self) -> str:
+        fields = list(_loaded_columns(self).items())
+        shown = " ".join(f"{k}={_short(v)}" for k, v in fields[:_REPR_MAX_FIELDS])
+        more = " …" if len(fields) > _REPR_MAX_FIELDS else ""
+        return f"<{type(self).__name__} {shown}{more}>" if shown else f"<{type(self).__name__}>"
+
+    def _repr_html_(self) -> str:
+        return html_record(type(self).__name__, _loaded_columns(self))
+
+
+class ModelList(list[M]):
+    """A list of model instances that renders as one table in Jupyter."""
+
+    def _columns(self) -> list[str]:
+        if not self:
+            return []
+        return [attr.key for attr in inspect(self[0]).mapper.column_attrs]
+
+    def _rows(self, columns: Sequence[str]) -> list[list[Any]]:
+        return [[_loaded_columns(obj).get(c) for c in columns] for obj in self]
+
+    def _title(self) -> str:
+        name = type(self[0]).__name__ if self else "rows"
+        return f"{len(self)} {name} row{'s' if len(self) != 1 else ''}"
+
+    def _repr_html_(self) -> str:
+        columns = self._columns()
+        return html_table(columns, self._rows(columns), caption=self._title())
+
+    def to_text(self) -> str:
+        """Render the rows as a plain aligned text table."""
+        columns = self._columns()
+        return f"{self._title()}\n{text_table(columns, self._rows(columns))}"
+
+
+class UUIDPrimaryKey:
+    """``id`` UUID primary key: uuid4 on the client, ``gen_random_uuid()`` as server default."""
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True,
+        default=uuid.uuid4,
+        server_default=func.gen_random_uuid(),
+        sort_order=-100,
+    )
+
+
+class BigIntPrimaryKey:
+    """``id`` BIGINT primary key generated by an identity column (``BY DEFAULT``)."""
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True, sort_order=-100)
+
+
+class Timestamps:
+    """``created_at`` and ``updated_at`` (timestamptz, server default ``now()``).
+
+    ``updated_at`` moves on every ORM flush that changes the row and on bulk updates made
+    through repositories (``onupdate=now()``).
+    """
+
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), sort_order=100
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), sort_order=101
+    )
+
+
+class SoftDelete:
+    """``deleted_at`` (timestamptz, NULL while alive): rows with a value are hidden from reads.
+
+    The filter itself lives in :mod:`dbnb.orm.softdelete` and applies to every ORM SELECT.
+    """
+
+    deleted_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None, sort_order=102
+    )
+
+    @hybrid_property
+    def is_deleted(self) -> bool:
+        """True once the row is soft-deleted (also usable in queries: ``User.is_deleted``)."""
+        return self.deleted_at is not None
+
+    @is_deleted.inplace.expression
+    @classmethod
+    def _is_deleted_expression(cls) -> ColumnElement[bool]:
+        return cls.deleted_at.is_not(None)
+
+    def soft_delete(self) -> None:
+        """Mark the instance deleted now (client clock); the next flush writes it."""
+        self.deleted_at = datetime.now(UTC)
+
+    def restore(self) -> None:
+        """Clear ``deleted_at``; the next flush writes it."""
+        self.deleted_at = None

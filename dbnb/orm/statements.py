@@ -1,0 +1,357 @@
+"""IO-free statement builders shared by ``Repository`` and ``AsyncRepository``.
+
+:class:`Statements` turns a repository call into SQLAlchemy statements (and validates it, so a
+bad filter or page size fails before any query is sent). The two repository shells only run
+what it builds, on a Session or an AsyncSession.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Generic, Literal, TypeVar
+
+from sqlalchemy import ColumnElement, Delete, Select, Update, delete, func, inspect, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.base import Executable
+
+from dbnb.errors import FilterError, PaginationError
+from dbnb.orm.filters import (
+    OrderBy,
+    check_values,
+    columns_of,
+    is_descending,
+    order_by_clauses,
+    where_clauses,
+)
+from dbnb.orm.models import SoftDelete
+from dbnb.orm.pagination import DEFAULT_MAX_PAGE_SIZE, KeysetPlan, PagePlan, check_size
+from dbnb.orm.softdelete import INCLUDE_DELETED, ONLY_DELETED
+
+__all__ = ["Statements", "Visibility"]
+
+M = TypeVar("M")
+Visibility = Literal["alive", "all", "deleted"]
+# Returned rows replace stale copies in the session's identity map.
+REFRESH: dict[str, Any] = {"populate_existing": True}
+
+
+class Statements(Generic[M]):
+    """Build the statements behind every repository method for one model and visibility.
+
+    Visibility applies to soft-deletable models: ``"alive"`` (the default) hides soft-deleted
+    rows, ``"all"`` shows every row, ``"deleted"`` only the soft-deleted ones.
+    """
+
+    def __init__(self, model: type[M], visibility: Visibility = "alive") -> None:
+        self.model = model
+        self.columns = columns_of(model)
+        self.soft = issubclass(model, SoftDelete)
+        if visibility != "alive" and not self.soft:
+            raise TypeError(f"{model.__name__} has no soft delete (no SoftDelete mixin)")
+        self.visibility: Visibility = visibility
+        self.pk: tuple[InstrumentedAttribute[Any], ...] = tuple(
+            getattr(model, inspect(model).get_property_by_column(c).key)
+            for c in inspect(model).primary_key
+        )
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def describe(self, ident: Any = None, where: Sequence[Any] = (), **lookups: Any) -> str:
+        """Name the model and key for messages: ``User with id=…``."""
+        if ident is not None:
+            values = ident if isinstance(ident, tuple) else (ident,)
+            lookups = {col.key: v for col, v in zip(self.pk, values, strict=False)}
+        text = self.model.__name__
+        if where:
+            text += " matching " + " AND ".join(str(e) for e in where)
+        if lookups:
+            text += " with " + ", ".join(f"{k}={v!r}" for k, v in lookups.items())
+        return text
+
+    def _pk_clause(self, ident: Any) -> ColumnElement[bool]:
+        if len(self.pk) == 1:
+            single: ColumnElement[bool] = self.pk[0] == ident
+            return single
+        if not isinstance(ident, tuple) or len(ident) != len(self.pk):
+            raise FilterError(
+                f"{self.model.__name__} has a composite key; pass a tuple of {len(self.pk)}"
+            )
+        clause: ColumnElement[bool] = tuple_(*self.pk) == tuple_(*ident)
+        return clause
+
+    def options(self) -> dict[str, Any]:
+        """Execution options that carry the visibility to the soft-delete filter."""
+        if self.visibility == "all":
+            return {INCLUDE_DELETED: True}
+        if self.visibility == "deleted":
+            return {ONLY_DELETED: True}
+        return {}
+
+    def _dml_visibility(self, visibility: Visibility | None = None) -> list[ColumnElement[bool]]:
+        visibility = visibility or self.visibility
+        deleted_at = getattr(self.model, "deleted_at", None)
+        if not self.soft or deleted_at is None or visibility == "all":
+            return []
+        return [deleted_at.is_(None) if visibility == "alive" else deleted_at.is_not(None)]
+
+    def _where(
+        self, where: Iterable[Any], lookups: Mapping[str, Any], *, required: str | None = None
+    ) -> list[ColumnElement[bool]]:
+        clauses = where_clauses(self.model, where, lookups)
+        if required and not clauses:
+            raise FilterError(
+                f"{required} needs a filter; to touch every row say so: "
+                f"{required}(sqlalchemy.true())"
+            )
+        return clauses
+
+    def _order(self, order_by: OrderBy) -> list[ColumnElement[Any]]:
+        # The primary key ends every ordering, so equal sort keys still page deterministically.
+        return [*order_by_clauses(self.model, order_by), *(c.asc() for c in self.pk)]
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def select(
+        self,
+        where: Iterable[Any] = (),
+        lookups: Mapping[str, Any] | None = None,
+        *,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Select[Any]:
+        """SELECT the model's rows matching the filters, ordered (primary key last)."""
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise PaginationError(f"{name} must be a non-negative integer, got {value!r}")
+        stmt = (
+            select(self.model)
+            .where(*self._where(where, lookups or {}))
+            .order_by(*self._order(order_by))
+            .execution_options(**self.options())
+        )
+        return stmt.limit(limit).offset(offset)
+
+    def get(self, ident: Any) -> Select[Any]:
+        """SELECT one row by primary key."""
+        return select(self.model).where(self._pk_clause(ident)).execution_options(**self.options())
+
+    def get_many(self, idents: Iterable[Any]) -> Select[Any]:
+        """SELECT the rows whose primary key is in ``idents``, in key order."""
+        idents = list(idents)
+        keys = self.pk[0] if len(self.pk) == 1 else tuple_(*self.pk)
+        return self.select([keys.in_(idents)])
+
+    def count(self, where: Iterable[Any], lookups: Mapping[str, Any]) -> Select[Any]:
+        """SELECT count(*) of the matching rows."""
+        return (
+            select(func.count())
+            .select_from(self.model)
+            .where(*self._where(where, lookups))
+            .execution_options(**self.options())
+        )
+
+    def exists(self, where: Iterable[Any], lookups: Mapping[str, Any]) -> Select[Any]:
+        """SELECT the first matching primary key (LIMIT 1)."""
+        return (
+            select(*self.pk)
+            .where(*self._where(where, lookups))
+            .limit(1)
+            .execution_options(**self.options())
+        )
+
+    def paginate(
+        self,
+        where: Iterable[Any],
+        lookups: Mapping[str, Any],
+        *,
+        page: int,
+        size: int,
+        order_by: OrderBy,
+        max_size: int = DEFAULT_MAX_PAGE_SIZE,
+    ) -> PagePlan[M]:
+        """Plan page ``page`` (1-based) of ``size`` rows: a count and a LIMIT/OFFSET select."""
+        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+            raise PaginationError(f"page must be an integer >= 1, got {page!r}")
+        check_size(size, max_size)
+        return PagePlan(
+            count=self.count(where, lookups),
+            rows=self.select(
+                where, lookups, order_by=order_by, limit=size, offset=(page - 1) * size
+            ),
+            page=page,
+            size=size,
+        )
+
+    def keyset(
+        self,
+        where: Iterable[Any],
+        lookups: Mapping[str, Any],
+        *,
+        order_by: str | Sequence[str] | None,
+        after: Any,
+        size: int,
+        max_size: int = DEFAULT_MAX_PAGE_SIZE,
+    ) -> KeysetPlan[M]:
+        """Plan the ``size`` rows that follow ``after`` in ``order_by`` order (keyset paging).
+
+        ``after`` is a row of the previous window (a model instance), a mapping of key values,
+        a tuple in key order, or None for the first window. The primary key is appended to the
+        keys as a tie-breaker; all keys sort in one direction and must not be NULL.
+        """
+        check_size(size, max_size)
+        names = [order_by] if isinstance(order_by, str) else list(order_by or [])
+        if any(not isinstance(n, str) for n in names):
+            raise PaginationError("keyset order_by takes column names such as '-created_at'")
+        clauses = self._order(names)
+        descending = {is_descending(c) for c in clauses[: len(names)]} or {False}
+        if len(descending) > 1:
+            raise PaginationError("keyset order_by keys must all sort the same way")
+        desc = descending.pop()
+        keys = [n.lstrip("+-") for n in names]
+        keys += [c.key for c in self.pk if c.key not in keys]
+        columns = [self.columns[k] for k in keys]
+        order = [c.desc() if desc else c.asc() for c in columns]
+        clauses_where = self._where(where, lookups)
+        if after is not None:
+            values = tuple_(*(self._cursor_value(after, k, i) for i, k in enumerate(keys)))
+            clauses_where.append(tuple_(*columns) < values if desc else tuple_(*columns) > values)
+        stmt = (
+            select(self.model)
+            .where(*clauses_where)
+            .order_by(*order)
+            .limit(size + 1)
+            .execution_options(**self.options())
+        )
+        return KeysetPlan(stmt, size, tuple(f"-{k}" if desc else k for k in keys))
+
+    def _cursor_value(self, after: Any, key: str, index: int) -> Any:
+        if isinstance(after, Mapping):
+            value = after.get(key)
+        elif isinstance(after, tuple):
+            value = after[index] if index < len(after) else None
+        else:
+            value = getattr(after, key, None)
+        if value is None:
+            raise PaginationError(
+                f"the keyset cursor has no value for {key!r}; pass the last row of the previous "
+                "window (after=page.last), a mapping or a tuple of all key values"
+            )
+        return value
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def values(self, values: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+        """Validate column names of ``values`` for a create/update."""
+        return check_values(self.model, values, what=what)
+
+    def new(self, values: Mapping[str, Any], *, what: str) -> M:
+        """Build an instance for INSERT, every column loaded once it is flushed.
+
+        Nullable columns without any default get an explicit None: otherwise the ORM would
+        leave them unloaded after the INSERT, and reading one later would need a query (which
+        fails once the session is closed, and always fails on asyncio).
+        """
+        checked = check_values(self.model, values, what=what, relationships=True)
+        for key, column in self.columns.items():
+            col = column.property.columns[0]
+            if col.nullable and col.default is None and col.server_default is None:
+                checked.setdefault(key, None)
+        return self.model(**checked)
+
+    def insert_many(self) -> Executable:
+        """INSERT … RETURNING the model, executed with a list of rows (batched by SQLAlchemy)."""
+        return insert(self.model).returning(self.model)
+
+    def update(self, ident: Any, values: Mapping[str, Any]) -> Update:
+        """UPDATE one row by key, RETURNING it; ``updated_at`` moves through its onupdate."""
+        return (
+            self._update([self._pk_clause(ident)], self.values(values, what="in update"))
+            .returning(self.model)
+            .execution_options(**REFRESH)
+        )
+
+    def update_many(
+        self, values: Mapping[str, Any], where: Iterable[Any], lookups: Mapping[str, Any]
+    ) -> Update:
+        """UPDATE the matching rows (a filter is required)."""
+        checked = self.values(values, what="in update_many")
+        return self._update(self._where(where, lookups, required="update_many"), checked)
+
+    def _update(
+        self,
+        where: list[ColumnElement[bool]],
+        values: dict[str, Any],
+        visibility: Visibility | None = None,
+    ) -> Update:
+        if not values:
+            raise FilterError("nothing to update: pass at least one column=value")
+        # Set explicitly, so every repository UPDATE moves it even where a model's own
+        # updated_at column has no onupdate.
+        if "updated_at" in self.columns and "updated_at" not in values:
+            values["updated_at"] = func.now()
+        return (
+            Update(self.model)
+            .where(*where, *self._dml_visibility(visibility))
+            .values(values)
+            .execution_options(synchronize_session="fetch")
+        )
+
+    def upsert(
+        self, values: Mapping[str, Any], *, on: Sequence[str], update: Sequence[str] | None
+    ) -> Executable:
+        """INSERT … ON CONFLICT (on) DO UPDATE … RETURNING the model."""
+        checked = self.values(values, what="in upsert")
+        targets = list(self.values(dict.fromkeys(on), what="in on"))
+        if not targets:
+            raise FilterError("upsert needs on=[column, …] naming a unique key")
+        names = update if update is not None else [k for k in checked if k not in targets]
+        self.values(dict.fromkeys(names), what="in update")
+        stmt = insert(self.model).values(checked)
+        new: dict[str, Any] = {n: stmt.excluded[n] for n in names}
+        if new and "updated_at" in self.columns:
+            new["updated_at"] = func.now()
+        # DO UPDATE even with nothing to change (a no-op SET), so RETURNING yields the row.
+        new = new or {targets[0]: stmt.excluded[targets[0]]}
+        # A partial unique index (WHERE deleted_at IS NULL) is only inferred with its predicate.
+        alive = self._dml_visibility("alive")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=targets, index_where=alive[0] if alive else None, set_=new
+        )
+        return stmt.returning(self.model).execution_options(**REFRESH)
+
+    def soft_delete(self, where: list[ColumnElement[bool]]) -> Update:
+        """UPDATE … SET deleted_at = now() on alive matching rows."""
+        return self._update(where, {"deleted_at": func.now()}, "alive")
+
+    def restore(self, ident: Any) -> Update:
+        """UPDATE … SET deleted_at = NULL on one soft-deleted row, RETURNING it."""
+        if not self.soft:
+            raise TypeError(f"{self.model.__name__} has no soft delete (no SoftDelete mixin)")
+        stmt = self._update([self._pk_clause(ident)], {"deleted_at": None}, "deleted")
+        return stmt.returning(self.model).execution_options(**REFRESH)
+
+    def delete(self, ident: Any) -> Executable:
+        """Soft-delete one row (UPDATE) for SoftDelete models, else DELETE it; RETURNING it."""
+        if self.soft:
+            stmt: Update | Delete = self.soft_delete([self._pk_clause(ident)])
+        else:
+            stmt = delete(self.model).where(self._pk_clause(ident))
+        return stmt.returning(self.model).execution_options(**REFRESH)
+
+    def delete_many(self, where: Iterable[Any], lookups: Mapping[str, Any]) -> Update | Delete:
+        """Soft-delete (or DELETE, without SoftDelete) the matching rows; a filter is required."""
+        clauses = self._where(where, lookups, required="delete_many")
+        if self.soft:
+            return self.soft_delete(clauses)
+        return delete(self.model).where(*clauses).execution_options(synchronize_session="fetch")
+
+    def hard_delete(self, ident: Any) -> Executable:
+        """DELETE one row by key whatever its soft-delete state, RETURNING it."""
+        return (
+            delete(self.model)
+            .where(self._pk_clause(ident))
+            .returning(self.model)
+            .execution_options(**REFRESH)
+        )
