@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 import dbnb
-from dbnb.engine.database import _async_url
+from dbnb.engine.engines import async_url as _async_url
 from dbnb.settings import safe_url
 
 
@@ -173,9 +173,9 @@ def test_run_bridge_keeps_the_async_engine_between_calls(db: dbnb.Database) -> N
     other = dbnb.connect(db.url, pool_size=1, application_name="dbnb-bridge")
     try:
         assert dbnb.run(other.asyncio.execute("SELECT 1 AS one"))[0].one == 1
-        engine = other._async_engine
+        engine = other._engines._async
         assert dbnb.run(other.asyncio.execute("SELECT 2 AS two"))[0].two == 2
-        assert other._async_engine is engine  # same loop, same pool
+        assert other._engines._async is engine  # same loop, same pool
     finally:
         dbnb.run(other.asyncio.close())
 

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import BigInteger, Column, MetaData, Numeric, Table, Text, func, select, text
 
 import dbnb
-from dbnb.frames.dtypes import CsvChunker, DtypeBackend, ReadPlan, ResultColumn
+from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.dtypes import DtypeBackend, ReadPlan, ResultColumn
 
 metadata = MetaData()
 events = Table(

@@ -2,101 +2,90 @@
 
 Same method names as ``Database``, same pools; every method that talks to the server is a
 coroutine running on the asyncpg engine. ``pool_status()`` reads counters only, so it is not.
+It works on the engines and session scopes it shares with its Database and never imports
+``Database``: the class is generic in the sync face it belongs to (``sync``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from typing_extensions import TypeVar
 
 from dbnb.engine import health as _health
+from dbnb.engine.sessions import Sessions
+from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import translate
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dbnb.engine.database import Database
-    from dbnb.engine.transactions import SandboxScope, TransactionScope
     from dbnb.frames.dtypes import DtypeBackend, UuidAs
 
-__all__ = ["AsyncDatabase", "running_loop"]
+__all__ = ["AsyncDatabase"]
+
+#: The sync Database this face belongs to (``Database`` in practice).
+D = TypeVar("D", default=Any)
 
 
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """Return the event loop running in this thread, or None."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-async def _quiet_async_rollback(session: AsyncSession) -> None:
-    # A rollback on a dead connection must not hide the error that killed it.
-    with contextlib.suppress(Exception):
-        await session.rollback()
-
-
-class AsyncDatabase:
+class AsyncDatabase(Generic[D]):
     """The awaitable face of a :class:`Database` (``db.asyncio``): same names, asyncpg engine."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, owner: D, sessions: Sessions) -> None:
+        self._owner = owner
+        self._sessions = sessions
+        self._engines = sessions.engines
 
     @property
-    def sync(self) -> Database:
+    def sync(self) -> D:
         """The Database this view belongs to."""
-        return self._db
+        return self._owner
 
     @property
     def url(self) -> URL:
         """The database URL (password hidden in its repr)."""
-        return self._db.url
+        return self._engines.url
 
     @property
     def database(self) -> str:
         """The database name."""
-        return self._db.database
+        return str(self.url.database or "")
 
     @property
     def closed(self) -> bool:
         """True once the Database was closed."""
-        return self._db.closed
+        return self._engines.closed
 
     @property
     def engine(self) -> AsyncEngine:
         """The asyncpg engine (bound to the running event loop)."""
-        return self._db.async_engine
+        return self._engines.asynchronous
 
     def __repr__(self) -> str:
-        return repr(self._db).replace("<Database", "<AsyncDatabase", 1)
+        return repr(self._owner).replace("<Database", "<AsyncDatabase", 1)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """Open an AsyncSession; commit when the block ends, roll back (and re-raise) on error."""
-        self._db._check_open()
-        async with self._db._new_async_session() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException as exc:
-                await _quiet_async_rollback(session)
-                raise translate(exc) from exc
+        async with self._sessions.async_scope() as session:
+            yield session
 
     def transaction(self, session: AsyncSession | None = None) -> TransactionScope:
         """Begin a transaction for ``async with``; given a session, a SAVEPOINT."""
-        return self._db.transaction(session)
+        self._engines.check_open()
+        return TransactionScope(self._sessions, session)
 
     def sandbox(self) -> SandboxScope:
         """Open a rolled-back-on-exit scope for ``async with``."""
-        return self._db.sandbox()
+        self._engines.check_open()
+        return SandboxScope(self._sessions)
 
     async def get_session(self) -> AsyncIterator[AsyncSession]:
         """Yield an AsyncSession; usable as an async web-framework dependency."""
@@ -142,7 +131,7 @@ class AsyncDatabase:
 
     def pool_status(self) -> _health.PoolReport:
         """Snapshot both engines' pools (no I/O, so not a coroutine)."""
-        return self._db.pool_status()
+        return self._engines.pool_report()
 
     async def info(self) -> _health.ServerInfo:
         """Ask the server (over asyncpg) for version, size, connections and idle transactions."""
@@ -157,17 +146,9 @@ class AsyncDatabase:
 
     async def refresh_pools(self) -> None:
         """Replace both pools' connections, awaiting the async ones' graceful close."""
-        db = self._db
-        if db._engine is not None:
-            db._engine.dispose()
-        if db._async_engine is not None:
-            await db._async_engine.dispose()
+        await self._engines.arefresh()
 
     async def close(self) -> None:
         """Dispose both engines, awaiting the asyncpg connections' close."""
-        db = self._db
-        engine = db._async_engine
-        if engine is not None and db._async_loop is running_loop():
-            db._async_engine, db._async_loop = None, None
-            await engine.dispose()
-        db.close()
+        await self._engines.aclose_async()
+        self._sessions.close()

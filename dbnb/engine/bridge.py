@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["run"]
+__all__ = ["close_runners", "run"]
 
 T = TypeVar("T")
 _local = threading.local()
@@ -51,19 +51,16 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return loop.run_until_complete(coro)
 
 
-def close_runners() -> None:
-    """Close the loops kept by :func:`run`, first closing their asyncpg connections gracefully."""
+def close_runners(before_close: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+    """Close the loops kept by :func:`run`.
+
+    Args:
+        before_close: a coroutine function run on each loop before it closes: the registry
+            passes one that closes the asyncpg connections made on that loop gracefully.
+    """
     while _runners:
         runner = _runners.pop()
-        runner.run(_dispose_async_engines())
+        if before_close is not None:
+            runner.run(before_close())
         runner.close()
     _local.__dict__.clear()
-
-
-async def _dispose_async_engines() -> None:
-    from dbnb.engine.registry import open_databases
-
-    loop = asyncio.get_running_loop()
-    for db in open_databases():
-        if db._async_engine is not None and db._async_loop is loop:
-            await db.asyncio.close()

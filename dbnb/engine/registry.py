@@ -6,12 +6,14 @@ re-run twenty times leaves one pool. ``close_all()`` closes them all; it also ru
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import threading
 from typing import Any
 
 from sqlalchemy.engine import URL
 
+from dbnb.engine.bridge import close_runners
 from dbnb.engine.database import Database
 from dbnb.errors import ConfigError
 from dbnb.server.admin import create_database
@@ -94,10 +96,17 @@ def close_all() -> None:
         db.close()
 
 
-def _shutdown() -> None:
-    from dbnb.engine.bridge import close_runners
+async def _close_async_engines_of_this_loop() -> None:
+    loop = asyncio.get_running_loop()
+    for db in open_databases():
+        if db._engines.owns_loop(loop):
+            await db.asyncio.close()
 
-    close_runners()
+
+def _shutdown() -> None:
+    # The loops dbnb.run() kept close first, each after its own asyncpg connections have
+    # closed gracefully; then every Database, which terminates whatever async sockets remain.
+    close_runners(_close_async_engines_of_this_loop)
     close_all()
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from dbnb.display.tables import html_record
+from dbnb.engine.sessions import Sessions
 from dbnb.errors import translate
 
 if TYPE_CHECKING:
@@ -21,15 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSessionTransaction
     from sqlalchemy.orm import SessionTransaction
 
-    from dbnb.engine.database import Database
-
-__all__ = [
-    "SandboxScope",
-    "SandboxState",
-    "TransactionScope",
-    "execute_in_transaction",
-    "sandbox",
-]
+__all__ = ["SandboxScope", "TransactionScope", "execute_in_transaction"]
 
 
 def _translated(exc: BaseException) -> BaseException:
@@ -44,8 +35,8 @@ class TransactionScope:
     propagates (catch it to carry on with the outer transaction).
     """
 
-    def __init__(self, db: Database, session: Session | AsyncSession | None) -> None:
-        self._db = db
+    def __init__(self, sessions: Sessions, session: Session | AsyncSession | None) -> None:
+        self._sessions = sessions
         self._given = session
         self._session: Any = None
         self._nested: SessionTransaction | AsyncSessionTransaction | None = None
@@ -56,7 +47,7 @@ class TransactionScope:
         if self._given is not None:
             self._nested = self._given.begin_nested()
             return self._given
-        self._session = self._db._new_session()
+        self._session = self._sessions.new()
         self._session.begin()
         return self._session  # type: ignore[no-any-return]
 
@@ -98,7 +89,7 @@ class TransactionScope:
         if self._given is not None:
             self._nested = await self._given.begin_nested()
             return self._given
-        self._session = self._db._new_async_session()
+        self._session = self._sessions.new_async()
         await self._session.begin()
         return self._session  # type: ignore[no-any-return]
 
@@ -141,18 +132,18 @@ class SandboxScope:
     savepoints (``join_transaction_mode="create_savepoint"``), so their commits are undone too.
     """
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
         self._conn: Any = None
         self._session: Any = None
         self._token: Any = None
 
     def __enter__(self) -> Session:
-        conn: Connection = self._db.engine.connect()
+        conn: Connection = self._sessions.engines.sync.connect()
         conn.begin()
         self._conn = conn
-        self._token = self._db._sandbox.set(conn)
-        self._session = self._db._new_session()
+        self._token = self._sessions.enter_sandbox(conn)
+        self._session = self._sessions.new()
         return self._session  # type: ignore[no-any-return]
 
     def __exit__(self, *exc_info: object) -> None:
@@ -160,15 +151,15 @@ class SandboxScope:
             self._session.close()
             self._conn.rollback()
         finally:
-            self._db._sandbox.reset(self._token)
+            self._sessions.leave_sandbox(self._token)
             self._conn.close()
 
     async def __aenter__(self) -> AsyncSession:
-        conn: AsyncConnection = await self._db.async_engine.connect()
+        conn: AsyncConnection = await self._sessions.engines.asynchronous.connect()
         await conn.begin()
         self._conn = conn
-        self._token = self._db._async_sandbox.set(conn)
-        self._session = self._db._new_async_session()
+        self._token = self._sessions.enter_async_sandbox(conn)
+        self._session = self._sessions.new_async()
         return self._session  # type: ignore[no-any-return]
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -176,7 +167,7 @@ class SandboxScope:
             await self._session.close()
             await self._conn.rollback()
         finally:
-            self._db._async_sandbox.reset(self._token)
+            self._sessions.leave_async_sandbox(self._token)
             await self._conn.close()
 
 
@@ -222,44 +213,3 @@ async def _execute_async(session: AsyncSession, operations: tuple[Any, ...]) -> 
             if inspect.iscoroutine(op):
                 op.close()
     return results
-
-
-@dataclass(frozen=True)
-class SandboxState:
-    """Whether a cross-cell sandbox is open on a Database, after :func:`sandbox` acted."""
-
-    database: str
-    active: bool
-    message: str
-
-    def __repr__(self) -> str:
-        return self.message
-
-    def _repr_html_(self) -> str:
-        return html_record("sandbox", {"database": self.database, "active": self.active,
-                                       "": self.message})
-
-
-def sandbox(db: Database, *, end: bool = False) -> SandboxState:
-    """Start a sandbox that lasts across notebook cells; with end, roll it all back.
-
-    Until it ends, every sync session this Database opens (repositories, ``%%db``,
-    ``db.execute``, ``db.frame``) joins one connection through savepoints, so whatever they
-    "commit" is undone at the end. ``with db.sandbox()`` is the scoped form for Python code.
-
-    Args:
-        end: roll back everything done since the sandbox started, and close it.
-    """
-    if end:
-        ended = db._unpin_sandbox()
-        message = (
-            "sandbox ended: every change since it started was rolled back"
-            if ended else "no sandbox was open"
-        )
-        return SandboxState(db.database, False, message)
-    started = db._pin_sandbox()
-    message = (
-        "sandbox started: changes stay until `%db sandbox --end` rolls them back"
-        if started else "a sandbox is already open; `%db sandbox --end` rolls it back"
-    )
-    return SandboxState(db.database, True, message)

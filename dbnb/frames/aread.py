@@ -16,7 +16,8 @@ from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
-from dbnb.frames.dtypes import CsvChunker, DtypeBackend, ReadPlan, UuidAs
+from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.dtypes import DtypeBackend, ReadPlan, UuidAs
 from dbnb.frames.query import (
     PIPELINED,
     READ_SETTINGS,

@@ -12,14 +12,13 @@ the readers put the previous values back after.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql import Executable
 
-from dbnb.errors import FilterError, FrameError, translate
+from dbnb.errors import FrameError, translate
 from dbnb.frames.dtypes import ARRAY_OIDS, DtypeBackend, ReadPlan, ResultColumn, UuidAs
 
 if TYPE_CHECKING:
@@ -37,7 +36,6 @@ __all__ = [
     "copy_query",
     "copy_sql",
     "driver_error",
-    "frame_select",
     "listen",
     "options_of",
     "plan_of",
@@ -148,37 +146,6 @@ def copy_query(sql: str, plan: ReadPlan) -> str:
 
 def copy_sql(query: str) -> str:
     return f"COPY ({query}) TO STDOUT (FORMAT csv)"
-
-
-def frame_select(
-    statements: Any,
-    where: Any,
-    lookups: dict[str, Any],
-    *,
-    columns: Sequence[str] | None,
-    order_by: Any,
-    limit: int | None,
-    offset: int | None,
-) -> Executable:
-    """A repository's SELECT for a frame: its filters, ordering and visibility, fewer columns.
-
-    ``statements`` is the repository's :class:`~dbnb.orm.statements.Statements`. Without
-    ``order_by``, ``limit`` or ``offset`` the rows come in the server's order: sorting a
-    million rows by key costs time a frame rarely needs.
-    """
-    stmt = statements.select(where, lookups, order_by=order_by, limit=limit, offset=offset)
-    if order_by is None and limit is None and offset is None:
-        stmt = stmt.order_by(None)
-    if columns is not None:
-        known = statements.columns
-        unknown = [c for c in columns if c not in known]
-        if unknown or not columns:
-            raise FilterError(
-                f"{statements.model.__name__} has no column {', '.join(map(repr, unknown))} "
-                f"(in columns=); valid columns: {', '.join(known)}"
-            )
-        stmt = stmt.with_only_columns(*(known[c] for c in columns))
-    return stmt  # type: ignore[no-any-return]
 
 
 def driver_error(exc: Exception, statement: str) -> BaseException:

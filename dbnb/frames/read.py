@@ -16,7 +16,8 @@ from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
-from dbnb.frames.dtypes import CsvChunker, DtypeBackend, ReadPlan, UuidAs
+from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.dtypes import DtypeBackend, ReadPlan, UuidAs
 from dbnb.frames.query import (
     BLOCK,
     PIPELINED,
@@ -147,7 +148,7 @@ def read_frame(
     Runs ``COPY (stmt) TO STDOUT`` inside the session's transaction and commits nothing.
     ``stmt`` is a SQLAlchemy SELECT (ORM criteria, soft-delete filters and bound parameters all
     apply) or SQL text with ``:name`` parameters given in ``params``. dtypes follow the table
-    in :mod:`dbnb.frames`; an empty result keeps them.
+    in :mod:`dbnb.frames.dtypes`; an empty result keeps them.
     """
     options = options_of(dtype_backend, decimal, uuid_as)
     stream = _copy_out(session, as_statement(stmt, params), options, PIPELINED)

@@ -23,7 +23,7 @@ from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
-from dbnb.frames import convert as frame_convert
+from dbnb.frames import convert
 from dbnb.frames.query import driver_error
 
 if TYPE_CHECKING:
@@ -74,8 +74,8 @@ class _Load:
         if on is not None and on_conflict is None:
             raise FrameError("on= names the conflict key: pass on_conflict='update' or 'ignore'")
         self.table, attributes = table_of(target)
-        self.plan = frame_convert.plan_load(self.table, list(frame.columns), attributes)
-        self.data = frame_convert.frame_to_arrow(self.plan, frame, naive_as=naive_as)
+        self.plan = convert.plan_load(self.table, list(frame.columns), attributes)
+        self.data = convert.frame_to_arrow(self.plan, frame, naive_as=naive_as)
         self.rows: int = self.data.num_rows
         staged = on_conflict is not None or self.plan.sql_defaults
         self.staging = f"dbnb_load_{uuid.uuid4().hex[:12]}" if staged else None
@@ -224,8 +224,8 @@ def write_frame(
 def _rendered(load: _Load, pool: ThreadPoolExecutor) -> Iterator[tuple[int, bytes]]:
     """Yield (rows, CSV bytes) in order, rendering the next parts while this one is sent."""
     pending: deque[tuple[int, Future[bytes]]] = deque()
-    for part in frame_convert.csv_parts(load.data):
-        pending.append((part.num_rows, pool.submit(frame_convert.render_csv, part)))
+    for part in convert.csv_parts(load.data):
+        pending.append((part.num_rows, pool.submit(convert.render_csv, part)))
         if len(pending) > _AHEAD:
             rows, rendered = pending.popleft()
             yield rows, rendered.result()
@@ -263,8 +263,8 @@ async def awrite_frame(
         async def chunks(bar: Progress, pool: ThreadPoolExecutor) -> AsyncIterator[bytes]:
             # As in the sync shell: render the next parts on a thread while this one is sent.
             pending: deque[tuple[int, asyncio.Future[bytes]]] = deque()
-            for part in frame_convert.csv_parts(load.data):
-                rendering = pool.submit(frame_convert.render_csv, part)
+            for part in convert.csv_parts(load.data):
+                rendering = pool.submit(convert.render_csv, part)
                 pending.append((part.num_rows, asyncio.wrap_future(rendering)))
                 if len(pending) > _AHEAD:
                     rows, rendered = pending.popleft()

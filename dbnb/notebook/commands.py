@@ -20,12 +20,11 @@ from typing import Any
 
 from dbnb import migrations
 from dbnb.display.tables import html_table, text_table
-from dbnb.engine import transactions
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
 from dbnb.migrations import scaffold
-from dbnb.notebook import catalog
+from dbnb.notebook import catalog, sandbox
 
 __all__ = ["COMMANDS", "Command", "CommandHelp", "CommandUsageError", "find", "help_for"]
 
@@ -185,7 +184,7 @@ COMMANDS: dict[str, Command] = _table(
     Command("history", migrations.history),
     Command("check", migrations.check),
     Command("stamp", migrations.stamp),
-    Command("sandbox", transactions.sandbox, magic_only=True),
+    Command("sandbox", sandbox.sandbox, magic_only=True),
     Command("init", scaffold.init, uses_db=False),
     Command("help", help_for, uses_db=False, hidden=("prog",)),
 )

@@ -2,7 +2,7 @@
 
 Mixed into :class:`~dbnb.Repository` (:class:`FrameMethods`) and
 :class:`~dbnb.AsyncRepository` (:class:`AsyncFrameMethods`). Each method builds the
-repository's own SELECT (:func:`~dbnb.frames.query.frame_select`: its filters, ordering and
+repository's own SELECT (:meth:`~dbnb.orm.statements.Statements.frame`: its filters, ordering and
 soft-delete visibility) and hands it to the COPY fast path in :mod:`dbnb.frames.read` /
 :mod:`dbnb.frames.aread`, or the frame to :mod:`dbnb.frames.write`.
 """
@@ -13,10 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from dbnb.frames import aread as frame_aread
-from dbnb.frames import read as frame_read
-from dbnb.frames import write as frame_write
-from dbnb.frames.query import frame_select
+from dbnb.frames import aread, read, write
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +55,7 @@ class FrameMethods(Generic[M]):
 
         Same filters and soft-delete visibility as :meth:`list`; ``columns`` picks columns by
         name. Without ``order_by`` (or ``limit``/``offset``) rows come in the server's order.
-        dtypes follow the table in :mod:`dbnb.frames` (``dtype_backend="pyarrow"``,
+        dtypes follow the table in :mod:`dbnb.frames.dtypes` (``dtype_backend="pyarrow"``,
         ``decimal=True`` and ``uuid_as="uuid"`` change them); an empty result keeps them.
 
         Example::
@@ -66,10 +63,10 @@ class FrameMethods(Generic[M]):
             df = users.to_frame(is_active=True, age__gte=30,
                                 columns=["email", "age", "created_at"], order_by="email")
         """
-        stmt = frame_select(self._q, where, lookups, columns=columns, order_by=order_by,
+        stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
         with self._session() as s:
-            return frame_read.read_frame(
+            return read.read_frame(
                 s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
             )
 
@@ -95,10 +92,10 @@ class FrameMethods(Generic[M]):
             for chunk in events.iter_frames(chunksize=100_000):
                 totals.append(chunk.groupby("kind").size())
         """
-        stmt = frame_select(self._q, where, lookups, columns=columns, order_by=order_by,
+        stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=None, offset=None)
         with self._session() as s:
-            yield from frame_read.iter_frames(
+            yield from read.iter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
                 uuid_as=uuid_as, progress=progress,
             )
@@ -124,7 +121,7 @@ class FrameMethods(Generic[M]):
             n = products.from_frame(df, on_conflict="update", on=["sku"])
         """
         with self._session() as s:
-            return frame_write.write_frame(
+            return write.write_frame(
                 s, self.model, frame, on_conflict=on_conflict,
                 on=list(on) if on is not None else None, naive_as=naive_as, progress=progress,
             )
@@ -152,10 +149,10 @@ class AsyncFrameMethods(Generic[M]):
         **lookups: Any,
     ) -> pd.DataFrame:
         """Await :meth:`Repository.to_frame` (asyncpg COPY)."""
-        stmt = frame_select(self._q, where, lookups, columns=columns, order_by=order_by,
+        stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
         async with self._session() as s:
-            return await frame_aread.aread_frame(
+            return await aread.aread_frame(
                 s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
             )
 
@@ -172,10 +169,10 @@ class AsyncFrameMethods(Generic[M]):
         **lookups: Any,
     ) -> AsyncIterator[pd.DataFrame]:
         """Iterate :meth:`Repository.iter_frames` with ``async for``."""
-        stmt = frame_select(self._q, where, lookups, columns=columns, order_by=order_by,
+        stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=None, offset=None)
         async with self._session() as s:
-            async for frame in frame_aread.aiter_frames(
+            async for frame in aread.aiter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
                 uuid_as=uuid_as, progress=progress,
             ):
@@ -192,7 +189,7 @@ class AsyncFrameMethods(Generic[M]):
     ) -> int:
         """Await :meth:`Repository.from_frame` (asyncpg COPY)."""
         async with self._session() as s:
-            return await frame_write.awrite_frame(
+            return await write.awrite_frame(
                 s, self.model, frame, on_conflict=on_conflict,
                 on=list(on) if on is not None else None, naive_as=naive_as, progress=progress,
             )

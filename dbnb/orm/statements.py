@@ -133,6 +133,35 @@ class Statements(Generic[M]):
         )
         return stmt.limit(limit).offset(offset)
 
+    def frame(
+        self,
+        where: Iterable[Any],
+        lookups: Mapping[str, Any],
+        *,
+        columns: Sequence[str] | None,
+        order_by: OrderBy,
+        limit: int | None,
+        offset: int | None,
+    ) -> Select[Any]:
+        """SELECT for a DataFrame: the filters, ordering and visibility of :meth:`select`.
+
+        ``columns`` narrows the SELECT to those column names. Without ``order_by``, ``limit``
+        or ``offset`` the rows come in the server's order: sorting a million rows by key costs
+        time a frame rarely needs.
+        """
+        stmt = self.select(where, lookups, order_by=order_by, limit=limit, offset=offset)
+        if order_by is None and limit is None and offset is None:
+            stmt = stmt.order_by(None)
+        if columns is None:
+            return stmt
+        unknown = [c for c in columns if c not in self.columns]
+        if unknown or not columns:
+            raise FilterError(
+                f"{self.model.__name__} has no column {', '.join(map(repr, unknown))} "
+                f"(in columns=); valid columns: {', '.join(self.columns)}"
+            )
+        return stmt.with_only_columns(*(self.columns[c] for c in columns))
+
     def get(self, ident: Any) -> Select[Any]:
         """SELECT one row by primary key."""
         return select(self.model).where(self._pk_clause(ident)).execution_options(**self.options())

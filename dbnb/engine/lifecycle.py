@@ -1,0 +1,193 @@
+"""The two engines of one Database over their life: made on first use, refreshed, closed once.
+
+:class:`Engines` creates each engine the first time it is needed (see
+:mod:`dbnb.engine.engines`), binds the async one to the event loop that first used it, replaces
+both pools after DDL, and disposes them on close, after which any use raises
+:class:`~dbnb.DatabaseClosed`. Every other part of the engine layer reaches the engines
+through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dbnb.engine import health
+from dbnb.engine.engines import create_async, create_sync
+from dbnb.errors import DatabaseClosed, LoopMismatch
+from dbnb.settings import Settings
+
+__all__ = ["Engines", "running_loop"]
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """Return the event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class Engines:
+    """The psycopg engine and the loop-bound asyncpg engine of one URL, and their lifecycle."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.url is not None
+        self.settings = settings
+        self.url: URL = settings.url
+        self.lock = threading.RLock()
+        self._closed = False
+        self._sync: Engine | None = None
+        self._async: AsyncEngine | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        # Raw asyncpg connections of the async pool, so a sync close() can terminate them
+        # when no loop is available to await their graceful close.
+        self._async_raw: set[Any] = set()
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
+    def check_open(self) -> None:
+        """Raise :class:`~dbnb.DatabaseClosed` once the engines are closed."""
+        if self._closed:
+            raise DatabaseClosed(
+                f"Database {self.url.database or ''!r} is closed; call dbnb.connect() to open "
+                "it again"
+            )
+
+    @property
+    def sync(self) -> Engine:
+        """The psycopg engine, created on first use."""
+        self.check_open()
+        with self.lock:
+            if self._sync is None:
+                self._sync = create_sync(self.settings)
+            return self._sync
+
+    @property
+    def asynchronous(self) -> AsyncEngine:
+        """The asyncpg engine, bound to the event loop that first used it.
+
+        Raises:
+            LoopMismatch: used from another, still open event loop.
+        """
+        self.check_open()
+        loop = running_loop()
+        with self.lock:
+            if self._async is not None and self._async_loop is not loop:
+                if self._async_loop is not None and not self._async_loop.is_closed():
+                    raise LoopMismatch(
+                        "this Database's async engine belongs to another event loop; use it "
+                        "from the loop that created it, or connect a separate Database for "
+                        "this loop (engines cannot cross event loops)"
+                    )
+                # The first loop is gone; its connections died with it. Start afresh.
+                self._abandon_async()
+            if self._async is None:
+                engine = create_async(self.settings)
+                event.listen(engine.sync_engine, "connect", self._track)
+                event.listen(engine.sync_engine, "close", self._forget)
+                event.listen(engine.sync_engine, "close_detached", self._forget)
+                self._async = engine
+                self._async_loop = loop
+            return self._async
+
+    def owns_loop(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Tell whether the async engine exists and belongs to ``loop``."""
+        return self._async is not None and self._async_loop is loop
+
+    def pool_report(self) -> health.PoolReport:
+        """Snapshot both engines' pools from their counters (no I/O)."""
+        s = self.settings
+        sync_pool = self._sync.pool if self._sync is not None else None
+        async_pool = self._async.sync_engine.pool if self._async is not None else None
+        return health.PoolReport(
+            (
+                health.pool_status_of(
+                    sync_pool, engine="sync", driver="psycopg", size=s.pool_size,
+                    max_overflow=s.max_overflow,
+                ),
+                health.pool_status_of(
+                    async_pool, engine="async", driver="asyncpg", size=s.pool_size,
+                    max_overflow=s.max_overflow,
+                ),
+            )
+        )
+
+    # -- async connection bookkeeping -----------------------------------------------------------
+
+    def _track(self, dbapi_connection: Any, *_: Any) -> None:
+        self._async_raw.add(dbapi_connection)
+
+    def _forget(self, dbapi_connection: Any, *_: Any) -> None:
+        self._async_raw.discard(dbapi_connection)
+
+    def _abandon_async(self) -> None:
+        """Drop the async engine without awaiting: terminate its sockets, forget its pool."""
+        engine, self._async, self._async_loop = self._async, None, None
+        if engine is None:
+            return
+        for raw in list(self._async_raw):
+            # Outside a greenlet the adapter's terminate() aborts the socket synchronously.
+            with contextlib.suppress(Exception):
+                raw.terminate()
+        self._async_raw = set()
+        engine.sync_engine.dispose(close=False)
+
+    def _dispose_async_from_sync(self) -> None:
+        engine = self._async
+        if engine is None:
+            return
+        loop = self._async_loop
+        if loop is not None and loop is running_loop() and loop.is_running():
+            # Called from sync code inside the engine's own running loop (a notebook cell): let
+            # the loop close the connections gracefully once the cell yields.
+            self._async, self._async_loop = None, None
+            task = loop.create_task(engine.dispose())
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            return
+        self._abandon_async()
+
+    # -- refresh and close ----------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Replace both pools' connections (after DDL, so no stale plan or type cache survives)."""
+        with self.lock:
+            if self._sync is not None:
+                self._sync.dispose()
+            self._dispose_async_from_sync()
+
+    async def arefresh(self) -> None:
+        """Replace both pools' connections, awaiting the async ones' graceful close."""
+        if self._sync is not None:
+            self._sync.dispose()
+        if self._async is not None:
+            await self._async.dispose()
+
+    async def aclose_async(self) -> None:
+        """Dispose the async engine gracefully when it belongs to the running loop."""
+        engine = self._async
+        if engine is not None and self._async_loop is running_loop():
+            self._async, self._async_loop = None, None
+            await engine.dispose()
+
+    def close(self) -> None:
+        """Dispose both engines; later use raises ``DatabaseClosed``. Safe to call twice."""
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._sync is not None:
+                self._sync.dispose()
+                self._sync = None
+            self._dispose_async_from_sync()
