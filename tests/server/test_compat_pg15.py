@@ -25,7 +25,7 @@ from dbnb.engine.registry import open_databases
 from dbnb.examples import shop
 
 BIN = Path("/usr/lib/postgresql/15/bin")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:

@@ -33,7 +33,7 @@ from dbnb import migrations
 from dbnb.examples import shop
 from dbnb.migrations.scaffold import init, render_ini
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INI = ROOT / "alembic.ini"
 
 __all__ = [

@@ -29,7 +29,7 @@ from dbnb.notebook.outputs import (
 )
 from dbnb.notebook.tutorials import NotebookRun, TutorialsReport, run_tutorials
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SANITIZE = ROOT / "notebooks" / "sanitize.cfg"
 

@@ -21,7 +21,7 @@ from dbnb.examples import shop
 from dbnb.notebook.commands import COMMANDS
 from dbnb.notebook.magic import DbMagics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 URL_VARIABLE = "DBNB_MAGIC_TEST_URL"
 EVIL = "'; DROP TABLE users; --"
 
