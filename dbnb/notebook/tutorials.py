@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dbnb.display.tables import html_table, text_table
+from dbnb.display.tables import Table
+from dbnb.display.values import Duration, Status
 from dbnb.errors import ConfigError
 from dbnb.notebook.outputs import (
     keep_equivalent_outputs,
@@ -72,18 +73,21 @@ class TutorialsReport:
         """True when every notebook ran cleanly (and there was at least one)."""
         return bool(self.runs) and all(run.ok for run in self.runs)
 
-    def _rows(self) -> list[tuple[Any, ...]]:
-        return [
-            (r.name, "ok" if r.ok else "FAILED", r.cells, round(r.seconds, 1)) for r in self.runs
+    def _table(self) -> Table:
+        rows = [
+            (r.name, Status(r.ok, "ok" if r.ok else "FAILED"), r.cells, Duration(r.seconds))
+            for r in self.runs
         ]
+        return Table(
+            ["notebook", "status", "cells", "time"], rows, caption="tutorials", ok=self.ok,
+            empty="no tutorials ran",
+        )
 
     def __repr__(self) -> str:
-        return text_table(["notebook", "status", "cells", "seconds"], self._rows())
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        return html_table(
-            ["notebook", "status", "cells", "seconds"], self._rows(), caption="tutorials"
-        )
+        return self._table().html()
 
 
 def _title(nb: Any, fallback: str) -> str:

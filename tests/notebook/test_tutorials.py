@@ -167,8 +167,12 @@ def test_sanitize_rules_compile_have_reasons_and_are_idempotent() -> None:
         "<Database 'x' (embedded PostgreSQL in ~/.local/share/dbnb) open>": "DBNB_HOME)",
         "HealthReport(ok=True, driver='psycopg', latency_ms=0.52, server_version='18.4')":
             "latency_ms=LATENCY, server_version='VERSION'",
-        "<th style='text-align:left'>latency_ms</th><td style='text-align:left'>12.03</td>":
+        "<th style='text-align:left'>latency</th><td style='text-align:left'>12 ms</td>":
             ">LATENCY<",
+        "<th style='text-align:left'>size</th><td style='text-align:left'>7.3 MB</td>": ">SIZE<",
+        "<div class='dbnb-progress' style='x'><div role='progressbar'><div></div></div>"
+        "<span>loading t: 10 rows, 1 s, 10 rows/s (done)</span></div>": "PROGRESS",
+        "progress: reading: 200,000 rows, 78 ms, 2.6 M rows/s (done)": "progress: PROGRESS",
         "application_name dbnb:4242": "dbnb:PID",
         "upgrade: 0002 -> 1f3b364f6fc0 (1 revision)": "0002 -> REVISION (",
         "id=00000002-0000-4000-8000-000000000005": "8000-000000000005",
@@ -253,7 +257,7 @@ def test_report_summary_and_rendering() -> None:
     assert not report.ok
     assert not TutorialsReport((), Path("docs"), "x").ok
     assert "FAILED" in repr(report)
-    assert "<td>FAILED</td>" in report._repr_html_()
+    assert "#cf222e'>FAILED</span>" in report._repr_html_()  # red where it failed
 
 
 @pytest.fixture
