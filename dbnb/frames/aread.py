@@ -28,9 +28,11 @@ from dbnb.frames.query import (
     copy_query,
     copy_sql,
     driver_error,
+    explain_sql,
     listen,
     options_of,
     plan_of,
+    planned_rows,
     unlisten,
 )
 
@@ -63,6 +65,15 @@ class _AsyncCopy:
             await raw.execute(SET_ASYNC, *before)
         except asyncpg.PostgresError as exc:
             raise driver_error(exc, self.copy) from exc
+
+    async def planned_rows(self) -> int | None:
+        """Ask the planner how many rows the query returns (an estimate)."""
+        import asyncpg
+
+        try:
+            return planned_rows(await self.raw.fetchval(explain_sql(self.query), *self.args))
+        except asyncpg.PostgresError as exc:
+            raise driver_error(exc, explain_sql(self.query)) from exc
 
 
 async def _aprepare(session: AsyncSession, stmt: Executable, options: dict[str, Any]) -> _AsyncCopy:
@@ -154,9 +165,12 @@ async def aiter_frames(
                 if not dropping:
                     await queue.put(None)
 
+        bar = Progress(progress, desc="reading")
+        if bar.wants_total:
+            bar.set_total(await copy.planned_rows(), estimate=True)
         task = asyncio.create_task(produce())
         chunker = CsvChunker(copy.plan, chunksize)
-        with Progress(progress, desc="reading") as bar:
+        with bar:
             while (piece := await queue.get()) is not None:
                 for frame in chunker.feed(piece):
                     bar.update(len(frame))

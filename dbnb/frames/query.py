@@ -36,9 +36,11 @@ __all__ = [
     "copy_query",
     "copy_sql",
     "driver_error",
+    "explain_sql",
     "listen",
     "options_of",
     "plan_of",
+    "planned_rows",
     "unlisten",
 ]
 
@@ -142,6 +144,22 @@ def copy_query(sql: str, plan: ReadPlan) -> str:
         ]
         sql = f"SELECT {', '.join(outputs)} FROM ({sql}) AS q({', '.join(names)})"
     return sql
+
+
+def explain_sql(query: str) -> str:
+    """The statement that asks the planner how many rows ``query`` returns."""
+    return f"EXPLAIN (FORMAT JSON) {query}"
+
+
+def planned_rows(explained: Any) -> int | None:
+    """Read the top node's ``Plan Rows`` from ``EXPLAIN (FORMAT JSON)`` (parsed or text)."""
+    import json
+
+    try:
+        plan = json.loads(explained) if isinstance(explained, str | bytes) else explained
+        return int(plan[0]["Plan"]["Plan Rows"])
+    except (ValueError, LookupError, TypeError):
+        return None
 
 
 def copy_sql(query: str) -> str:

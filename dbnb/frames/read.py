@@ -29,9 +29,11 @@ from dbnb.frames.query import (
     copy_query,
     copy_sql,
     driver_error,
+    explain_sql,
     listen,
     options_of,
     plan_of,
+    planned_rows,
     unlisten,
 )
 
@@ -99,9 +101,16 @@ def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
 
 
 def _copy_out(
-    session: Session, stmt: Executable, options: dict[str, Any], block_bytes: int
+    session: Session,
+    stmt: Executable,
+    options: dict[str, Any],
+    block_bytes: int,
+    bar: Progress | None = None,
 ) -> Generator[Any, None, None]:
-    """Yield the plan, then the COPY's bytes in blocks of whole rows."""
+    """Yield the plan, then the COPY's bytes in blocks of whole rows.
+
+    A progress ``bar`` that may show gets the planner's row estimate as its total first.
+    """
     import psycopg
     from psycopg.pq import TransactionStatus
 
@@ -122,6 +131,9 @@ def _copy_out(
     copy = copy_sql(copy_query(sql, plan))
     try:
         with raw.cursor() as cur:
+            if bar is not None and bar.wants_total:
+                explained = cur.execute(explain_sql(sql)).fetchone()
+                bar.set_total(planned_rows(explained[0] if explained else None), estimate=True)
             before = cur.execute(SHOW_SETTINGS).fetchone()
             cur.execute(SET_SYNC, list(READ_SETTINGS.values()))
             try:
@@ -181,11 +193,12 @@ def iter_frames(
     if chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
     nested = session.begin_nested()
-    stream = _copy_out(session, statement, chunkeroptions_of, BLOCK)
+    bar = Progress(progress, desc="reading")
+    stream = _copy_out(session, statement, chunkeroptions_of, BLOCK, bar)
     done = False
     try:
         chunker = CsvChunker(next(stream), chunksize)
-        with Progress(progress, desc="reading") as bar:
+        with bar:
             for piece in stream:
                 for frame in chunker.feed(piece):
                     bar.update(len(frame))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbnb import migrations
-from dbnb.display.tables import html_table, text_table
+from dbnb.display.tables import Table
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
@@ -133,13 +133,16 @@ class CommandHelp:
     rows: tuple[tuple[str, str, str], ...]
     detail: str = ""
 
+    def _table(self) -> Table:
+        return Table(("command", "usage", "what it does"), self.rows, caption="dbnb commands")
+
     def __repr__(self) -> str:
-        return self.detail or text_table(("command", "usage", "what it does"), self.rows)
+        return self.detail or self._table().text()
 
     def _repr_html_(self) -> str:
         if self.detail:
-            return f"<pre>{html.escape(self.detail)}</pre>"
-        return html_table(("command", "usage", "what it does"), self.rows, caption="dbnb commands")
+            return f"<pre style='text-align:left'>{html.escape(self.detail)}</pre>"
+        return self._table().html()
 
 
 def help_for(command: str | None = None, *, prog: str = "%db") -> CommandHelp:
