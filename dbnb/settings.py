@@ -135,6 +135,12 @@ def parse_url(value: str | URL, *, source: str = "url") -> URL:
         port = url.port
     except ValueError:  # make_url defers port parsing in some versions
         raise ConfigError(f"{source} has a port that is not a number") from None
+    if url.database and "@" in url.database:
+        # postgresql:///user:pw@host/db parses with everything as the database name.
+        raise ConfigError(
+            f"{source} has '@' in its database name, so its credentials are misplaced; write "
+            "postgresql://user:password@host:5432/dbname"
+        )
     if port is not None and not 0 < port < 65536:
         raise ConfigError(f"{source} has port {port}; use a port between 1 and 65535")
     if "password" in url.query:
