@@ -17,7 +17,7 @@ from typing import Any
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, mask_secrets
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
-from dbnb.settings import conceal
+from dbnb.settings import Concealed
 
 __all__ = ["main"]
 
@@ -49,7 +49,7 @@ def _url(value: str | None) -> str | None:
     resolved = os.environ.get(name, "").strip()
     if not resolved:
         raise CommandUsageError(f"environment variable {name} is not set (or empty)")
-    return conceal(resolved)  # never shown, even by a traceback of the frames holding it
+    return Concealed(resolved)  # never shown, even by a traceback of the frames holding it
 
 
 def _failed(result: Any) -> bool:
