@@ -22,6 +22,7 @@ from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, mask_secrets, translate
 from dbnb.notebook.commands import CommandUsageError, find, help_for
+from dbnb.settings import conceal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,7 +122,7 @@ class DbMagics(Magics):
             if not value:
                 raise UsageError(f"environment variable {name} is not set (or empty); set it "
                                  "before starting Jupyter, or in a .env file your launcher loads")
-            url = value
+            url = conceal(value)  # its repr stays hidden in %xmode Verbose tracebacks
         elif url is not None and mask_secrets(url) != url:
             raise UsageError(
                 "%db connect: this URL contains a password, which would be saved with the "
