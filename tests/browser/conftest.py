@@ -36,9 +36,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 _FAILED = pytest.StashKey[bool]()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(need_program: Any) -> Iterator[Any]:
-    """Chromium, headless, from the system (Debian's package)."""
+    """Chromium, headless, from the system (Debian's package), for one test module.
+
+    Playwright's sync API keeps an event loop marked as running while it is started, which
+    would stop every async test after it; a module scope ends it with the browser tests.
+    """
     executable = need_program("chromium", "chromium")
     from playwright.sync_api import sync_playwright
 
