@@ -91,3 +91,14 @@ def seeded(db: dbnb.Database) -> dbnb.Database:
 def shell(request: pytest.FixtureRequest, seeded: dbnb.Database, adb: dbnb.AsyncDatabase) -> Any:
     """Each test runs twice: with Repository (psycopg) and with AsyncRepository (asyncpg)."""
     return dbnb.Repository if request.param == "sync" else dbnb.AsyncRepository
+
+
+@pytest.fixture(scope="session")
+def ipython() -> Any:
+    """IPython's test shell (one per process) with ``%load_ext dbnb`` done."""
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "dbnb")
+    return shell

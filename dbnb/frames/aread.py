@@ -74,7 +74,7 @@ async def _aprepare(session: AsyncSession, stmt: Executable, options: dict[str, 
     try:
         (await session.execute(stmt)).close()
     except Exception as exc:
-        raise translate(exc) from exc
+        raise translate(exc)  # noqa: B904 (translate() chains it)
     finally:
         unlisten(sync_conn, swap, keep)
     raw = (await conn.get_raw_connection()).driver_connection

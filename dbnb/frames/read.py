@@ -111,7 +111,7 @@ def _copy_out(
     try:
         session.execute(stmt).close()
     except Exception as exc:
-        raise translate(exc) from exc
+        raise translate(exc)  # noqa: B904 (translate() chains it)
     finally:
         unlisten(conn, swap, keep)
     plan = plan_of(stmt, described, options)

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import start_ipython
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -27,11 +26,9 @@ EVIL = "'; DROP TABLE users; --"
 
 
 @pytest.fixture(scope="module")
-def ip(db: dbnb.Database) -> Iterator[InteractiveShell]:
+def ip(db: dbnb.Database, ipython: InteractiveShell) -> Iterator[InteractiveShell]:
     """The test IPython shell with dbnb loaded and the test server's URL in an env variable."""
-    shell = start_ipython()
-    assert shell is not None
-    shell.run_line_magic("load_ext", "dbnb")
+    shell = ipython
     with pytest.MonkeyPatch.context() as mp:
         # The notebook only ever names the variable: no URL, no password in the cell source.
         mp.setenv(URL_VARIABLE, db.url.render_as_string(hide_password=False))
