@@ -17,6 +17,7 @@ from typing import Any
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, mask_secrets
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
+from dbnb.phrasing import speaking
 
 __all__ = ["main"]
 
@@ -94,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run one command; return the process exit code."""
     top = _top_parser().parse_args(argv)
     try:
-        return _run(top)
+        with speaking("cli"):
+            return _run(top)
     except CommandUsageError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2

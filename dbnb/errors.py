@@ -33,6 +33,7 @@ __all__ = [
     "NotFound",
     "NotNullViolation",
     "PaginationError",
+    "ParameterError",
     "PoolExhausted",
     "QueryCanceled",
     "QueryError",
@@ -70,6 +71,10 @@ class FilterError(DbnbError, ValueError):
 
 class FrameError(DbnbError, ValueError):
     """A DataFrame does not fit its table, or a result cannot become a DataFrame."""
+
+
+class ParameterError(DbnbError, ValueError):
+    """A ``:name`` parameter has no value, or a value that cannot be a parameter (a function)."""
 
 
 class PaginationError(DbnbError, ValueError):
@@ -275,8 +280,10 @@ def _translated(
                 f"{message} — check that the server is running and that the URL's host, port, "
                 "database and user are right"
             )
-        return _query_error(message, diag, as_sent(str(exc.statement or ""), exc.orig),
-                            source, span)
+        statement = str(exc.statement or "")
+        if exc.params is not None:  # run by SQLAlchemy: the driver may rewrite placeholders
+            statement = as_sent(statement, exc.orig)
+        return _query_error(message, diag, statement, source, span)
     if isinstance(exc, OSError | sa_exc.InterfaceError):
         return ConnectionFailed(f"{_first_line(exc)} — check that the server is running")
     return exc

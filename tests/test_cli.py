@@ -159,3 +159,13 @@ def test_console_script_end_to_end(url: str) -> None:
     bad = subprocess.run([sys.executable, "-m", "dbnb", "histroy"], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=120, check=False)
     assert bad.returncode == 2 and "did you mean history" in bad.stderr
+
+
+def test_messages_name_cli_commands(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "--url", url, "current")
+    assert code == 1 and "run `dbnb init` in the project root" in err
+    assert "--config path/to/alembic.ini" in err

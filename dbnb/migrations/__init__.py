@@ -23,6 +23,7 @@ from dbnb.migrations.config import (
     load_config,
     target_metadata,
 )
+from dbnb.migrations.scaffold import init
 
 __all__ = [
     "MODELS_OPTION",
@@ -33,6 +34,7 @@ __all__ = [
     "find_config",
     "heads",
     "history",
+    "init",
     "load_config",
     "revision",
     "stamp",

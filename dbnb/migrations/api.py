@@ -37,6 +37,7 @@ from dbnb.migrations.reports import (
     RevisionInfo,
     RevisionResult,
 )
+from dbnb.phrasing import command as suggest
 
 __all__ = [
     "check",
@@ -118,7 +119,9 @@ def _require_known(script: ScriptDirectory, revisions: tuple[str, ...]) -> None:
         raise MigrationError(
             f"the database is stamped with revision {', '.join(missing)}, which is not in "
             f"{script.versions}: check out the code that has that migration, or, if the schema "
-            "matches a known revision, re-stamp it (`dbnb stamp <revision>`); nothing was changed"
+            "matches a known revision, re-stamp it ("
+            f"{suggest('stamp <revision>', 'dbnb.migrations.stamp(db, <revision>)')}); nothing "
+            "was changed"
         )
 
 

@@ -20,6 +20,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData, Table
 
 from dbnb.errors import MigrationError
+from dbnb.phrasing import command, option
 
 __all__ = [
     "MODELS_OPTION",
@@ -59,8 +60,9 @@ def find_config(start: str | os.PathLike[str] | None = None) -> Path:
         if any((directory / marker).exists() for marker in _PROJECT_MARKERS):
             break
     raise MigrationError(
-        f"no alembic.ini in {here} or above it up to {looked}; run `dbnb init` in the project "
-        "root, or pass config='path/to/alembic.ini'"
+        f"no alembic.ini in {here} or above it up to {looked}; run "
+        f"{command('init', 'dbnb.migrations.init()')} in the project root, or pass "
+        f"{option('config', 'path/to/alembic.ini')}"
     )
 
 
@@ -101,7 +103,7 @@ def _import_models(spec: str) -> MetaData | None:
     except ImportError as exc:
         raise MigrationError(
             f"cannot import the models module {module_name!r} ({type(exc).__name__}: {exc}); "
-            f"fix {MODELS_OPTION} in alembic.ini or pass models="
+            f"fix {MODELS_OPTION} in alembic.ini or pass {option('models', 'myapp.models')}"
         ) from exc
     if attribute:
         found = getattr(module, attribute, None)
