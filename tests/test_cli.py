@@ -146,7 +146,12 @@ def test_init_and_revision(capsys: pytest.CaptureFixture[str], url: str, tmp_pat
     run(capsys, "--url", url, "migrate")
     code, out, _ = run(capsys, "--url", url, "revision", "-m", "nothing new", "--autogenerate",
                        "--config", str(project))
+    assert code == 0 and "none written" in out and "--empty writes an empty one" in out
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 2
+    code, out, _ = run(capsys, "--url", url, "revision", "-m", "nothing new", "--autogenerate",
+                       "--empty", "--config", str(project))
     assert code == 0 and "operations     none detected" in out
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 3
 
 
 def test_console_script_end_to_end(url: str) -> None:

@@ -5,6 +5,7 @@ Each has a plain ``__repr__`` and a ``_repr_html_`` (via :mod:`dbnb.display.tabl
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,10 @@ __all__ = [
     "DriftReport",
     "History",
     "MigrationResult",
+    "RevisionDetail",
     "RevisionInfo",
     "RevisionResult",
+    "SqlScript",
 ]
 
 
@@ -81,17 +84,26 @@ class MigrationResult:
 
 @dataclass(frozen=True)
 class RevisionResult:
-    """A revision file just written by ``revision``, and what autogenerate put in it."""
+    """A revision file ``revision`` / ``merge`` wrote (and what autogenerate put in it), or why
+    none was written (``written`` is False and ``note`` says why and what to do)."""
 
-    revision: str
+    revision: str | None
     down_revisions: tuple[str, ...]
     message: str
-    path: str
+    path: str | None
     operations: tuple[str, ...]
     autogenerate: bool
+    note: str = ""
+
+    @property
+    def written(self) -> bool:
+        """True when a revision file was written."""
+        return self.path is not None
 
     def as_dict(self) -> dict[str, Any]:
         """The result as plain values."""
+        if not self.written:
+            return {"revision": "none written", "message": self.message, "why": self.note}
         ops = "; ".join(self.operations) if self.operations else "none detected"
         if not self.autogenerate:
             ops = "empty revision: write upgrade() and downgrade()"
@@ -107,7 +119,54 @@ class RevisionResult:
         return text_record("RevisionResult", self.as_dict())
 
     def _repr_html_(self) -> str:
-        return html_record("new revision", self.as_dict())
+        return html_record("new revision" if self.written else "no revision written",
+                           self.as_dict(), ok=None if self.written else False)
+
+
+@dataclass(frozen=True)
+class RevisionDetail:
+    """One revision of the history (``show``): message, parents, children, file."""
+
+    revision: str
+    down_revisions: tuple[str, ...]
+    next_revisions: tuple[str, ...]
+    message: str
+    path: str
+    is_head: bool
+    is_branch_point: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """The revision as plain values."""
+        return {
+            "revision": self.revision,
+            "message": self.message,
+            "down_revision": _revs(self.down_revisions),
+            "next": ", ".join(self.next_revisions) or "none (a head)",
+            "branch_point": self.is_branch_point,
+            "path": self.path,
+        }
+
+    def __repr__(self) -> str:
+        return text_record("RevisionDetail", self.as_dict())
+
+    def _repr_html_(self) -> str:
+        return html_record(f"revision {self.revision}", self.as_dict())
+
+
+@dataclass(frozen=True)
+class SqlScript:
+    """The SQL an upgrade or downgrade would run (``--sql``): shown, never executed."""
+
+    action: str
+    range: str
+    sql: str
+
+    def __repr__(self) -> str:
+        return self.sql.rstrip() + "\n"
+
+    def _repr_html_(self) -> str:
+        return (f"<details open><summary>{html.escape(self.action)} {html.escape(self.range)}: "
+                f"the SQL, not run</summary><pre>{html.escape(self.sql)}</pre></details>")
 
 
 @dataclass(frozen=True)
@@ -188,11 +247,12 @@ class DriftReport:
 
     drifts: tuple[Drift, ...]
     current: CurrentRevision
+    note: str = ""  # e.g. the models' tables exist but the database has no alembic_version
 
     @property
     def ok(self) -> bool:
-        """True when there is no drift and the database is at head."""
-        return not self.drifts and self.current.up_to_date
+        """True when there is no drift, the database is at head and migrations track it."""
+        return not self.drifts and self.current.up_to_date and not self.note
 
     @property
     def summary(self) -> str:
@@ -200,6 +260,8 @@ class DriftReport:
         at = f"database at {_revs(self.current.revisions)}"
         if not self.current.up_to_date:
             at += f", heads are {_revs(self.current.heads)}: run migrate"
+        if self.note:
+            return self.note
         if not self.drifts:
             return f"no drift: the models match the database ({at})"
         return f"{len(self.drifts)} difference(s) between the models and the database ({at})"

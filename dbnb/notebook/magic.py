@@ -25,6 +25,7 @@ from sqlalchemy import MetaData
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, QueryError, mask_secrets
+from dbnb.migrations.config import NOTEBOOK
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
 from dbnb.phrasing import speaking
 from dbnb.settings import safe_url
@@ -132,7 +133,10 @@ class DbMagics(Magics):
         if command.name == "connect":
             return self._connect(**kwargs)
         if kwargs.get("models") is not None:
-            kwargs["models"] = self._models(str(kwargs["models"]))
+            found = self._models(str(kwargs["models"]))
+            # init records where the models are: the notebook's own variable, by name.
+            named = command.name == "init" and not isinstance(found, str)
+            kwargs["models"] = f"{NOTEBOOK}:{kwargs['models']}" if named else found
         args = [self._current()] if command.uses_db else []
         return command.function(*args, **kwargs)
 
