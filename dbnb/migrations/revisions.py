@@ -46,7 +46,8 @@ def _baseline(metadata: TargetMetadata, conn: Connection, script: Any) -> None:
     opts = {
         **context_options(),
         "target_metadata": metadata,
-        "include_object": lambda _o, _n, _t, reflected, _c: not reflected,
+        # Reflect no table of the database: every model then reads as one to create.
+        "include_name": lambda _name, kind, _parents: kind != "table",
     }
     context = MigrationContext.configure(conn, opts=opts)
     fresh = produce_migrations(context, metadata)  # type: ignore[arg-type]
