@@ -132,14 +132,35 @@ class CommandHelp:
 
     rows: tuple[tuple[str, str, str], ...]
     detail: str = ""
+    notes: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        return self.detail or text_table(("command", "usage", "what it does"), self.rows)
+        if self.detail:
+            return self.detail
+        table = text_table(("command", "usage", "what it does"), self.rows)
+        return "\n\n".join([table, *self.notes]) if self.notes else table
 
     def _repr_html_(self) -> str:
         if self.detail:
             return f"<pre>{html.escape(self.detail)}</pre>"
-        return html_table(("command", "usage", "what it does"), self.rows, caption="dbnb commands")
+        table = html_table(("command", "usage", "what it does"), self.rows, caption="dbnb commands")
+        return table + "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
+
+
+#: What ``%db help`` says besides the commands: SQL, scripts, one-liners, connecting.
+MAGIC_NOTES = (
+    "SQL: `%db SELECT ...` runs one line; a `%%db` cell runs SQL as you write it (comments, "
+    "casts, a trailing ;). Several statements run in one transaction, each one's row count "
+    "reported; the last one's rows come back as a DataFrame with the database's types. "
+    "`:name` binds the notebook variable `name` as a parameter (never pasted into the SQL; "
+    r"`\:` writes a literal colon). `%%db -o NAME` keeps the frame, `--sandbox` rolls "
+    "everything back, `%db -f FILE.sql` runs a file.",
+    "Connecting: the first %db that needs a database connects to DBNB_URL, else "
+    "DATABASE_URL, else the embedded PostgreSQL; `%db connect` picks another.",
+    "Migrations of your project: `%db init --models Base` (or a module such as "
+    "myapp.models), `%db revision -m MESSAGE --autogenerate`, `%db migrate` (`--sql` shows "
+    "the SQL instead), `%db check`, `%db merge`, `%db branches`, `%db show head`.",
+)
 
 
 def help_for(command: str | None = None, *, prog: str = "%db") -> CommandHelp:
@@ -151,7 +172,7 @@ def help_for(command: str | None = None, *, prog: str = "%db") -> CommandHelp:
     if command is not None:
         return CommandHelp((), find(command).parser(prog).format_help().strip())
     rows = tuple((c.name, c.usage(prog), c.summary) for c in COMMANDS.values())
-    return CommandHelp(rows)
+    return CommandHelp(rows, notes=MAGIC_NOTES if prog == "%db" else ())
 
 
 def find(name: str) -> Command:

@@ -186,6 +186,9 @@ def test_help_lists_every_command_from_the_docstrings(connected: InteractiveShel
         assert usage.startswith(f"%db {name}")
         assert summary == COMMANDS[name].summary and summary
     assert line(ip, "") .rows == listing.rows
+    notes = repr(listing)
+    assert "Several statements run in one transaction" in notes and "DATABASE_URL" in notes
+    assert "%db init --models Base" in notes and "--sql" in notes
     detail = repr(line(ip, "help downgrade"))
     assert "usage: %db downgrade" in detail and "one step back" in detail
     assert repr(line(ip, "migrate --help")).startswith("usage: %db migrate")
