@@ -21,6 +21,7 @@ from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, mask_secrets
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
+from dbnb.phrasing import speaking
 from dbnb.settings import Concealed, safe_url
 
 __all__ = ["main"]
@@ -122,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return _run(top)
+        with speaking("cli"):
+            return _run(top)
     except CommandUsageError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2
