@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dbnb.display.progress import set_progress
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.bridge import run
 from dbnb.engine.database import Database
@@ -131,6 +132,7 @@ __all__ = [
     "load_ipython_extension",
     "read_frame",
     "run",
+    "set_progress",
     "write_frame",
 ]
 

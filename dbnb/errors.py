@@ -14,7 +14,7 @@ Messages never contain a password or a full DSN (see :func:`mask_secrets`).
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from dbnb.diagnostics import as_sent, position_lines, read_diagnostics, relocate
 
@@ -28,7 +28,9 @@ __all__ = [
     "ForeignKeyViolation",
     "FrameError",
     "IntegrityViolation",
+    "InvalidValue",
     "LoopMismatch",
+    "MigrationBlocked",
     "MigrationError",
     "NotFound",
     "NotNullViolation",
@@ -38,7 +40,9 @@ __all__ = [
     "QueryCanceled",
     "QueryError",
     "QueryTimeout",
+    "SchemaChanged",
     "SerializationFailure",
+    "ServerInUse",
     "UniqueViolation",
     "mask_secrets",
     "translate",
@@ -81,8 +85,28 @@ class PaginationError(DbnbError, ValueError):
     """A page number, page size or keyset cursor is out of range or malformed."""
 
 
+class InvalidValue(DbnbError, ValueError):
+    """A value cannot be sent as its column's or argument's type; the message names which."""
+
+
 class MigrationError(DbnbError):
     """An Alembic operation could not run; the message says which and why."""
+
+
+class MigrationBlocked(MigrationError):
+    """A migration waited ``migration_lock_timeout`` for a lock other sessions hold.
+
+    ``blockers`` lists them (pid, application name, state, age in seconds, query); the message
+    says how to end them.
+    """
+
+    def __init__(self, message: str, blockers: tuple[dict[str, Any], ...] = ()) -> None:
+        super().__init__(message)
+        self.blockers = blockers
+
+
+class ServerInUse(DbnbError, RuntimeError):
+    """The embedded server was asked to stop while other live processes still use it."""
 
 
 class ConnectionFailed(DbnbError, ConnectionError):
@@ -190,6 +214,10 @@ class SerializationFailure(QueryError):
     sqlstate_code = "40001"
 
 
+class SchemaChanged(QueryError):
+    """A cached statement plan outlived a schema change (DDL) and could not be retried."""
+
+
 _BY_SQLSTATE: dict[str, type[QueryError]] = {
     cls.sqlstate_code: cls
     for cls in (
@@ -214,9 +242,15 @@ _ADVICE: dict[type[QueryError], str] = {
     SerializationFailure: "retry the whole transaction",
 }
 
-# user:password@ in URLs, password=... in key/value DSNs and query strings, PASSWORD '...' in SQL.
-_URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+# user:password@ in URLs whatever their slashes (scheme://, scheme:/, scheme: or none at all:
+# `postgres:pw@host` is user "postgres" with a password), password=... in key/value DSNs,
+# PASSWORD '...' in SQL.
+_URL_PASSWORD = re.compile(
+    r"(?P<prefix>(?:[a-z][a-z0-9+.-]*:/*)?[^\s:/@'\"(){}\[\]]*:)[^@\s/]*@", re.IGNORECASE
+)
 _KV_PASSWORD = re.compile(r"(?P<prefix>\bpassword\s*=\s*)('[^']*'|[^\s&'\"]+)", re.IGNORECASE)
+# Values PostgreSQL quotes in its messages: Key (email)=(ana@example.com), "text", 'text'.
+_QUOTED_VALUE = re.compile(r"=\((?P<paren>[^)]*)\)|'(?P<single>[^']*)'|\"(?P<double>[^\"]*)\"")
 _SQL_PASSWORD = re.compile(r"(?P<prefix>\bpassword\s+)'(?:[^']|'')*'", re.IGNORECASE)
 
 
@@ -228,6 +262,17 @@ def mask_secrets(text: str) -> str:
 
 
 _UNDEFINED_COLUMN = re.compile(r'column "?([^"\s]+?)"? does not exist')
+
+
+def redact_values(text: str) -> str:
+    """Replace the values PostgreSQL quotes in a message (``Key (email)=(…)``) with ``…``."""
+
+    def hide(match: re.Match[str]) -> str:
+        if match.group("paren") is not None:
+            return "=(…)"
+        return "'…'" if match.group("single") is not None else '"…"'
+
+    return _QUOTED_VALUE.sub(hide, text)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -252,19 +297,56 @@ def translate(
             into it, so ``LINE n`` and the caret point at what the person typed.
         span: where in ``source`` the failing statement is (default: all of it).
     """
-    found = _translated(exc, source, span)
-    if found is not exc:
-        found.__cause__ = exc  # also sets __suppress_context__: exc is the one to show
-    return found
+
+    if isinstance(exc, DbnbError):
+        return exc
+    translated = _translate(exc, source, span)
+    if isinstance(translated, ConnectionFailed):
+        # The driver's frames hold the connect parameters (the password among them), and
+        # IPython's %xmode Verbose prints frame variables: the cause keeps its message only.
+        _strip_tracebacks(exc)
+    if translated is not exc:
+        translated.__cause__ = exc  # also sets __suppress_context__: exc is the one to show
+    return translated
 
 
-def _translated(
+def _strip_tracebacks(exc: BaseException) -> None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
+def _reason(exc: BaseException) -> str | None:
+    """The bound dbnb's engine events recorded on a failure (ping, command, connect)."""
+    for candidate in (exc, getattr(exc, "orig", None)):
+        reason = getattr(candidate, "dbnb_reason", None)
+        if isinstance(reason, str):
+            return reason
+    return None
+
+
+_STARTUP_PARAMETER = re.compile(r"unsupported startup parameter:?\s*(?P<name>[\w.]+)", re.I)
+
+
+def _translate(
     exc: BaseException, source: str | None, span: tuple[int, int] | None
 ) -> BaseException:
     from sqlalchemy import exc as sa_exc
 
-    if isinstance(exc, DbnbError):
-        return exc
+    reason = _reason(exc)
+    if reason is not None:
+        return ConnectionFailed(reason)
+    startup = _STARTUP_PARAMETER.search(str(getattr(exc, "orig", None) or exc))
+    if startup is not None:
+        name = startup.group("name")
+        return ConnectionFailed(
+            f"the server's pooler (PgBouncer or similar) refused the startup parameter {name!r}; "
+            f"remove {name}= from the URL, and set pooler='transaction' (DB_POOLER=transaction) "
+            "so dbnb sends its own settings inside each transaction instead"
+        )
     if isinstance(exc, sa_exc.TimeoutError):
         return PoolExhausted(
             "every pooled connection is checked out and none came back within pool_timeout; "
@@ -275,15 +357,45 @@ def _translated(
         diag = read_diagnostics(exc.orig)
         sqlstate = diag.get("sqlstate")
         message = mask_secrets(diag.get("message") or _first_line(exc))
+        redact = bool(getattr(exc, "dbnb_redact", False))
+        if redact:
+            message = redact_values(message)
+            if "detail" in diag:
+                diag["detail"] = redact_values(diag["detail"])
+        if sqlstate == "25P03" or "idle-in-transaction timeout" in message:
+            return ConnectionFailed(
+                f"{message} — the server ended this session after it sat idle inside a "
+                "transaction for longer than idle_in_transaction_timeout "
+                "(DB_IDLE_IN_TRANSACTION_TIMEOUT); commit or roll back sooner, or raise it"
+            )
+        if _is_stale_plan(exc, message):
+            return SchemaChanged(
+                f"{message} — the table changed (DDL) after this connection cached the "
+                "statement; run the call again (dbnb already refreshed the cache), or call "
+                "db.refresh_pools() after DDL run outside dbnb",
+                sqlstate=sqlstate,
+            )
         if exc.connection_invalidated or _is_connection_error(exc, sqlstate):
             return ConnectionFailed(
                 f"{message} — check that the server is running and that the URL's host, port, "
                 "database and user are right"
             )
-        statement = str(exc.statement or "")
+        statement = "" if redact else str(exc.statement or "")
         if exc.params is not None:  # run by SQLAlchemy: the driver may rewrite placeholders
             statement = as_sent(statement, exc.orig)
         return _query_error(message, diag, statement, source, span)
+    if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
+        # Not the server: a value SQLAlchemy or the driver could not turn into a parameter.
+        orig = exc.orig
+        return InvalidValue(
+            f"a parameter value could not be sent: {type(orig).__name__}: "
+            f"{_first_line(orig)}; pass a value of the column's type"
+        )
+    if isinstance(exc, TimeoutError):
+        return ConnectionFailed(
+            "the server did not answer in time (asyncio timeout); the network path may be "
+            "down: check it, or raise command_timeout (DB_COMMAND_TIMEOUT)"
+        )
     if isinstance(exc, OSError | sa_exc.InterfaceError):
         return ConnectionFailed(f"{_first_line(exc)} — check that the server is running")
     return exc
@@ -331,6 +443,11 @@ def _query_error(
         constraint=constraint,
         datatype=diag.get("datatype"),
     )
+
+
+def _is_stale_plan(exc: BaseException, message: str) -> bool:
+    names = {type(e).__name__ for e in (exc, getattr(exc, "orig", None)) if e is not None}
+    return "InvalidCachedStatementError" in names or "cached plan must not change" in message
 
 
 def _is_connection_error(exc: BaseException, sqlstate: str | None) -> bool:

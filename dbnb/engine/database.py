@@ -87,6 +87,24 @@ class Database:
         state = "closed" if self.closed else "open"
         return f"<Database {self.database!r} ({where}) {state}>"
 
+    def _repr_html_(self) -> str:
+        """A small card: the database, the server, and each pool's use (no I/O)."""
+        from dbnb.display.tables import Record
+        from dbnb.display.values import Status
+
+        fields: dict[str, Any] = {
+            "server": self.embedded.describe() if self.embedded else safe_url(self.url),
+            "state": Status(not self.closed, "closed" if self.closed else "open"),
+        }
+        if not self.closed:
+            for pool in self.pool_status().pools:
+                use = (
+                    f"{pool.checked_out} of {pool.capacity} connections in use"
+                    if pool.started else "not started yet"
+                )
+                fields[f"{pool.engine} pool ({pool.driver})"] = use
+        return Record(f"database {self.database}", fields, names=True).html()
+
     @property
     def engine(self) -> Engine:
         """The sync SQLAlchemy engine (psycopg 3), created on first use."""

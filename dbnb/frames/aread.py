@@ -30,10 +30,12 @@ from dbnb.frames.query import (
     copy_query,
     copy_sql,
     driver_error,
+    explain_sql,
     fetched_frame,
     inline_parameters,
     options_of,
     plan_for,
+    planned_rows,
     stop_before_sending,
     stopped,
     target_of,
@@ -102,6 +104,15 @@ class _AsyncOpened:
         opened = cls(raw, target, sql, before)
         opened.plan = plan_for(target, columns, options) if columns else None
         return opened
+
+    async def planned_rows(self) -> int | None:
+        """Ask the planner how many rows the statement returns (an estimate, nothing runs)."""
+        import asyncpg
+
+        try:
+            return planned_rows(await self.raw.fetchval(explain_sql(self.sql)))
+        except asyncpg.PostgresError as exc:
+            raise driver_error(exc, explain_sql(self.sql), self.target) from exc
 
     async def run(self, plan: ReadPlan, sink: Any) -> None:
         """COPY the rows into ``sink`` (an async callable taking bytes of whole rows)."""
@@ -231,9 +242,12 @@ async def aiter_frames(
                 if not dropping:
                     await queue.put(None)
 
+        bar = Progress(progress, desc="reading")
+        if bar.wants_total:
+            bar.set_total(await opened.planned_rows(), estimate=True)
         task = asyncio.create_task(produce())
         chunker = CsvChunker(plan, chunksize)
-        with Progress(progress, desc="reading") as bar:
+        with bar:
             while (piece := await queue.get()) is not None:
                 for frame in chunker.feed(piece):
                     bar.update(len(frame))

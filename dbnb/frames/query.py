@@ -44,10 +44,12 @@ __all__ = [
     "copy_query",
     "copy_sql",
     "driver_error",
+    "explain_sql",
     "fetched_frame",
     "inline_parameters",
     "options_of",
     "plan_for",
+    "planned_rows",
     "stop_before_sending",
     "stopped",
     "target_of",
@@ -190,6 +192,22 @@ def copy_query(sql: str, target: Target, plan: ReadPlan) -> str:
     if target.wraps_cleanly:
         return f"SELECT {outputs} FROM ({sql}\n) AS q({', '.join(names)})"
     return f"WITH q({', '.join(names)}) AS ({sql}\n) SELECT {outputs} FROM q"
+
+
+def explain_sql(query: str) -> str:
+    """The statement that asks the planner how many rows ``query`` returns."""
+    return f"EXPLAIN (FORMAT JSON) {query}"
+
+
+def planned_rows(explained: Any) -> int | None:
+    """Read the top node's ``Plan Rows`` from ``EXPLAIN (FORMAT JSON)`` (parsed or text)."""
+    import json
+
+    try:
+        plan = json.loads(explained) if isinstance(explained, str | bytes) else explained
+        return int(plan[0]["Plan"]["Plan Rows"])
+    except (ValueError, LookupError, TypeError):
+        return None
 
 
 def copy_sql(query: str) -> str:

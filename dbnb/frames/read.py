@@ -32,9 +32,11 @@ from dbnb.frames.query import (
     copy_query,
     copy_sql,
     driver_error,
+    explain_sql,
     fetched_frame,
     options_of,
     plan_for,
+    planned_rows,
     stop_before_sending,
     stopped,
     target_of,
@@ -139,6 +141,16 @@ class _Opened:
         except psycopg.Error as exc:
             raise driver_error(exc, self.sql, target) from exc
         self.plan = plan_for(target, columns, options) if columns else None
+
+    def planned_rows(self) -> int | None:
+        """Ask the planner how many rows the statement returns (an estimate, nothing runs)."""
+        import psycopg
+
+        try:
+            explained = self.raw.execute(explain_sql(self.sql)).fetchone()
+        except psycopg.Error as exc:
+            raise driver_error(exc, explain_sql(self.sql), self.target) from exc
+        return planned_rows(explained[0] if explained else None)
 
     def blocks(self, plan: ReadPlan, block_bytes: int) -> Iterator[bytearray]:
         """COPY the rows out in blocks of whole rows, with the read settings in place."""
@@ -250,9 +262,12 @@ def iter_frames(
                 "read this statement with read_frame()"
             )
         chunker = CsvChunker(opened.plan, chunksize)
+        bar = Progress(progress, desc="reading")
+        if bar.wants_total:
+            bar.set_total(opened.planned_rows(), estimate=True)
         stream = opened.blocks(opened.plan, BLOCK)
         try:
-            with Progress(progress, desc="reading") as bar:
+            with bar:
                 for piece in stream:
                     for frame in chunker.feed(piece):
                         bar.update(len(frame))

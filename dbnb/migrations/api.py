@@ -13,8 +13,10 @@ refreshed so no cached statement plan or type outlives the DDL.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -26,7 +28,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from dbnb.engine.database import Database
-from dbnb.errors import DbnbError, MigrationError, mask_secrets, translate
+from dbnb.errors import DbnbError, MigrationBlocked, MigrationError, mask_secrets, translate
 from dbnb.migrations.config import (
     ConfigArg,
     context_options,
@@ -43,6 +45,8 @@ from dbnb.migrations.reports import (
     SqlScript,
 )
 from dbnb.phrasing import command as suggest
+from dbnb.server.admin import psycopg_conninfo
+from dbnb.server.sessions import BlockerWatch, describe_blockers
 
 __all__ = [
     "check",
@@ -56,6 +60,9 @@ __all__ = [
 
 # One advisory lock key per database for every schema change made through dbnb ("dbnb" in hex).
 _LOCK_KEY = 0x64626E62
+#: How long (ms) a migration waits for another migration of the same database to finish.
+QUEUE_TIMEOUT_MS = 300_000
+_POOLED = "dbnb_migration_pooled"
 
 
 # -- connection, lock, state ----------------------------------------------------------------------
@@ -65,24 +72,48 @@ _LOCK_KEY = 0x64626E62
 def _connection(db: Database, cfg: Config, *, lock: bool) -> Iterator[Connection]:
     """Check out a connection for Alembic, holding the migration advisory lock if asked.
 
-    Alembic also writes some messages straight to ``sys.stdout``; they go to the config's
-    buffer too, so nothing reaches the notebook.
+    On a direct (or session-pooled) connection the lock is session-level, since Alembic commits
+    once per revision. Behind a transaction pooler a session-level lock would be taken on one
+    server connection and released on another, so the whole run is one transaction holding
+    ``pg_advisory_xact_lock``. Either way, ``lock_timeout`` bounds every lock wait of the DDL
+    (``migration_lock_timeout``); waiting for another migration is bounded by
+    :data:`QUEUE_TIMEOUT_MS`. Alembic also writes some messages straight to ``sys.stdout``;
+    they go to the config's buffer too, so nothing reaches the notebook.
     """
     buffer = cfg.stdout if isinstance(cfg.stdout, io.StringIO) else io.StringIO()
+    pooled = lock and db.settings.pooler == "transaction"
     try:
         with redirect_stdout(buffer), db.engine.connect() as conn:
+            conn.info[_POOLED] = pooled
             if lock:
-                # Session-level (not transaction-level) lock: Alembic commits once per revision.
-                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
-                conn.commit()
+                _lock(conn, db.settings.migration_lock_timeout, pooled=pooled)
             cfg.attributes["connection"] = conn
             try:
                 yield conn
+                if pooled:
+                    conn.commit()
             finally:
                 cfg.attributes.pop("connection", None)
-                _release(conn, lock=lock)
+                _release(conn, lock=lock and not pooled)
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+def _lock(conn: Connection, lock_timeout_ms: int, *, pooled: bool) -> None:
+    """Take the migration lock (waiting at most QUEUE_TIMEOUT_MS), then bound DDL lock waits."""
+    local = "true" if pooled else "false"
+    queue = f"SELECT set_config('lock_timeout', '{QUEUE_TIMEOUT_MS}', {local})"
+    ddl = f"SELECT set_config('lock_timeout', '{lock_timeout_ms}', {local})"
+    if pooled:
+        conn.begin()
+        conn.execute(text(queue))
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        conn.execute(text(ddl))
+        return
+    conn.execute(text(queue))
+    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+    conn.execute(text(ddl))
+    conn.commit()
 
 
 def _release(conn: Connection, *, lock: bool) -> None:
@@ -90,20 +121,27 @@ def _release(conn: Connection, *, lock: bool) -> None:
 
     Discarding closes the server session, which releases the lock, so a pooled connection
     can never go back to the pool still holding it (and a cleanup error never hides the
-    migration's own error).
+    migration's own error). An unlock that returns false means the lock was not held by this
+    session any more: the connection is discarded too.
     """
     try:
         conn.rollback()
         if lock:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+            unlocked = conn.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY}
+            ).scalar_one()
+            conn.execute(text("RESET lock_timeout"))
             conn.commit()
+            if not unlocked:
+                conn.invalidate()
     except SQLAlchemyError:
         conn.invalidate()
 
 
 def _stamped(conn: Connection) -> tuple[str, ...]:
     heads = MigrationContext.configure(conn).get_current_heads()
-    conn.rollback()
+    if not conn.info.get(_POOLED) or not conn.in_transaction():
+        conn.rollback()
     return tuple(heads)
 
 
@@ -161,6 +199,22 @@ def _alembic_failure(action: str, exc: BaseException, at: tuple[str, ...]) -> Mi
     return MigrationError(mask_secrets(f"{action} failed: {kind}{first} (database at {where})"))
 
 
+def _blocked(
+    action: str, db: Database, blockers: tuple[dict[str, Any], ...], at: tuple[str, ...]
+) -> MigrationBlocked:
+    seconds = db.settings.migration_lock_timeout / 1000
+    who = describe_blockers(blockers) or "sessions that ended before they could be named"
+    pids = " ".join(str(b["pid"]) for b in blockers) or "PID"
+    where = ", ".join(at) if at else "base"
+    return MigrationBlocked(
+        f"{action} waited {seconds:g} s (migration_lock_timeout, DB_MIGRATION_LOCK_TIMEOUT) "
+        f"for a lock held by {who}; end them (%db sessions --terminate {pids}, or "
+        f"SELECT pg_terminate_backend(pid)) or let them finish, then run it again "
+        f"(database at {where}, nothing of this revision was applied)",
+        blockers,
+    )
+
+
 # -- commands that change the database ------------------------------------------------------------
 
 
@@ -174,13 +228,22 @@ def _move(
     script = ScriptDirectory.from_config(cfg)
     try:
         with _connection(db, cfg, lock=True) as conn:
+            pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
             before = _stamped(conn)
+            watch = BlockerWatch(
+                psycopg_conninfo(db.url, application_name=f"dbnb-watch:{os.getpid()}",
+                                 connect_timeout=db.settings.connect_timeout),
+                pid,
+            )
             try:
-                run(cfg, before)
+                with watch:
+                    run(cfg, before)
             except MigrationError:
                 raise
             except (CommandError, SQLAlchemyError, DbnbError) as exc:
                 conn.rollback()
+                if getattr(translate(exc), "sqlstate", None) == "55P03":
+                    raise _blocked(action, db, watch.blockers, _stamped(conn)) from exc
                 raise _alembic_failure(action, exc, _stamped(conn)) from exc
             after = _stamped(conn)
     finally:

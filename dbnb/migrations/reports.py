@@ -1,6 +1,7 @@
 """What the migration functions return: frozen snapshots built from Alembic's own objects.
 
 Each has a plain ``__repr__`` and a ``_repr_html_`` (via :mod:`dbnb.display.tables`); none does I/O.
+An empty result (nothing to do, no drift) renders as one line, not as an empty table.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dbnb.display.tables import html_record, html_table, text_record, text_table
+from dbnb.display.tables import Record, Table
+from dbnb.display.values import Status, plural
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,20 +68,21 @@ class MigrationResult:
     @property
     def summary(self) -> str:
         """One line: ``upgrade: base -> 1a2b (2 revisions)``."""
-        what = f"{len(self.steps)} revision{'s' if len(self.steps) != 1 else ''}"
+        what = plural(len(self.steps), "revision")
         if not self.changed:
             return f"{self.action}: already at {_revs(self.to_revisions)}, nothing to do"
         if self.action == "stamp":
             return f"stamp: {_revs(self.from_revisions)} -> {_revs(self.to_revisions)} (no DDL run)"
         return f"{self.action}: {_revs(self.from_revisions)} -> {_revs(self.to_revisions)} ({what})"
 
+    def _table(self) -> Table:
+        return Table(COLUMNS, [s.as_row() for s in self.steps], caption=self.summary)
+
     def __repr__(self) -> str:
-        if not self.steps:
-            return self.summary
-        return self.summary + "\n" + text_table(COLUMNS, [s.as_row() for s in self.steps])
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        return html_table(COLUMNS, [s.as_row() for s in self.steps], caption=self.summary)
+        return self._table().html()
 
 
 @dataclass(frozen=True)
@@ -115,12 +118,16 @@ class RevisionResult:
             "operations": ops,
         }
 
+    def _record(self) -> Record:
+        if not self.written:
+            return Record("no revision written", self.as_dict(), ok=False)
+        return Record(f"new revision {self.revision}", self.as_dict())
+
     def __repr__(self) -> str:
-        return text_record("RevisionResult", self.as_dict())
+        return self._record().text()
 
     def _repr_html_(self) -> str:
-        return html_record("new revision" if self.written else "no revision written",
-                           self.as_dict(), ok=None if self.written else False)
+        return self._record().html()
 
 
 @dataclass(frozen=True)
@@ -147,10 +154,10 @@ class RevisionDetail:
         }
 
     def __repr__(self) -> str:
-        return text_record("RevisionDetail", self.as_dict())
+        return Record(f"revision {self.revision}", self.as_dict()).text()
 
     def _repr_html_(self) -> str:
-        return html_record(f"revision {self.revision}", self.as_dict())
+        return Record(f"revision {self.revision}", self.as_dict()).html()
 
 
 @dataclass(frozen=True)
@@ -191,11 +198,18 @@ class CurrentRevision:
             "up_to_date": self.up_to_date,
         }
 
+    def _record(self) -> Record:
+        fields = self.as_dict()
+        fields["up_to_date"] = Status(
+            self.up_to_date, "yes" if self.up_to_date else "no: run migrate"
+        )
+        return Record("current revision", fields, ok=self.up_to_date)
+
     def __repr__(self) -> str:
-        return text_record("CurrentRevision", self.as_dict())
+        return self._record().text()
 
     def _repr_html_(self) -> str:
-        return html_record("current revision", self.as_dict(), ok=self.up_to_date)
+        return self._record().html()
 
 
 @dataclass(frozen=True)
@@ -219,12 +233,18 @@ class History:
     def __len__(self) -> int:
         return len(self.revisions)
 
+    def _table(self) -> Table:
+        return Table(
+            COLUMNS, [r.as_row() for r in self.revisions],
+            caption=f"migration history ({plural(len(self.revisions), 'revision')})",
+            empty="no migration scripts yet: %db revision -m '...' writes the first",
+        )
+
     def __repr__(self) -> str:
-        return text_table(COLUMNS, [r.as_row() for r in self.revisions])
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        rows = [r.as_row() for r in self.revisions]
-        return html_table(COLUMNS, rows, caption=f"migration history ({len(rows)} revisions)")
+        return self._table().html()
 
 
 @dataclass(frozen=True)
@@ -255,23 +275,32 @@ class DriftReport:
         return not self.drifts and self.current.up_to_date and not self.note
 
     @property
-    def summary(self) -> str:
-        """One line saying whether the models match the database."""
+    def where(self) -> str:
+        """Where the database stands: ``database at 0002`` (and the heads when behind)."""
         at = f"database at {_revs(self.current.revisions)}"
         if not self.current.up_to_date:
-            at += f", heads are {_revs(self.current.heads)}: run migrate"
-        if self.note:
-            return self.note
+            at += f", scripts at {_revs(self.current.heads)}: run migrate"
+        return at
+
+    @property
+    def summary(self) -> str:
+        """One line saying whether the models match the database, and where it stands."""
+        return self.note or f"{self._caption} ({self.where})"
+
+    @property
+    def _caption(self) -> str:
         if not self.drifts:
-            return f"no drift: the models match the database ({at})"
-        return f"{len(self.drifts)} difference(s) between the models and the database ({at})"
+            return "no drift: the models match the database"
+        return f"{plural(len(self.drifts), 'difference')} between the models and the database"
+
+    def _table(self) -> Table:
+        return Table(
+            ("kind", "table", "name", "detail"), [d.as_row() for d in self.drifts],
+            caption=self._caption, empty=self.summary, note=self.where, ok=self.ok,
+        )
 
     def __repr__(self) -> str:
-        if not self.drifts:
-            return self.summary
-        columns = ("kind", "table", "name", "detail")
-        return self.summary + "\n" + text_table(columns, [d.as_row() for d in self.drifts])
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        columns = ("kind", "table", "name", "detail")
-        return html_table(columns, [d.as_row() for d in self.drifts], caption=self.summary)
+        return self._table().html()

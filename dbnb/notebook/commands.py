@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbnb import migrations
-from dbnb.display.tables import html_table, text_table
+from dbnb.display.tables import Table
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
@@ -134,17 +134,17 @@ class CommandHelp:
     detail: str = ""
     notes: tuple[str, ...] = ()
 
+    def _table(self) -> Table:
+        return Table(("command", "usage", "what it does"), self.rows, caption="dbnb commands",
+                     note="\n\n".join(self.notes))
+
     def __repr__(self) -> str:
-        if self.detail:
-            return self.detail
-        table = text_table(("command", "usage", "what it does"), self.rows)
-        return "\n\n".join([table, *self.notes]) if self.notes else table
+        return self.detail or self._table().text()
 
     def _repr_html_(self) -> str:
         if self.detail:
-            return f"<pre>{html.escape(self.detail)}</pre>"
-        table = html_table(("command", "usage", "what it does"), self.rows, caption="dbnb commands")
-        return table + "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
+            return f"<pre style='text-align:left'>{html.escape(self.detail)}</pre>"
+        return self._table().html()
 
 
 #: What ``%db help`` says besides the commands: SQL, scripts, one-liners, connecting.

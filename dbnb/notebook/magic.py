@@ -28,7 +28,7 @@ from dbnb.errors import DbnbError, QueryError, mask_secrets
 from dbnb.migrations.config import NOTEBOOK
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
 from dbnb.phrasing import speaking
-from dbnb.settings import safe_url
+from dbnb.settings import conceal, safe_url
 from dbnb.sqltext import split
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class DbMagics(Magics):
             if not value:
                 raise UsageError(f"environment variable {name} is not set (or empty); set it "
                                  "before starting Jupyter, or in a .env file your launcher loads")
-            url = value
+            url = conceal(value)  # its repr stays hidden in %xmode Verbose tracebacks
         elif url is not None and mask_secrets(url) != url:
             raise UsageError(
                 "%db connect: this URL contains a password, which would be saved with the "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from typing import Any
 import platformdirs
 from sqlalchemy.engine import URL
 
+from dbnb.display.jupyter import notice
 from dbnb.errors import ConnectionFailed
 
 __all__ = ["EmbeddedServer", "embedded_server", "home_dir"]
@@ -180,7 +180,8 @@ class EmbeddedServer:
 def embedded_server(home: Path | None = None, *, announce: bool = True) -> EmbeddedServer:
     """Return the started embedded server for ``home`` (default :func:`home_dir`).
 
-    The first time a process starts or attaches to it, one line on stderr says where it lives.
+    The first time a process starts or attaches to it, one line says where it lives: a
+    discreet output in a notebook, stderr in a terminal.
     """
     home = home or home_dir()
     with _lock:
@@ -191,5 +192,5 @@ def embedded_server(home: Path | None = None, *, announce: bool = True) -> Embed
             _servers[home] = server
         if announce and home not in _announced:
             _announced.add(home)
-            print(f"dbnb: using the {server.describe()}", file=sys.stderr)
+            notice(f"dbnb: using the {server.describe()}")
     return server

@@ -404,7 +404,7 @@ def test_every_result_renders_as_html_and_text(connected: InteractiveShell, tmp_
     )]
     for result in results:
         html = result._repr_html_()
-        assert "<table" in html or "<pre>" in html, type(result)
+        assert "dbnb-report" in html or "<pre" in html, type(result)
         assert repr(result) and "object at 0x" not in repr(result)
 
 
