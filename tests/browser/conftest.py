@@ -36,9 +36,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 _FAILED = pytest.StashKey[bool]()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(need_program: Any) -> Iterator[Any]:
-    """Chromium, headless, from the system (Debian's package)."""
+    """Chromium, headless, from the system (Debian's package), for one test module.
+
+    Not for the whole session: Playwright's sync API keeps an event loop running in the
+    thread while it lives, and the async tests of later modules need to start their own.
+    """
     executable = need_program("chromium", "chromium")
     from playwright.sync_api import sync_playwright
 

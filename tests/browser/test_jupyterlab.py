@@ -122,9 +122,17 @@ class Notebook:
         return cell
 
     def wait(self, cell: Any) -> None:
-        prompt = cell.locator(".jp-InputArea-prompt")
+        prompt = cell.locator(".jp-InputArea-prompt").element_handle()
+        started = "e => /\\[(\\*|\\d+)\\]/.test(e.textContent)"
+        try:
+            self.page.wait_for_function(started, arg=prompt, timeout=15_000)
+        except Exception:
+            # A run asked for while the kernel was still connecting is dropped by the front
+            # end (the prompt stays [ ]): ask again, in place, as a person would.
+            cell.locator(".cm-content").click()
+            self.page.keyboard.press("Control+Enter")
         self.page.wait_for_function(
-            "e => /\\[\\d+\\]/.test(e.textContent)", arg=prompt.element_handle(), timeout=180_000
+            "e => /\\[\\d+\\]/.test(e.textContent)", arg=prompt, timeout=180_000
         )
 
 
@@ -143,6 +151,7 @@ def test_a_session_in_jupyterlab_looks_finished(lab: str, watched: Any) -> None:
     page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
     page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for()
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)
     nb = Notebook(page)
 
     connect = nb.run(
