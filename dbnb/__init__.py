@@ -33,6 +33,7 @@ from dbnb.errors import (
     NotFound,
     NotNullViolation,
     PaginationError,
+    ParameterError,
     PoolExhausted,
     QueryCanceled,
     QueryError,
@@ -102,6 +103,7 @@ __all__ = [
     "NotNullViolation",
     "Page",
     "PaginationError",
+    "ParameterError",
     "PoolExhausted",
     "PoolReport",
     "PoolStatus",
@@ -136,8 +138,9 @@ __all__ = [
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
-    """Register the ``%db`` / ``%%db`` magics (``%load_ext dbnb``)."""
+    """Register the ``%db`` / ``%%db`` magics and the compact display of dbnb errors."""
     from importlib import import_module
 
     magics = import_module("dbnb.notebook.magic").DbMagics
     ipython.register_magics(magics(ipython))
+    import_module("dbnb.notebook.tracebacks").install(ipython)

@@ -21,7 +21,8 @@ from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, mask_secrets
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
-from dbnb.settings import safe_url
+from dbnb.phrasing import speaking
+from dbnb.settings import Concealed, safe_url
 
 __all__ = ["main"]
 
@@ -72,7 +73,7 @@ def _url(value: str | None) -> str | None:
     resolved = os.environ.get(name, "").strip()
     if not resolved:
         raise CommandUsageError(f"environment variable {name} is not set (or empty)")
-    return resolved
+    return Concealed(resolved)  # never shown, even by a traceback of the frames holding it
 
 
 def _failed(result: Any) -> bool:
@@ -122,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return _run(top)
+        with speaking("cli"):
+            return _run(top)
     except CommandUsageError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2

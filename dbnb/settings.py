@@ -13,12 +13,26 @@ variable                    meaning                                            d
 ``DB_POOL_RECYCLE``         seconds after which a connection is replaced       1800
 ``DB_ECHO``                 log every statement (true/false)                   false
 ``DB_STATEMENT_TIMEOUT``    server-side statement timeout in milliseconds      none
+``DB_POOLER``               ``transaction`` behind PgBouncer-style poolers      none
+``DB_CONNECT_TIMEOUT``      seconds to wait for a new connection               5
+``DB_PING_TIMEOUT``         seconds a pooled connection has to answer a ping   5
+``DB_COMMAND_TIMEOUT``      client-side bound on every call, in seconds        none
+``DB_IDLE_IN_TRANSACTION_TIMEOUT``  ms a session may sit idle in a transaction  600000
+``DB_MIGRATION_LOCK_TIMEOUT``  ms a migration waits for a table lock            10000
+``DB_REDACT_VALUES``        hide quoted values in server messages (true/false)  false
 ==========================  =================================================  ==========
+
+Every timeout must be finite and within PostgreSQL's range (at most 2,147,483,647 ms).
+``idle_in_transaction_timeout`` defaults to ten minutes: long enough for a person stepping
+through a transaction by hand, short enough that a frozen kernel does not hold its locks for
+the rest of the day; ``%db sandbox``, which spans cells on purpose, switches it off for itself.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -28,7 +42,7 @@ from sqlalchemy.exc import ArgumentError
 
 from dbnb.errors import ConfigError, mask_secrets
 
-__all__ = ["Settings", "parse_url", "safe_url"]
+__all__ = ["POOLERS", "Concealed", "Settings", "conceal", "parse_url", "safe_url"]
 
 _SCHEMES = {
     "postgresql",
@@ -40,6 +54,45 @@ _SCHEMES = {
 _ACCEPTED = "postgresql://, postgres://, postgresql+psycopg:// or postgresql+asyncpg://"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+#: The largest timeout PostgreSQL accepts, in milliseconds (INT_MAX).
+MAX_TIMEOUT_MS = 2_147_483_647
+#: Pooler modes: ``transaction`` changes how dbnb talks to the server; ``session`` is direct.
+POOLERS = ("session", "transaction")
+_SCHEME_SHAPE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(/*)")
+
+
+class Concealed(str):
+    """A string that may hold a password: its repr never shows it.
+
+    IPython's ``%xmode Verbose`` prints the variables of every frame of a traceback; URL text
+    travels through dbnb as ``Concealed`` so those frames show ``<URL text hidden>`` instead.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<URL text hidden>"
+
+
+def conceal(value: Any) -> Any:
+    """Wrap a ``str`` in :class:`Concealed` (other values are returned as they are)."""
+    if isinstance(value, str) and not isinstance(value, Concealed):
+        return Concealed(value)
+    return value
+
+
+def _shape(text: str) -> str:
+    """Describe malformed URL text without echoing it: its scheme and slashes at most."""
+    match = _SCHEME_SHAPE.match(text)
+    if match is None:
+        return "it does not start with a scheme such as postgresql://"
+    scheme, slashes = match.group(1), match.group(2)
+    if len(slashes) == 2:
+        return f"it starts with {scheme}:// but the rest does not parse"
+    count = {0: "no slash", 1: "one slash"}.get(len(slashes), f"{len(slashes)} slashes")
+    if scheme.lower() in {s.split("+")[0] for s in _SCHEMES} or "+" in scheme:
+        return f"it starts with {scheme}: followed by {count} instead of two"
+    return "it does not start with a scheme such as postgresql:// (user:password@host needs one)"
 
 
 def parse_url(value: str | URL, *, source: str = "url") -> URL:
@@ -55,19 +108,24 @@ def parse_url(value: str | URL, *, source: str = "url") -> URL:
     """
     if isinstance(value, URL):
         url = value
+    elif not isinstance(value, str):
+        raise ConfigError(f"{source} must be a URL string or a sqlalchemy URL, not "
+                          f"{type(value).__name__}")
     else:
-        text = value.strip()
-        if "://" not in text:
-            raise ConfigError(
-                f"{source} is not a URL ({mask_secrets(text)!r}); expected {_ACCEPTED}, "
-                "for example postgresql://user@localhost:5432/dbname"
+        # The rejected text is never echoed (it may hold a password): its shape is named.
+        text = Concealed(value.strip())
+        problem = _shape(text) if not _SCHEME_SHAPE.match(text) or "://" not in text else ""
+        if problem:
+            message = (
+                f"{source} is not a URL: {problem}; expected {_ACCEPTED}, for example "
+                "postgresql://user@localhost:5432/dbname"
             )
+            raise ConfigError(message)
         try:
             url = make_url(text)
-        except (ArgumentError, ValueError) as exc:
-            raise ConfigError(
-                f"{source} is malformed ({mask_secrets(text)!r}); expected {_ACCEPTED}"
-            ) from exc
+        except (ArgumentError, ValueError):
+            message = f"{source} is malformed ({_shape(text)}); expected {_ACCEPTED}"
+            raise ConfigError(message) from None
     if url.drivername not in _SCHEMES:
         raise ConfigError(
             f"{source} uses the scheme {url.drivername!r}; dbnb speaks PostgreSQL only: "
@@ -75,8 +133,14 @@ def parse_url(value: str | URL, *, source: str = "url") -> URL:
         )
     try:
         port = url.port
-    except ValueError as exc:  # make_url defers port parsing in some versions
-        raise ConfigError(f"{source} has a port that is not a number") from exc
+    except ValueError:  # make_url defers port parsing in some versions
+        raise ConfigError(f"{source} has a port that is not a number") from None
+    if url.database and "@" in url.database:
+        # postgresql:///user:pw@host/db parses with everything as the database name.
+        raise ConfigError(
+            f"{source} has '@' in its database name, so its credentials are misplaced; write "
+            "postgresql://user:password@host:5432/dbname"
+        )
     if port is not None and not 0 < port < 65536:
         raise ConfigError(f"{source} has port {port}; use a port between 1 and 65535")
     if "password" in url.query:
@@ -94,18 +158,21 @@ def safe_url(url: URL) -> str:
     return mask_secrets(url.set(query=query).render_as_string(hide_password=True))
 
 
-def _env_int(environ: Mapping[str, str], name: str, *, minimum: int) -> int | None:
+def _env_int(
+    environ: Mapping[str, str], name: str, *, minimum: int, maximum: int | None = None
+) -> int | None:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return None
+    top = f" and <= {maximum:,}" if maximum is not None else ""
     try:
         value = int(raw.strip())
     except ValueError:
         raise ConfigError(
-            f"{name}={raw!r} is not a whole number; set it to an integer >= {minimum}"
+            f"{name}={raw!r} is not a whole number; set it to an integer >= {minimum}{top}"
         ) from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is too small; set it to an integer >= {minimum}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name}={value} is out of range; set it to an integer >= {minimum}{top}")
     return value
 
 
@@ -117,9 +184,24 @@ def _env_float(environ: Mapping[str, str], name: str) -> float | None:
         value = float(raw.strip())
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number; use seconds, e.g. 30 or 0.5") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={value} must be a positive number of seconds")
+    if not _is_seconds(value):
+        raise ConfigError(
+            f"{name}={raw.strip()} is out of range; use a finite number of seconds > 0 and "
+            f"<= {_MAX_SECONDS:,}"
+        )
     return value
+
+
+def _env_pooler(environ: Mapping[str, str]) -> str | None:
+    raw = environ.get("DB_POOLER", "").strip().lower()
+    if raw in ("", "none", "direct"):
+        return None
+    if raw not in POOLERS:
+        raise ConfigError(
+            f"DB_POOLER={raw!r} is not a pooler mode; use transaction (PgBouncer's "
+            "pool_mode=transaction, most hosted poolers), session, or leave it unset"
+        )
+    return raw
 
 
 def _env_bool(environ: Mapping[str, str], name: str) -> bool | None:
@@ -155,38 +237,64 @@ class Settings:
     statement_timeout: int | None = None
     connect_timeout: int = 5
     application_name: str = field(default_factory=_default_application_name)
+    pooler: str | None = None
+    ping_timeout: float = 5.0
+    command_timeout: float | None = None
+    idle_in_transaction_timeout: int | None = 600_000
+    migration_lock_timeout: int = 10_000
+    redact_values: bool = False
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, Any, bool, str]] = [
             ("pool_size", self.pool_size, _is_int(self.pool_size, 1), "an integer >= 1"),
             ("max_overflow", self.max_overflow, _is_int(self.max_overflow, 0), "an integer >= 0"),
             ("pool_recycle", self.pool_recycle, _is_int(self.pool_recycle, -1), "an integer"),
+            ("pool_timeout", self.pool_timeout, _is_seconds(self.pool_timeout), _SECONDS),
+            ("ping_timeout", self.ping_timeout, _is_seconds(self.ping_timeout), _SECONDS),
             (
-                "pool_timeout",
-                self.pool_timeout,
-                isinstance(self.pool_timeout, int | float)
-                and not isinstance(self.pool_timeout, bool)
-                and self.pool_timeout > 0,
-                "a positive number of seconds",
+                "command_timeout",
+                self.command_timeout,
+                self.command_timeout is None or _is_seconds(self.command_timeout),
+                f"{_SECONDS}, or None",
             ),
             (
                 "statement_timeout",
                 self.statement_timeout,
-                self.statement_timeout is None or _is_int(self.statement_timeout, 0),
-                "milliseconds as an integer >= 0, or None",
+                self.statement_timeout is None or _is_ms(self.statement_timeout),
+                _MS,
+            ),
+            (
+                "idle_in_transaction_timeout",
+                self.idle_in_transaction_timeout,
+                self.idle_in_transaction_timeout is None
+                or _is_ms(self.idle_in_transaction_timeout),
+                _MS,
+            ),
+            (
+                "migration_lock_timeout",
+                self.migration_lock_timeout,
+                _is_ms(self.migration_lock_timeout) and self.migration_lock_timeout > 0,
+                "milliseconds as an integer from 1 to 2,147,483,647",
             ),
             (
                 "connect_timeout",
                 self.connect_timeout,
-                _is_int(self.connect_timeout, 1),
-                "whole seconds >= 1",
+                _is_int(self.connect_timeout, 1) and self.connect_timeout <= _MAX_SECONDS,
+                "whole seconds from 1 to 2,147,483",
             ),
+            (
+                "pooler",
+                self.pooler,
+                self.pooler is None or self.pooler in POOLERS,
+                "'transaction', 'session' or None",
+            ),
+            ("echo", self.echo, isinstance(self.echo, bool), "True or False"),
+            ("redact_values", self.redact_values, isinstance(self.redact_values, bool),
+             "True or False"),
         ]
         for name, value, ok, accepted in checks:
             if not ok:
                 raise ConfigError(f"{name}={value!r} is invalid; use {accepted}")
-        if not isinstance(self.echo, bool):
-            raise ConfigError(f"echo={self.echo!r} is invalid; use True or False")
 
     @classmethod
     def resolve(
@@ -207,7 +315,10 @@ class Settings:
         Raises:
             ConfigError: an unknown option, or a value that cannot be used.
         """
-        env = os.environ if environ is None else environ
+        # A view, not os.environ itself: a traceback printed with its frames' variables
+        # (IPython's %xmode Verbose) must not show the whole environment.
+        env = _Environment(os.environ if environ is None else environ)
+        url = conceal(url)
         known = {f.name for f in fields(cls)} - {"url"}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -220,7 +331,7 @@ class Settings:
         else:
             for name in ("DBNB_URL", "DATABASE_URL"):
                 if env.get(name, "").strip():
-                    values["url"] = parse_url(env[name], source=name)
+                    values["url"] = parse_url(conceal(env[name]), source=name)
                     break
         from_env: dict[str, Any] = {
             "pool_size": _env_int(env, "DB_POOL_SIZE", minimum=1),
@@ -228,7 +339,22 @@ class Settings:
             "pool_timeout": _env_float(env, "DB_POOL_TIMEOUT"),
             "pool_recycle": _env_int(env, "DB_POOL_RECYCLE", minimum=-1),
             "echo": _env_bool(env, "DB_ECHO"),
-            "statement_timeout": _env_int(env, "DB_STATEMENT_TIMEOUT", minimum=0),
+            "statement_timeout": _env_int(
+                env, "DB_STATEMENT_TIMEOUT", minimum=0, maximum=MAX_TIMEOUT_MS
+            ),
+            "pooler": _env_pooler(env),
+            "connect_timeout": _env_int(
+                env, "DB_CONNECT_TIMEOUT", minimum=1, maximum=int(_MAX_SECONDS)
+            ),
+            "ping_timeout": _env_float(env, "DB_PING_TIMEOUT"),
+            "command_timeout": _env_float(env, "DB_COMMAND_TIMEOUT"),
+            "idle_in_transaction_timeout": _env_int(
+                env, "DB_IDLE_IN_TRANSACTION_TIMEOUT", minimum=0, maximum=MAX_TIMEOUT_MS
+            ),
+            "migration_lock_timeout": _env_int(
+                env, "DB_MIGRATION_LOCK_TIMEOUT", minimum=1, maximum=MAX_TIMEOUT_MS
+            ),
+            "redact_values": _env_bool(env, "DB_REDACT_VALUES"),
         }
         values.update({k: v for k, v in from_env.items() if v is not None})
         values.update({k: v for k, v in options.items() if v is not None})
@@ -244,9 +370,51 @@ class Settings:
             f"Settings(url={shown}, pool_size={self.pool_size}, max_overflow={self.max_overflow},"
             f" pool_timeout={self.pool_timeout}, pool_recycle={self.pool_recycle},"
             f" echo={self.echo}, statement_timeout={self.statement_timeout},"
-            f" application_name={self.application_name!r})"
+            f" application_name={self.application_name!r}, pooler={self.pooler!r},"
+            f" connect_timeout={self.connect_timeout}, ping_timeout={self.ping_timeout},"
+            f" command_timeout={self.command_timeout},"
+            f" idle_in_transaction_timeout={self.idle_in_transaction_timeout},"
+            f" migration_lock_timeout={self.migration_lock_timeout},"
+            f" redact_values={self.redact_values})"
         )
+
+
+class _Environment(Mapping[str, str]):
+    """A read-only view of the environment whose repr lists nothing."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def __getitem__(self, key: str) -> str:
+        return self._environ[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
+
+    def __repr__(self) -> str:
+        return "<environment>"
+
+
+_MAX_SECONDS = MAX_TIMEOUT_MS / 1000
+_SECONDS = "a finite number of seconds > 0 and <= 2,147,483"
+_MS = "milliseconds as an integer from 0 to 2,147,483,647, or None"
 
 
 def _is_int(value: Any, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_ms(value: Any) -> bool:
+    return _is_int(value, 0) and value <= MAX_TIMEOUT_MS
+
+
+def _is_seconds(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value <= _MAX_SECONDS
+    )

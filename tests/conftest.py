@@ -7,9 +7,13 @@ points at another server (then no embedded server starts). Both drivers are exer
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +33,103 @@ for _name in (
     "DB_POOL_RECYCLE",
     "DB_ECHO",
     "DB_STATEMENT_TIMEOUT",
+    "DB_POOLER",
+    "DB_CONNECT_TIMEOUT",
+    "DB_PING_TIMEOUT",
+    "DB_COMMAND_TIMEOUT",
+    "DB_IDLE_IN_TRANSACTION_TIMEOUT",
+    "DB_MIGRATION_LOCK_TIMEOUT",
+    "DB_REDACT_VALUES",
 ):
     os.environ.pop(_name, None)
+
+
+def require_component(program: str, package: str, *, where: tuple[str, ...] = ()) -> str:
+    """Find a real component's program, or skip naming its Debian package.
+
+    When ``CI`` is set a missing component fails the test instead: ``.ci/run`` installs it, so
+    its absence there is a broken build, not a reason to test less.
+    """
+    found = shutil.which(program) or next(
+        (str(Path(d) / program) for d in where if (Path(d) / program).exists()), None
+    )
+    if found is None:
+        message = f"{program} is not installed: apt-get install {package}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI must have it; .ci/run installs it)")
+        pytest.skip(message)
+    return found
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until ``process`` listens on 127.0.0.1:``port`` (fail with its log if it dies)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the process exited early: {log.read_text() if log.exists() else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"nothing listened on port {port} within 15 s")
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_url: URL) -> Iterator[URL]:
+    """PgBouncer (Debian's package) in pool_mode=transaction in front of the test server.
+
+    Yields the URL of the ``postgres`` database through it; any database name works (``*``).
+    Stopped by pid at the end of the session.
+    """
+    program = require_component("pgbouncer", "pgbouncer", where=("/usr/sbin",))
+    home = Path(tempfile.mkdtemp(prefix="dbnb-pgbouncer-"))
+    socket_dir = server_url.query.get("host")
+    upstream = (
+        f"host={socket_dir} port={server_url.query.get('port', 5432)}"
+        if socket_dir
+        else f"host={server_url.host} port={server_url.port or 5432}"
+    )
+    user = server_url.username or "postgres"
+    port = free_port()
+    (home / "users.txt").write_text(f'"{user}" ""\n')
+    ini = home / "pgbouncer.ini"
+    ini.write_text(
+        f"[databases]\n* = {upstream} user={user}\n\n[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir = {home}\n"
+        f"auth_type = trust\nauth_file = {home / 'users.txt'}\npool_mode = transaction\n"
+        "max_client_conn = 400\ndefault_pool_size = 8\nserver_reset_query =\n"
+        f"logfile = {home / 'pgbouncer.log'}\npidfile = {home / 'pgbouncer.pid'}\n"
+    )
+    argv = [program, str(ini)]
+    if os.geteuid() == 0:
+        # PgBouncer refuses to run as root; run it as the owner of the server's socket
+        # directory, who can reach the socket.
+        owner = pwd.getpwuid(os.stat(socket_dir).st_uid).pw_name if socket_dir else "postgres"
+        shutil.chown(home, owner)
+        for child in home.iterdir():
+            shutil.chown(child, owner)
+        argv = [program, "-u", owner, str(ini)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process, home / "pgbouncer.log")
+        yield URL.create("postgresql", username=user, host="127.0.0.1", port=port,
+                         database="postgres")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -112,3 +211,14 @@ def system_program(program: str, package: str) -> str:
 def need_program() -> Any:
     """:func:`system_program` for fixtures in sub-folders (``need_program("chromium", ...)``)."""
     return system_program
+
+
+@pytest.fixture(scope="session")
+def ipython() -> Any:
+    """IPython's test shell (one per process) with ``%load_ext dbnb`` done."""
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "dbnb")
+    return shell

@@ -167,7 +167,12 @@ def test_init_and_revision(capsys: pytest.CaptureFixture[str], url: str, tmp_pat
     run(capsys, "--url", url, "migrate")
     code, out, _ = run(capsys, "--url", url, "revision", "-m", "nothing new", "--autogenerate",
                        "--config", str(project))
+    assert code == 0 and "none written" in out and "--empty writes an empty one" in out
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 2
+    code, out, _ = run(capsys, "--url", url, "revision", "-m", "nothing new", "--autogenerate",
+                       "--empty", "--config", str(project))
     assert code == 0 and "operations     none detected" in out
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 3
 
 
 def test_console_script_end_to_end(url: str) -> None:
@@ -180,3 +185,13 @@ def test_console_script_end_to_end(url: str) -> None:
     bad = subprocess.run([sys.executable, "-m", "dbnb", "histroy"], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=120, check=False)
     assert bad.returncode == 2 and "did you mean history" in bad.stderr
+
+
+def test_messages_name_cli_commands(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "--url", url, "current")
+    assert code == 1 and "run `dbnb init` in the project root" in err
+    assert "--config path/to/alembic.ini" in err

@@ -2,40 +2,107 @@
 
 Pure construction, no state: :class:`~dbnb.engine.lifecycle.Engines` decides when to call
 these and owns what they return. The URL is stored driver-neutral (``postgresql://``); each
-driver gets its own spelling of it here.
+driver gets its own spelling of it here, and only the query options it understands: libpq
+options asyncpg has no use for (TCP tuning) reach psycopg alone, asyncpg's own options
+(``command_timeout``…) reach asyncpg alone, and an option neither knows is refused with a
+:class:`~dbnb.ConfigError` naming it.
+
+dbnb's session settings (``statement_timeout``, ``idle_in_transaction_session_timeout``,
+``client_connection_check_interval``) are never startup parameters: :mod:`dbnb.engine.events`
+sets them once per connection, or, behind a transaction pooler, inside every transaction.
 """
 
 from __future__ import annotations
 
+import uuid
+from functools import cache
 from typing import Any
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from dbnb.errors import ConfigError
 from dbnb.settings import Settings
 
-__all__ = ["async_url", "create_async", "create_sync", "sync_url"]
+__all__ = ["async_url", "check_query", "create_async", "create_sync", "sync_url"]
 
 # libpq query parameters that asyncpg spells differently or takes as server settings.
 _ASYNCPG_RENAMES = {"sslmode": "ssl", "connect_timeout": "timeout"}
 _ASYNCPG_SERVER_SETTINGS = {"application_name", "options"}
+_ASYNCPG_SAME = {"host", "port", "passfile", "target_session_attrs", "krbsrvname", "gsslib",
+                 "service"}
+# libpq options that only tune libpq's own transport: asyncpg goes without them.
+_LIBPQ_ONLY = {
+    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+    "tcp_user_timeout", "client_encoding", "fallback_application_name", "load_balance_hosts",
+    "hostaddr", "sslcompression", "sslsni", "sslkeylogfile",
+}
+# asyncpg's connect() options (and SQLAlchemy's asyncpg dialect's): psycopg goes without them.
+_ASYNCPG_ONLY = {
+    "command_timeout", "statement_cache_size", "max_cached_statement_lifetime",
+    "max_cacheable_statement_size", "prepared_statement_cache_size", "direct_tls", "ssl",
+}
+# TCP keepalives for libpq (asyncpg's socket gets the same in dbnb.engine.events): a dead peer
+# on a real network is noticed within about a minute even while no query is running.
+KEEPALIVES = {"keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+TCP_USER_TIMEOUT_MS = 30_000
+
+
+@cache
+def _libpq_keys() -> frozenset[str]:
+    from psycopg.pq import Conninfo
+
+    return frozenset(o.keyword.decode() for o in Conninfo.get_defaults())
+
+
+def check_query(url: URL) -> None:
+    """Refuse URL query options that neither driver understands, naming them.
+
+    Raises:
+        ConfigError: an option is neither a libpq connection parameter nor an asyncpg one.
+    """
+    unknown = sorted(set(url.query) - _libpq_keys() - _ASYNCPG_ONLY)
+    if unknown:
+        raise ConfigError(
+            f"the URL has option(s) {', '.join(unknown)} that neither psycopg (libpq) nor "
+            "asyncpg understands; remove them (libpq's options: "
+            "https://www.postgresql.org/docs/current/libpq-connect.html; asyncpg's: "
+            f"{', '.join(sorted(_ASYNCPG_ONLY))})"
+        )
 
 
 def sync_url(url: URL) -> URL:
-    """The URL for psycopg 3 (libpq spells every query option as it is)."""
-    return url.set(drivername="postgresql+psycopg")
+    """The URL for psycopg 3: every libpq query option as it is, asyncpg's own left out."""
+    query = {k: v for k, v in url.query.items() if k not in _ASYNCPG_ONLY or k in _libpq_keys()}
+    return url.set(drivername="postgresql+psycopg", query=query)
 
 
 def async_url(url: URL) -> tuple[URL, dict[str, Any]]:
-    """The URL for asyncpg, and the query options it takes as server settings instead."""
+    """The URL for asyncpg, and the query options it takes as server settings instead.
+
+    Raises:
+        ConfigError: a libpq option asyncpg cannot honour and must not silently drop (TLS
+            certificates and the like).
+    """
     query: dict[str, Any] = {}
     server_settings: dict[str, Any] = {}
+    refused = []
     for key, value in url.query.items():
         if key in _ASYNCPG_SERVER_SETTINGS:
             server_settings[key] = value
-        else:
+        elif key in _ASYNCPG_RENAMES or key in _ASYNCPG_SAME or key in _ASYNCPG_ONLY:
             query[_ASYNCPG_RENAMES.get(key, key)] = value
+        elif key in _LIBPQ_ONLY:
+            continue
+        else:
+            refused.append(key)
+    if refused:
+        raise ConfigError(
+            f"asyncpg cannot honour the URL option(s) {', '.join(sorted(refused))} (psycopg "
+            "can); dbnb will not drop them silently for the async engine. Use the sync API "
+            "only, or configure TLS through a libpq service file / sslmode alone"
+        )
     return url.set(drivername="postgresql+asyncpg", query=query), server_settings
 
 
@@ -45,10 +112,16 @@ def _pool_options(settings: Settings) -> dict[str, Any]:
         "max_overflow": settings.max_overflow,
         "pool_timeout": settings.pool_timeout,
         "pool_recycle": settings.pool_recycle,
-        "pool_pre_ping": True,
+        # dbnb.engine.events pings on checkout itself, with a deadline (pool_pre_ping has none).
+        "pool_pre_ping": False,
         "echo": settings.echo,
         "hide_parameters": True,
     }
+
+
+def transaction_pooler(settings: Settings) -> bool:
+    """Tell whether the settings say a transaction-mode pooler stands in front of the server."""
+    return settings.pooler == "transaction"
 
 
 def create_sync(settings: Settings) -> Engine:
@@ -57,12 +130,24 @@ def create_sync(settings: Settings) -> Engine:
     connect_args: dict[str, Any] = {
         "application_name": settings.application_name,
         "connect_timeout": settings.connect_timeout,
+        "keepalives": 1,
+        **KEEPALIVES,
+        "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
     }
-    if settings.statement_timeout is not None:
-        connect_args["options"] = f"-c statement_timeout={settings.statement_timeout}"
-    return create_engine(
-        sync_url(settings.url), connect_args=connect_args, **_pool_options(settings)
-    )
+    url = sync_url(settings.url)
+    # The URL's own values win over dbnb's transport defaults (not over application_name,
+    # which names dbnb's sessions on the server).
+    for key in set(url.query) - {"application_name"}:
+        connect_args.pop(key, None)
+    if transaction_pooler(settings):
+        # Server-side prepared statements do not survive a transaction pooler.
+        connect_args["prepare_threshold"] = None
+    return create_engine(url, connect_args=connect_args, **_pool_options(settings))
+
+
+def _statement_name() -> str:
+    # Unique across every client of a pooler's shared server connections.
+    return f"__dbnb_{uuid.uuid4().hex}__"
 
 
 def create_async(settings: Settings) -> AsyncEngine:
@@ -70,10 +155,14 @@ def create_async(settings: Settings) -> AsyncEngine:
     assert settings.url is not None
     url, server_settings = async_url(settings.url)
     server_settings["application_name"] = settings.application_name
-    if settings.statement_timeout is not None:
-        server_settings["statement_timeout"] = str(settings.statement_timeout)
-    return create_async_engine(
-        url,
-        connect_args={"server_settings": server_settings, "timeout": settings.connect_timeout},
-        **_pool_options(settings),
-    )
+    connect_args: dict[str, Any] = {"server_settings": server_settings}
+    if "timeout" not in url.query:
+        connect_args["timeout"] = settings.connect_timeout
+    if settings.command_timeout is not None and "command_timeout" not in url.query:
+        connect_args["command_timeout"] = settings.command_timeout
+    if transaction_pooler(settings):
+        # As SQLAlchemy documents for PgBouncer: no statement caches, unique statement names.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _statement_name
+        url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+    return create_async_engine(url, connect_args=connect_args, **_pool_options(settings))

@@ -18,8 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dbnb.engine import health
-from dbnb.engine.engines import create_async, create_sync
+from dbnb.engine import events, health
+from dbnb.engine.engines import check_query, create_async, create_sync
 from dbnb.errors import DatabaseClosed, LoopMismatch
 from dbnb.settings import Settings
 
@@ -39,10 +39,14 @@ class Engines:
 
     def __init__(self, settings: Settings) -> None:
         assert settings.url is not None
+        check_query(settings.url)
         self.settings = settings
         self.url: URL = settings.url
         self.lock = threading.RLock()
         self._closed = False
+        # Bumped by refresh() (after DDL): pooled psycopg connections of an older generation
+        # are replaced when next checked out (see dbnb.engine.events).
+        self.generation = 0
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -70,7 +74,11 @@ class Engines:
         self.check_open()
         with self.lock:
             if self._sync is None:
-                self._sync = create_sync(self.settings)
+                engine = create_sync(self.settings)
+                events.install(
+                    engine, self.settings, asynchronous=False, generation=self._generation
+                )
+                self._sync = engine
             return self._sync
 
     @property
@@ -94,6 +102,10 @@ class Engines:
                 self._abandon_async()
             if self._async is None:
                 engine = create_async(self.settings)
+                events.install(
+                    engine.sync_engine, self.settings, asynchronous=True,
+                    generation=self._generation,
+                )
                 event.listen(engine.sync_engine, "connect", self._track)
                 event.listen(engine.sync_engine, "close", self._forget)
                 event.listen(engine.sync_engine, "close_detached", self._forget)
@@ -152,20 +164,38 @@ class Engines:
             # Called from sync code inside the engine's own running loop (a notebook cell): let
             # the loop close the connections gracefully once the cell yields.
             self._async, self._async_loop = None, None
-            task = loop.create_task(engine.dispose())
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._dispose_later(loop, engine)
+            return
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            # Another thread (a migration running beside async work): the loop's own
+            # connections may be in use right now. Dispose on that loop, gracefully: idle
+            # connections close, busy ones are discarded when they come back.
+            self._async, self._async_loop = None, None
+            loop.call_soon_threadsafe(self._dispose_later, loop, engine)
             return
         self._abandon_async()
 
+    def _dispose_later(self, loop: asyncio.AbstractEventLoop, engine: AsyncEngine) -> None:
+        task = loop.create_task(engine.dispose())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     # -- refresh and close ----------------------------------------------------------------------
 
+    def _generation(self) -> int:
+        return self.generation
+
     def refresh(self) -> None:
-        """Replace both pools' connections (after DDL, so no stale plan or type cache survives)."""
+        """Make both pools forget cached plans and types (after DDL), without closing anything.
+
+        Connections in use right now finish their work (another thread's, another task's);
+        each psycopg connection is replaced the next time it is checked out, and the asyncpg
+        adapter drops its prepared statements and reloads its type cache before the next one.
+        """
         with self.lock:
-            if self._sync is not None:
-                self._sync.dispose()
-            self._dispose_async_from_sync()
+            self.generation += 1
+            if self._async is not None:
+                self._async.sync_engine.dialect._invalidate_schema_cache()  # type: ignore[attr-defined]
 
     async def arefresh(self) -> None:
         """Replace both pools' connections, awaiting the async ones' graceful close."""

@@ -18,7 +18,7 @@ from dbnb.engine.database import Database
 from dbnb.errors import ConfigError
 from dbnb.server.admin import create_database
 from dbnb.server.embedded import EmbeddedServer, embedded_server
-from dbnb.settings import Settings
+from dbnb.settings import Settings, conceal
 
 __all__ = ["close_all", "connect", "open_databases"]
 
@@ -63,6 +63,7 @@ def connect(
 
         db = dbnb.connect(database="tutorial_01", reset=True)
     """
+    url = conceal(url)  # a traceback printed with its variables must not show a password
     settings = Settings.resolve(url, **options)
     server: EmbeddedServer | None = None
     if settings.url is None:

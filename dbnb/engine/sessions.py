@@ -74,7 +74,7 @@ class Sessions:
                 session.commit()
             except BaseException as exc:
                 _quiet_rollback(session)
-                raise translate(exc) from exc
+                raise translate(exc)  # noqa: B904 (translate() chains it)
 
     @contextlib.asynccontextmanager
     async def async_scope(self) -> AsyncIterator[AsyncSession]:
@@ -86,7 +86,7 @@ class Sessions:
                 await session.commit()
             except BaseException as exc:
                 await _quiet_async_rollback(session)
-                raise translate(exc) from exc
+                raise translate(exc)  # noqa: B904 (translate() chains it)
 
     # -- the sandbox sessions join ----------------------------------------------------------------
 
@@ -115,6 +115,12 @@ class Sessions:
                 return False
             conn = self.engines.sync.connect()
             conn.begin()
+            # This sandbox spans notebook cells on purpose: the server must not end it for
+            # sitting idle in its transaction (idle_in_transaction_timeout), for this
+            # transaction only.
+            conn.exec_driver_sql(
+                "SELECT set_config('idle_in_transaction_session_timeout', '0', true)"
+            )
             self._pinned = conn
             return True
 

@@ -60,11 +60,11 @@ class TransactionScope:
                 try:
                     nested.commit()
                 except Exception as error:
-                    raise _translated(error) from error
+                    raise _translated(error)  # noqa: B904 (translate() chains it)
             elif nested.is_active:
                 nested.rollback()
-            if exc is not None and _translated(exc) is not exc:
-                raise _translated(exc) from exc
+            if exc is not None and (found := _translated(exc)) is not exc:
+                raise found
             return
         session: Session = self._session
         try:
@@ -73,13 +73,13 @@ class TransactionScope:
                     session.commit()
                 except Exception as error:
                     session.rollback()
-                    raise _translated(error) from error
+                    raise _translated(error)  # noqa: B904 (translate() chains it)
             else:
                 # The connection may be gone; the original error is the one that matters.
                 with contextlib.suppress(Exception):
                     session.rollback()
-                if _translated(exc) is not exc:
-                    raise _translated(exc) from exc
+                if (found := _translated(exc)) is not exc:
+                    raise found
         finally:
             session.close()
 
@@ -100,11 +100,11 @@ class TransactionScope:
                 try:
                     await nested.commit()
                 except Exception as error:
-                    raise _translated(error) from error
+                    raise _translated(error)  # noqa: B904 (translate() chains it)
             elif nested.is_active:
                 await nested.rollback()
-            if exc is not None and _translated(exc) is not exc:
-                raise _translated(exc) from exc
+            if exc is not None and (found := _translated(exc)) is not exc:
+                raise found
             return
         session: AsyncSession = self._session
         try:
@@ -113,13 +113,13 @@ class TransactionScope:
                     await session.commit()
                 except Exception as error:
                     await session.rollback()
-                    raise _translated(error) from error
+                    raise _translated(error)  # noqa: B904 (translate() chains it)
             else:
                 # The connection may be gone; the original error is the one that matters.
                 with contextlib.suppress(Exception):
                     await session.rollback()
-                if _translated(exc) is not exc:
-                    raise _translated(exc) from exc
+                if (found := _translated(exc)) is not exc:
+                    raise found
         finally:
             await session.close()
 

@@ -13,6 +13,7 @@ refreshed so no cached statement plan or type outlives the DDL.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from typing import Any
@@ -27,16 +28,25 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from dbnb.engine.database import Database
-from dbnb.errors import DbnbError, MigrationError, mask_secrets, translate
-from dbnb.migrations.config import ConfigArg, context_options, load_config, target_metadata
+from dbnb.errors import DbnbError, MigrationBlocked, MigrationError, mask_secrets, translate
+from dbnb.migrations.config import (
+    ConfigArg,
+    context_options,
+    load_config,
+    require_models,
+    target_metadata,
+)
 from dbnb.migrations.reports import (
     CurrentRevision,
     DriftReport,
     History,
     MigrationResult,
     RevisionInfo,
-    RevisionResult,
+    SqlScript,
 )
+from dbnb.phrasing import command as suggest
+from dbnb.server.admin import psycopg_conninfo
+from dbnb.server.sessions import BlockerWatch, describe_blockers
 
 __all__ = [
     "check",
@@ -44,13 +54,15 @@ __all__ = [
     "downgrade",
     "heads",
     "history",
-    "revision",
     "stamp",
     "upgrade",
 ]
 
 # One advisory lock key per database for every schema change made through dbnb ("dbnb" in hex).
 _LOCK_KEY = 0x64626E62
+#: How long (ms) a migration waits for another migration of the same database to finish.
+QUEUE_TIMEOUT_MS = 300_000
+_POOLED = "dbnb_migration_pooled"
 
 
 # -- connection, lock, state ----------------------------------------------------------------------
@@ -60,24 +72,48 @@ _LOCK_KEY = 0x64626E62
 def _connection(db: Database, cfg: Config, *, lock: bool) -> Iterator[Connection]:
     """Check out a connection for Alembic, holding the migration advisory lock if asked.
 
-    Alembic also writes some messages straight to ``sys.stdout``; they go to the config's
-    buffer too, so nothing reaches the notebook.
+    On a direct (or session-pooled) connection the lock is session-level, since Alembic commits
+    once per revision. Behind a transaction pooler a session-level lock would be taken on one
+    server connection and released on another, so the whole run is one transaction holding
+    ``pg_advisory_xact_lock``. Either way, ``lock_timeout`` bounds every lock wait of the DDL
+    (``migration_lock_timeout``); waiting for another migration is bounded by
+    :data:`QUEUE_TIMEOUT_MS`. Alembic also writes some messages straight to ``sys.stdout``;
+    they go to the config's buffer too, so nothing reaches the notebook.
     """
     buffer = cfg.stdout if isinstance(cfg.stdout, io.StringIO) else io.StringIO()
+    pooled = lock and db.settings.pooler == "transaction"
     try:
         with redirect_stdout(buffer), db.engine.connect() as conn:
+            conn.info[_POOLED] = pooled
             if lock:
-                # Session-level (not transaction-level) lock: Alembic commits once per revision.
-                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
-                conn.commit()
+                _lock(conn, db.settings.migration_lock_timeout, pooled=pooled)
             cfg.attributes["connection"] = conn
             try:
                 yield conn
+                if pooled:
+                    conn.commit()
             finally:
                 cfg.attributes.pop("connection", None)
-                _release(conn, lock=lock)
+                _release(conn, lock=lock and not pooled)
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+def _lock(conn: Connection, lock_timeout_ms: int, *, pooled: bool) -> None:
+    """Take the migration lock (waiting at most QUEUE_TIMEOUT_MS), then bound DDL lock waits."""
+    local = "true" if pooled else "false"
+    queue = f"SELECT set_config('lock_timeout', '{QUEUE_TIMEOUT_MS}', {local})"
+    ddl = f"SELECT set_config('lock_timeout', '{lock_timeout_ms}', {local})"
+    if pooled:
+        conn.begin()
+        conn.execute(text(queue))
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        conn.execute(text(ddl))
+        return
+    conn.execute(text(queue))
+    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+    conn.execute(text(ddl))
+    conn.commit()
 
 
 def _release(conn: Connection, *, lock: bool) -> None:
@@ -85,20 +121,27 @@ def _release(conn: Connection, *, lock: bool) -> None:
 
     Discarding closes the server session, which releases the lock, so a pooled connection
     can never go back to the pool still holding it (and a cleanup error never hides the
-    migration's own error).
+    migration's own error). An unlock that returns false means the lock was not held by this
+    session any more: the connection is discarded too.
     """
     try:
         conn.rollback()
         if lock:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+            unlocked = conn.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY}
+            ).scalar_one()
+            conn.execute(text("RESET lock_timeout"))
             conn.commit()
+            if not unlocked:
+                conn.invalidate()
     except SQLAlchemyError:
         conn.invalidate()
 
 
 def _stamped(conn: Connection) -> tuple[str, ...]:
     heads = MigrationContext.configure(conn).get_current_heads()
-    conn.rollback()
+    if not conn.info.get(_POOLED) or not conn.in_transaction():
+        conn.rollback()
     return tuple(heads)
 
 
@@ -118,7 +161,9 @@ def _require_known(script: ScriptDirectory, revisions: tuple[str, ...]) -> None:
         raise MigrationError(
             f"the database is stamped with revision {', '.join(missing)}, which is not in "
             f"{script.versions}: check out the code that has that migration, or, if the schema "
-            "matches a known revision, re-stamp it (`dbnb stamp <revision>`); nothing was changed"
+            "matches a known revision, re-stamp it ("
+            f"{suggest('stamp <revision>', 'dbnb.migrations.stamp(db, <revision>)')}); nothing "
+            "was changed"
         )
 
 
@@ -154,6 +199,22 @@ def _alembic_failure(action: str, exc: BaseException, at: tuple[str, ...]) -> Mi
     return MigrationError(mask_secrets(f"{action} failed: {kind}{first} (database at {where})"))
 
 
+def _blocked(
+    action: str, db: Database, blockers: tuple[dict[str, Any], ...], at: tuple[str, ...]
+) -> MigrationBlocked:
+    seconds = db.settings.migration_lock_timeout / 1000
+    who = describe_blockers(blockers) or "sessions that ended before they could be named"
+    pids = " ".join(str(b["pid"]) for b in blockers) or "PID"
+    where = ", ".join(at) if at else "base"
+    return MigrationBlocked(
+        f"{action} waited {seconds:g} s (migration_lock_timeout, DB_MIGRATION_LOCK_TIMEOUT) "
+        f"for a lock held by {who}; end them (%db sessions --terminate {pids}, or "
+        f"SELECT pg_terminate_backend(pid)) or let them finish, then run it again "
+        f"(database at {where}, nothing of this revision was applied)",
+        blockers,
+    )
+
+
 # -- commands that change the database ------------------------------------------------------------
 
 
@@ -167,13 +228,22 @@ def _move(
     script = ScriptDirectory.from_config(cfg)
     try:
         with _connection(db, cfg, lock=True) as conn:
+            pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
             before = _stamped(conn)
+            watch = BlockerWatch(
+                psycopg_conninfo(db.url, application_name=f"dbnb-watch:{os.getpid()}",
+                                 connect_timeout=db.settings.connect_timeout),
+                pid,
+            )
             try:
-                run(cfg, before)
+                with watch:
+                    run(cfg, before)
             except MigrationError:
                 raise
             except (CommandError, SQLAlchemyError, DbnbError) as exc:
                 conn.rollback()
+                if getattr(translate(exc), "sqlstate", None) == "55P03":
+                    raise _blocked(action, db, watch.blockers, _stamped(conn)) from exc
                 raise _alembic_failure(action, exc, _stamped(conn)) from exc
             after = _stamped(conn)
     finally:
@@ -188,7 +258,9 @@ def _move(
     return MigrationResult(action, before, after, tuple(_info(s, applied=applied) for s in steps))
 
 
-def upgrade(db: Database, revision: str = "head", *, config: ConfigArg = None) -> MigrationResult:
+def upgrade(
+    db: Database, revision: str = "head", *, sql: bool = False, config: ConfigArg = None
+) -> MigrationResult | SqlScript:
     """Upgrade the database to ``revision`` (default ``head``); return what was applied.
 
     Each revision runs in its own transaction under a PostgreSQL advisory lock: a concurrent
@@ -197,12 +269,15 @@ def upgrade(db: Database, revision: str = "head", *, config: ConfigArg = None) -
     Args:
         db: the database to upgrade.
         revision: the target: ``head`` (default), a revision id, or ``+1`` for one step.
+        sql: show the SQL the upgrade would run (from the current revision); run nothing.
         config: an alembic.ini path or a Config; default: found from the working directory.
 
     Example::
 
         dbnb.migrations.upgrade(db)          # %db migrate
     """
+    if sql:
+        return _offline(db, "upgrade", revision, config)
 
     def run(cfg: Config, before: tuple[str, ...]) -> None:
         _require_known(ScriptDirectory.from_config(cfg), before)
@@ -211,14 +286,19 @@ def upgrade(db: Database, revision: str = "head", *, config: ConfigArg = None) -
     return _move(db, "upgrade", run, config)
 
 
-def downgrade(db: Database, revision: str = "-1", *, config: ConfigArg = None) -> MigrationResult:
+def downgrade(
+    db: Database, revision: str = "-1", *, sql: bool = False, config: ConfigArg = None
+) -> MigrationResult | SqlScript:
     """Downgrade the database to ``revision``, one transaction per revision, under the lock.
 
     Args:
         db: the database to downgrade.
         revision: the target: ``-1`` (default, one step back), a revision id, or ``base``.
+        sql: show the SQL the downgrade would run (from the current revision); run nothing.
         config: an alembic.ini path or a Config; default: found from the working directory.
     """
+    if sql:
+        return _offline(db, "downgrade", revision, config)
 
     def run(cfg: Config, before: tuple[str, ...]) -> None:
         _require_known(ScriptDirectory.from_config(cfg), before)
@@ -227,6 +307,14 @@ def downgrade(db: Database, revision: str = "-1", *, config: ConfigArg = None) -
         command.downgrade(cfg, revision)
 
     return _move(db, "downgrade", run, config)
+
+
+def _offline(db: Database, action: str, revision: str, config: ConfigArg) -> SqlScript:
+    from dbnb.migrations.offline import sql_script
+
+    cfg = load_config(config)
+    _, stamped = _scripts_and_stamp(db, cfg)
+    return sql_script(cfg, action, stamped, revision)
 
 
 def stamp(db: Database, revision: str, *, config: ConfigArg = None) -> MigrationResult:
@@ -245,63 +333,6 @@ def stamp(db: Database, revision: str, *, config: ConfigArg = None) -> Migration
         command.stamp(cfg, revision, purge=purge)
 
     return _move(db, "stamp", run, config)
-
-
-def revision(
-    db: Database,
-    message: str,
-    *,
-    autogenerate: bool = False,
-    models: MetaData | Sequence[MetaData] | str | None = None,
-    config: ConfigArg = None,
-) -> RevisionResult:
-    """Write a new revision file; with ``autogenerate``, from the models' differences.
-
-    Args:
-        db: the database to compare against (it must be at head for autogenerate).
-        message: what the revision does, e.g. ``"add coupons"``.
-        autogenerate: fill upgrade()/downgrade() from the difference between the models and
-            the database.
-        models: a MetaData or a models module path; default: ``dbnb.models`` in alembic.ini,
-            else dbnb's ``Base.metadata`` (the models defined in this notebook).
-        config: an alembic.ini path or a Config; default: found from the working directory.
-    """
-    from dbnb.migrations.drift import describe_diff
-
-    cfg = load_config(config)
-    script = ScriptDirectory.from_config(cfg)
-    operations: list[str] = []
-
-    def collect(context: Any, rev: Any, directives: list[Any]) -> None:
-        for directive in directives:
-            for ops in directive.upgrade_ops_list:
-                operations.extend(d.detail for diff in ops.as_diffs() for d in describe_diff(diff))
-
-    given = cfg.attributes.get("target_metadata")
-    if autogenerate:
-        cfg.attributes["target_metadata"] = target_metadata(cfg, models)
-    try:
-        with _connection(db, cfg, lock=False) as conn:
-            _require_known(script, _stamped(conn))
-            written = command.revision(
-                cfg, message=message, autogenerate=autogenerate, process_revision_directives=collect
-            )
-    except (CommandError, SQLAlchemyError) as exc:
-        hint = " (run migrate first)" if "not up to date" in str(exc) else ""
-        raise MigrationError(f"revision failed: {str(exc).strip()}{hint}") from exc
-    finally:
-        cfg.attributes["target_metadata"] = given
-    new = written[0] if isinstance(written, list) else written
-    if new is None:
-        raise MigrationError("revision wrote no file")
-    return RevisionResult(
-        revision=new.revision,
-        down_revisions=_as_tuple(new.down_revision),
-        message=message,
-        path=new.path,
-        operations=tuple(operations),
-        autogenerate=autogenerate,
-    )
 
 
 # -- commands that only read ----------------------------------------------------------------------
@@ -372,11 +403,15 @@ def check(
             else dbnb's ``Base.metadata`` (the models defined in this notebook).
         config: an alembic.ini path or a Config; default: found from the working directory.
     """
-    from dbnb.migrations.drift import compare
+    from dbnb.migrations.drift import compare, two_ways_forward, unversioned_tables
 
     cfg = load_config(config)
     metadata = target_metadata(cfg, models)
+    require_models(metadata)
     state = current(db, config=cfg)
     with _connection(db, cfg, lock=False) as conn:
+        unversioned = unversioned_tables(conn, metadata)
+        conn.rollback()
         drifts = compare(conn, metadata, context_options())
-    return DriftReport(drifts, state)
+    note = two_ways_forward(unversioned) if unversioned and not drifts else ""
+    return DriftReport(drifts, state, note)

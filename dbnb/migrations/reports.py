@@ -6,6 +6,7 @@ An empty result (nothing to do, no drift) renders as one line, not as an empty t
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,10 @@ __all__ = [
     "DriftReport",
     "History",
     "MigrationResult",
+    "RevisionDetail",
     "RevisionInfo",
     "RevisionResult",
+    "SqlScript",
 ]
 
 
@@ -84,17 +87,26 @@ class MigrationResult:
 
 @dataclass(frozen=True)
 class RevisionResult:
-    """A revision file just written by ``revision``, and what autogenerate put in it."""
+    """A revision file ``revision`` / ``merge`` wrote (and what autogenerate put in it), or why
+    none was written (``written`` is False and ``note`` says why and what to do)."""
 
-    revision: str
+    revision: str | None
     down_revisions: tuple[str, ...]
     message: str
-    path: str
+    path: str | None
     operations: tuple[str, ...]
     autogenerate: bool
+    note: str = ""
+
+    @property
+    def written(self) -> bool:
+        """True when a revision file was written."""
+        return self.path is not None
 
     def as_dict(self) -> dict[str, Any]:
         """The result as plain values."""
+        if not self.written:
+            return {"revision": "none written", "message": self.message, "why": self.note}
         ops = "; ".join(self.operations) if self.operations else "none detected"
         if not self.autogenerate:
             ops = "empty revision: write upgrade() and downgrade()"
@@ -107,6 +119,8 @@ class RevisionResult:
         }
 
     def _record(self) -> Record:
+        if not self.written:
+            return Record("no revision written", self.as_dict(), ok=False)
         return Record(f"new revision {self.revision}", self.as_dict())
 
     def __repr__(self) -> str:
@@ -114,6 +128,55 @@ class RevisionResult:
 
     def _repr_html_(self) -> str:
         return self._record().html()
+
+
+@dataclass(frozen=True)
+class RevisionDetail:
+    """One revision of the history (``show``): message, parents, children, file."""
+
+    revision: str
+    down_revisions: tuple[str, ...]
+    next_revisions: tuple[str, ...]
+    message: str
+    path: str
+    is_head: bool
+    is_branch_point: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """The revision as plain values."""
+        return {
+            "revision": self.revision,
+            "message": self.message,
+            "down_revision": _revs(self.down_revisions),
+            "next": ", ".join(self.next_revisions) or "none (a head)",
+            "branch_point": self.is_branch_point,
+            "path": self.path,
+        }
+
+    def _record(self) -> Record:
+        return Record(f"revision {self.revision}", self.as_dict())
+
+    def __repr__(self) -> str:
+        return self._record().text()
+
+    def _repr_html_(self) -> str:
+        return self._record().html()
+
+
+@dataclass(frozen=True)
+class SqlScript:
+    """The SQL an upgrade or downgrade would run (``--sql``): shown, never executed."""
+
+    action: str
+    range: str
+    sql: str
+
+    def __repr__(self) -> str:
+        return self.sql.rstrip() + "\n"
+
+    def _repr_html_(self) -> str:
+        return (f"<details open><summary>{html.escape(self.action)} {html.escape(self.range)}: "
+                f"the SQL, not run</summary><pre>{html.escape(self.sql)}</pre></details>")
 
 
 @dataclass(frozen=True)
@@ -207,11 +270,12 @@ class DriftReport:
 
     drifts: tuple[Drift, ...]
     current: CurrentRevision
+    note: str = ""  # e.g. the models' tables exist but the database has no alembic_version
 
     @property
     def ok(self) -> bool:
-        """True when there is no drift and the database is at head."""
-        return not self.drifts and self.current.up_to_date
+        """True when there is no drift, the database is at head and migrations track it."""
+        return not self.drifts and self.current.up_to_date and not self.note
 
     @property
     def where(self) -> str:
@@ -224,10 +288,14 @@ class DriftReport:
     @property
     def summary(self) -> str:
         """One line saying whether the models match the database, and where it stands."""
+        if self.note and not self.drifts:
+            return self.note
         return f"{self._caption} ({self.where})"
 
     @property
     def _caption(self) -> str:
+        if self.note:
+            return self.note
         if not self.drifts:
             return "no drift: the models match the database"
         return f"{plural(len(self.drifts), 'difference')} between the models and the database"

@@ -40,8 +40,8 @@ _FAILED = pytest.StashKey[bool]()
 def chromium(need_program: Any) -> Iterator[Any]:
     """Chromium, headless, from the system (Debian's package), for one test module.
 
-    Not for the whole session: Playwright's sync API keeps an event loop running in the
-    thread while it lives, and the async tests of later modules need to start their own.
+    Playwright's sync API keeps an event loop marked as running while it is started, which
+    would stop every async test after it; a module scope ends it with the browser tests.
     """
     executable = need_program("chromium", "chromium")
     from playwright.sync_api import sync_playwright

@@ -107,8 +107,20 @@ def test_notebook_outputs_hold_no_secret_path_or_error(path: Path) -> None:
         c.execution_count
         for c in _code_cells(nb)
         if any(o.output_type == "error" for o in c.outputs)
+        and "raises-exception" not in c.metadata.get("tags", [])
     ]
     assert not errors, f"cells {errors} stored an error: catch it and print what matters"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_errors_shown_on_purpose_are_compact_dbnb_errors(path: Path) -> None:
+    """A cell that shows an error on purpose shows dbnb's compact form, not library internals."""
+    for cell in _code_cells(_read(path)):
+        for output in (o for o in cell.outputs if o.output_type == "error"):
+            shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(output.traceback)).splitlines()
+            assert len(shown) <= 15 and "%tb shows the whole chain" in shown[-1], shown
+            assert not any("site-packages" in line or "sqlalchemy" in line for line in shown)
+            assert output.ename in dbnb.__all__
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))

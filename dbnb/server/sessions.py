@@ -1,0 +1,195 @@
+"""Sessions on the server: who is connected, who is stale, who blocks whom, and ending them.
+
+dbnb names its connections ``dbnb:<pid>`` (``application_name``), so a session can be traced
+back to the process that opened it and, when the server runs on this machine, whether that
+process is still alive. :func:`read_sessions` lists them from ``pg_stat_activity``;
+:class:`BlockerWatch` follows, from a connection of its own, who holds the locks a given
+backend waits for (what :class:`~dbnb.MigrationBlocked` reports).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from dbnb.display.tables import html_table, text_table
+
+__all__ = [
+    "BLOCKERS_SQL",
+    "SESSIONS_SQL",
+    "BlockerWatch",
+    "ServerSession",
+    "SessionList",
+    "describe_blockers",
+    "is_local",
+    "owner_alive",
+    "session_from_row",
+]
+
+_OWNER = re.compile(r"^dbnb[:\-](?P<pid>\d+)$")
+_COLUMNS = """
+       a.pid, coalesce(a.application_name, '') AS application_name,
+       coalesce(a.state, '') AS state,
+       extract(epoch FROM now() - coalesce(
+           CASE WHEN a.state = 'active' THEN a.query_start ELSE a.state_change END,
+           a.backend_start))::float8 AS age_seconds,
+       left(coalesce(a.query, ''), 200) AS query,
+       coalesce(a.datname, '') AS database
+"""
+#: Every client session on the server but the asking one (``:everyone`` false: dbnb's only).
+SESSIONS_SQL = f"""
+SELECT {_COLUMNS}
+FROM pg_stat_activity a
+WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+  AND (:everyone OR a.application_name LIKE 'dbnb%')
+ORDER BY a.backend_start
+"""
+#: The sessions holding locks that backend ``:pid`` waits for.
+BLOCKERS_SQL = f"""
+SELECT {_COLUMNS}
+FROM pg_stat_activity a
+WHERE a.pid = ANY(pg_blocking_pids(%(pid)s))
+"""
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
+
+
+def is_local(url: URL) -> bool:
+    """Tell whether the server of ``url`` runs on this machine (unix socket or loopback)."""
+    host = url.host or url.query.get("host") or ""
+    host = host if isinstance(host, str) else ",".join(host)
+    return host.startswith("/") or host in _LOCAL_HOSTS
+
+
+def owner_alive(application_name: str, *, local: bool) -> bool | None:
+    """Whether the process named by ``dbnb:<pid>`` lives; None when that cannot be known."""
+    match = _OWNER.match(application_name)
+    if match is None or not local:
+        return None
+    try:
+        os.kill(int(match.group("pid")), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class ServerSession:
+    """One session on the server (a row of ``pg_stat_activity``)."""
+
+    pid: int
+    application_name: str
+    state: str
+    age_seconds: float
+    query: str
+    database: str
+    owner_alive: bool | None
+
+    def stale(self, idle_seconds: float) -> bool:
+        """Its owning process is gone, or it sat idle in a transaction for ``idle_seconds``."""
+        idle = self.state.startswith("idle in transaction") and self.age_seconds >= idle_seconds
+        return self.owner_alive is False or idle
+
+    def row(self) -> tuple[Any, ...]:
+        """The session as a table row."""
+        alive = {True: "yes", False: "no", None: "?"}[self.owner_alive]
+        return (self.pid, self.application_name, self.state, round(self.age_seconds, 1),
+                alive, self.database, self.query)
+
+
+_HEADER = ("pid", "application_name", "state", "age_s", "owner_alive", "database", "query")
+
+
+@dataclass(frozen=True)
+class SessionList:
+    """Sessions on the server, and which of them were just terminated."""
+
+    sessions: tuple[ServerSession, ...]
+    terminated: tuple[int, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def __repr__(self) -> str:
+        ended = f"\nterminated: {', '.join(map(str, self.terminated))}" if self.terminated else ""
+        if not self.sessions:
+            return "no sessions" + ended
+        return text_table(_HEADER, [s.row() for s in self.sessions]) + ended
+
+    def _repr_html_(self) -> str:
+        caption = "sessions" + (
+            f" (terminated {', '.join(map(str, self.terminated))})" if self.terminated else ""
+        )
+        return html_table(_HEADER, [s.row() for s in self.sessions], caption=caption)
+
+
+def session_from_row(row: Any, *, local: bool) -> ServerSession:
+    """Build a :class:`ServerSession` from a row of :data:`SESSIONS_SQL`."""
+    name = str(row.application_name)
+    return ServerSession(
+        pid=int(row.pid),
+        application_name=name,
+        state=str(row.state),
+        age_seconds=float(row.age_seconds or 0.0),
+        query=str(row.query),
+        database=str(row.database),
+        owner_alive=owner_alive(name, local=local),
+    )
+
+
+def describe_blockers(blockers: tuple[dict[str, Any], ...]) -> str:
+    """One line per blocker: pid, application name, state and age, query."""
+    parts = []
+    for b in blockers:
+        query = " ".join(str(b["query"]).split())[:80]
+        parts.append(
+            f"pid {b['pid']} ({b['application_name'] or 'no application name'}, "
+            f"{b['state'] or 'unknown state'} for {b['age_seconds']:.0f} s: {query!r})"
+        )
+    return "; ".join(parts)
+
+
+class BlockerWatch:
+    """Follow, on a connection of its own, who blocks backend ``pid`` (polled in a thread).
+
+    Use as a context manager around the work that may wait; :attr:`blockers` keeps the last
+    non-empty answer (as dicts with pid, application_name, state, age_seconds, query).
+    """
+
+    def __init__(self, conninfo: str, pid: int, *, every: float = 0.25) -> None:
+        self._conninfo = conninfo
+        self._pid = pid
+        self._every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.blockers: tuple[dict[str, Any], ...] = ()
+
+    def __enter__(self) -> BlockerWatch:
+        self._thread = threading.Thread(target=self._run, name="dbnb-blockers", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        # The watch is best effort: if it cannot connect, the migration's own error remains.
+        with contextlib.suppress(psycopg.Error), psycopg.connect(
+            self._conninfo, autocommit=True, row_factory=dict_row
+        ) as conn:
+            while not self._stop.wait(self._every):
+                rows = conn.execute(BLOCKERS_SQL, {"pid": self._pid}).fetchall()
+                if rows:
+                    self.blockers = tuple(dict(r) for r in rows)
