@@ -6,7 +6,7 @@ model and to_frame, %%db with a parameter, %db help / pool / tables, a 2,000,000
 from_frame load, an iter_frames loop, a unique violation) and asserts what is visible: no
 stderr-styled output for successful operations, report text left-aligned by computed style,
 captions on one line at 1400 px, a progress bar with a total during the load and no empty box
-after it.
+after it, and a dbnb error shown compactly.
 """
 
 from __future__ import annotations
@@ -227,11 +227,20 @@ def test_a_session_in_jupyterlab_looks_finished(lab: str, watched: Any) -> None:
     _no_stderr(loop, "iter_frames")
     assert loop.locator(".dbnb-progress").inner_text().startswith("reading: 2,000,000 rows")
     assert loop.locator(".jp-OutputArea-output").last.inner_text().strip() == "2000000"
-    # No empty box anywhere: every output shows something.
+    # No empty box anywhere: every output holds something to show (textContent, not innerText:
+    # JupyterLab hides the cells scrolled out of view, whose innerText is then empty).
     for output in page.locator(".jp-OutputArea-output").all():
-        assert output.inner_text().strip() or output.locator("img").count(), "an empty output"
+        shown = (output.text_content() or "").strip() or output.locator("img").count()
+        assert shown, f"an empty output: {output.evaluate('e => e.outerHTML')[:300]}"
 
     violation = nb.run("things.create(name='ant')")
     error = violation.locator(STDERR)
-    assert error.count() >= 1 and "UniqueViolation" in error.first.inner_text()
+    assert error.count() == 1
+    shown = error.inner_text()
+    # Compact (issue 11): the user's cell and the message; the library frames one %tb away.
+    assert "UniqueViolation" in shown and "%tb shows the whole chain" in shown
+    assert "site-packages" not in shown and "psycopg.errors" not in shown
+    assert len([line for line in shown.splitlines() if line.strip()]) <= 12, shown
+    watched.shot("compact-error", ".jp-Cell:has(.jp-OutputArea-output[data-mime-type="
+                 "'application/vnd.jupyter.stderr'])")
     assert watched.outside == [], "requests that left the machine"
