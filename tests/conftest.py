@@ -193,6 +193,12 @@ def shell(request: pytest.FixtureRequest, seeded: dbnb.Database, adb: dbnb.Async
 
 
 @pytest.fixture(scope="session")
+def need_program() -> Any:
+    """:func:`require_component` for fixtures in sub-folders (``need_program("chromium", ...)``)."""
+    return require_component
+
+
+@pytest.fixture(scope="session")
 def ipython() -> Any:
     """IPython's test shell (one per process) with ``%load_ext dbnb`` done."""
     from IPython.testing import globalipapp
@@ -201,24 +207,3 @@ def ipython() -> Any:
     assert shell is not None
     shell.run_line_magic("load_ext", "dbnb")
     return shell
-
-
-def system_program(program: str, package: str) -> str:
-    """Find a program a real-component test needs (e.g. ``chromium``), else skip or fail.
-
-    The skip names the Debian package to install; when ``CI`` is set a missing program is a
-    failure (``.ci/run`` installs the package), so CI never passes by skipping.
-    """
-    found = shutil.which(program)
-    if found:
-        return found
-    message = f"{program} is not installed: apt-get install {package}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI is set, and .ci/run installs it when missing)")
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def need_program() -> Any:
-    """:func:`system_program` for fixtures in sub-folders (``need_program("chromium", ...)``)."""
-    return system_program

@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from dbnb.display.tables import html_table, text_table
+from dbnb.display.tables import Table
+from dbnb.display.values import Duration, plural
 
 __all__ = [
     "BLOCKERS_SQL",
@@ -104,9 +105,6 @@ class ServerSession:
                 alive, self.database, self.query)
 
 
-_HEADER = ("pid", "application_name", "state", "age_s", "owner_alive", "database", "query")
-
-
 @dataclass(frozen=True)
 class SessionList:
     """Sessions on the server, and which of them were just terminated."""
@@ -117,17 +115,20 @@ class SessionList:
     def __len__(self) -> int:
         return len(self.sessions)
 
+    def _table(self) -> Table:
+        ended = f"terminated: {', '.join(map(str, self.terminated))}" if self.terminated else ""
+        rows = [(*s.row()[:3], Duration(s.age_seconds), *s.row()[4:]) for s in self.sessions]
+        return Table(
+            ("pid", "application_name", "state", "age", "owner_alive", "database", "query"),
+            rows, caption=plural(len(rows), "session"), note=ended,
+            empty="no sessions" + (f"; {ended}" if ended else ""),
+        )
+
     def __repr__(self) -> str:
-        ended = f"\nterminated: {', '.join(map(str, self.terminated))}" if self.terminated else ""
-        if not self.sessions:
-            return "no sessions" + ended
-        return text_table(_HEADER, [s.row() for s in self.sessions]) + ended
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        caption = "sessions" + (
-            f" (terminated {', '.join(map(str, self.terminated))})" if self.terminated else ""
-        )
-        return html_table(_HEADER, [s.row() for s in self.sessions], caption=caption)
+        return self._table().html()
 
 
 def session_from_row(row: Any, *, local: bool) -> ServerSession:
