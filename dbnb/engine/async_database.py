@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
 from sqlalchemy import text
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from dbnb.frames.dtypes import DtypeBackend, UuidAs
+    from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["AsyncDatabase"]
 
@@ -125,6 +126,30 @@ class AsyncDatabase(Generic[D]):
             )
         assert report.frame is not None
         return report.frame
+
+    async def create_table_from_frame(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        /,
+        *,
+        schema: str | None = None,
+        primary_key: str | Sequence[str] | None = None,
+        if_exists: IfExists = "fail",
+        types: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+    ) -> PersistResult:
+        """Await :meth:`Database.create_table_from_frame` (asyncpg COPY, one transaction)."""
+        from dbnb.frames.persist import acreate_table_from_frame
+
+        async with self.session() as s:
+            done = await acreate_table_from_frame(
+                s, name, frame, schema=schema, primary_key=primary_key, if_exists=if_exists,
+                types=types, progress=progress,
+            )
+        if done.action == "replaced":
+            self._engines.refresh()
+        return done
 
     async def health(self) -> _health.HealthReport:
         """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises."""

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from dbnb.frames.dtypes import DtypeBackend, UuidAs
+    from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["Database"]
 
@@ -228,6 +229,57 @@ class Database:
             )
         assert report.frame is not None
         return report.frame
+
+    def create_table_from_frame(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        /,
+        *,
+        schema: str | None = None,
+        primary_key: str | Sequence[str] | None = None,
+        if_exists: IfExists = "fail",
+        types: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+    ) -> PersistResult:
+        """CREATE TABLE ``name`` with types from the frame's dtypes, COPY the rows in; commit.
+
+        One transaction: the table and its rows appear together, or not at all. Types follow
+        the table in :mod:`dbnb.frames.ddl` (nullable integers stay integers, decimals keep
+        precision and scale, tz-aware datetimes are ``timestamptz``, lists become arrays,
+        dicts ``jsonb``); a named index is written as columns.
+
+        Args:
+            name: the table name, used as given (quoted).
+            frame: the pandas DataFrame to store.
+            schema: the schema to create it in (default: the search path's first).
+            primary_key: a column name, or several, to make the primary key.
+            if_exists: ``"fail"`` (default), ``"replace"`` (drop and create again) or
+                ``"append"`` (add the rows to the existing table, whose types rule).
+            types: column name -> SQLAlchemy type, overriding what a dtype says.
+            progress: show a progress bar (default: when someone is watching a long load).
+
+        Returns:
+            A :class:`~dbnb.frames.persist.PersistResult`: the columns and types, the rows.
+
+        Raises:
+            FrameError: a bad name or an unsupported dtype (naming the column), a missing
+                primary-key value, or the table exists and ``if_exists="fail"``.
+
+        Example::
+
+            db.create_table_from_frame("sales_2026", df, primary_key="id")
+        """
+        from dbnb.frames.persist import create_table_from_frame
+
+        with self.session() as s:
+            done = create_table_from_frame(
+                s, name, frame, schema=schema, primary_key=primary_key, if_exists=if_exists,
+                types=types, progress=progress,
+            )
+        if done.action == "replaced":
+            self.refresh_pools()  # no cached plan may outlive the old table's columns
+        return done
 
     # -- snapshots ------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
 from dbnb.migrations import scaffold
-from dbnb.notebook import catalog, sandbox
+from dbnb.notebook import catalog, persist, sandbox
 
 __all__ = ["COMMANDS", "Command", "CommandHelp", "CommandUsageError", "find", "help_for"]
 
@@ -105,7 +105,8 @@ class Command:
                 else:
                     kind = type(default) if isinstance(default, int | float) else str
                     parser.add_argument(option, dest=p.name, type=kind, default=default,
-                                        help=help_text, metavar=p.name.upper())
+                                        help=help_text, metavar=p.name.upper(),
+                                        required=p.default is inspect.Parameter.empty)
             elif p.default is inspect.Parameter.empty:
                 parser.add_argument(p.name, help=help_text)
             else:
@@ -209,6 +210,7 @@ COMMANDS: dict[str, Command] = _table(
     Command("check", migrations.check),
     Command("stamp", migrations.stamp),
     Command("sandbox", sandbox.sandbox, magic_only=True),
+    Command("persist", persist.persist, magic_only=True),
     Command("init", scaffold.init, uses_db=False),
     Command("help", help_for, uses_db=False, hidden=("prog",)),
 )

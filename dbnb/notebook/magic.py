@@ -132,6 +132,8 @@ class DbMagics(Magics):
             return help_for(command.name)
         if command.name == "connect":
             return self._connect(**kwargs)
+        if command.name == "persist":
+            kwargs["frame"] = self._frame(str(kwargs["frame"]))
         if kwargs.get("models") is not None:
             found = self._models(str(kwargs["models"]))
             # init records where the models are: the notebook's own variable, by name.
@@ -180,6 +182,14 @@ class DbMagics(Magics):
         if not isinstance(found, MetaData):
             raise UsageError(f"--models {name}: neither a MetaData nor a declarative Base")
         return found
+
+    def _frame(self, name: str) -> Any:
+        """The notebook's DataFrame called ``name`` (``%db persist df ...``)."""
+        frame = self._namespace().get(name)
+        if frame is None or not hasattr(frame, "columns"):
+            what = "is not defined" if frame is None else f"is a {type(frame).__name__}"
+            raise UsageError(f"%db persist: {name} {what}; give the name of a DataFrame variable")
+        return frame
 
     def _namespace(self) -> dict[str, Any]:
         if self.shell is None:
