@@ -7,6 +7,7 @@ Reprs never touch the database.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from dbnb.errors import mask_secrets, translate
 __all__ = [
     "HealthReport",
     "IdleTransaction",
+    "LongQuery",
     "PoolStatus",
     "ServerInfo",
     "failed_report",
@@ -49,6 +51,18 @@ FROM pg_stat_activity
 WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')
   AND datname = current_database() AND pid <> pg_backend_pid()
 ORDER BY state_change
+"""
+#: Queries of any dbnb process (``dbnb:<pid>``) running for longer than LONG_RUNNING_SECONDS.
+LONG_RUNNING_SECONDS = 5
+LONG_RUNNING_SQL = f"""
+SELECT pid, application_name,
+       extract(epoch FROM now() - query_start)::float8 AS idle_seconds,
+       left(query, 200) AS last_query
+FROM pg_stat_activity
+WHERE state = 'active' AND application_name LIKE 'dbnb%'
+  AND now() - query_start > interval '{LONG_RUNNING_SECONDS} seconds'
+  AND datname = current_database() AND pid <> pg_backend_pid()
+ORDER BY query_start
 """
 
 
@@ -211,6 +225,16 @@ class IdleTransaction:
 
 
 @dataclass(frozen=True)
+class LongQuery:
+    """A query of a dbnb process that has been running for a while (its kernel may be gone)."""
+
+    pid: int
+    application_name: str
+    seconds: float
+    query: str
+
+
+@dataclass(frozen=True)
 class ServerInfo:
     """What the server says about itself and about this application's connections."""
 
@@ -221,6 +245,7 @@ class ServerInfo:
     application_name: str
     connections: dict[str, int] = field(default_factory=dict)
     idle_in_transaction: tuple[IdleTransaction, ...] = ()
+    long_running: tuple[LongQuery, ...] = ()
 
     @property
     def idle_in_transaction_count(self) -> int:
@@ -236,6 +261,7 @@ class ServerInfo:
             "application_name": self.application_name,
             "connections": ", ".join(f"{k}={v}" for k, v in self.connections.items()) or "none",
             "idle_in_transaction": self.idle_in_transaction_count,
+            "long_running": len(self.long_running),
         }
 
     def __repr__(self) -> str:
@@ -252,13 +278,19 @@ class ServerInfo:
                 ],
                 caption="idle in transaction",
             )
+        if self.long_running:
+            out += html_table(
+                ["pid", "application_name", "seconds", "query"],
+                [(q.pid, q.application_name, q.seconds, q.query) for q in self.long_running],
+                caption=f"queries of dbnb processes running for over {LONG_RUNNING_SECONDS} s",
+            )
         return out
 
 
 def server_info_from_rows(
-    head: Any, connections: list[Any], idle: list[Any]
+    head: Any, connections: list[Any], idle: list[Any], long: Sequence[Any] = ()
 ) -> ServerInfo:
-    """Assemble a :class:`ServerInfo` from the rows of the three catalog queries above."""
+    """Assemble a :class:`ServerInfo` from the rows of the catalog queries above."""
     return ServerInfo(
         version=str(head.version),
         database=str(head.database),
@@ -272,5 +304,10 @@ def server_info_from_rows(
                 str(r.last_query or ""),
             )
             for r in idle
+        ),
+        long_running=tuple(
+            LongQuery(int(r.pid), str(r.application_name or ""), float(r.idle_seconds or 0.0),
+                      str(r.last_query or ""))
+            for r in long
         ),
     )

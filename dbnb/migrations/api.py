@@ -196,11 +196,14 @@ def _blocked(
 ) -> MigrationBlocked:
     seconds = db.settings.migration_lock_timeout / 1000
     who = describe_blockers(blockers) or "sessions that ended before they could be named"
-    pids = " ".join(str(b["pid"]) for b in blockers) or "PID"
+    pids = str(blockers[0]["pid"]) if len(blockers) == 1 else "PID"
+    if len(blockers) > 1:
+        who += f" (PID: each of {', '.join(str(b['pid']) for b in blockers)})"
     where = ", ".join(at) if at else "base"
     return MigrationBlocked(
         f"{action} waited {seconds:g} s (migration_lock_timeout, DB_MIGRATION_LOCK_TIMEOUT) "
-        f"for a lock held by {who}; end them (%db sessions --terminate {pids}, or "
+        f"for a lock held by {who}; end them (%db sessions --terminate {pids} in a notebook, "
+        f"dbnb sessions --terminate {pids} in a terminal, or "
         f"SELECT pg_terminate_backend(pid)) or let them finish, then run it again "
         f"(database at {where}, nothing of this revision was applied)",
         blockers,

@@ -174,6 +174,7 @@ COMMANDS: dict[str, Command] = _table(
     Command("info", Database.info),
     Command("health", Database.health),
     Command("pool", Database.pool_status),
+    Command("sessions", Database.sessions),
     Command("tables", catalog.tables),
     Command("describe", catalog.describe),
     Command("migrate", migrations.upgrade, aliases=("upgrade",)),
