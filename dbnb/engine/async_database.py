@@ -23,7 +23,13 @@ from dbnb.engine import health as _health
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import translate
-from dbnb.server.sessions import SESSIONS_SQL, SessionList, pids_to_end, sessions_from_rows
+from dbnb.server.sessions import (
+    SESSIONS_SQL,
+    SessionList,
+    pids_to_end,
+    sessions_from_rows,
+    terminate_sql,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -156,7 +162,7 @@ class AsyncDatabase(Generic[D]):
                 found = sessions_from_rows(rows, self.url, stale=stale)
                 pids = pids_to_end(found, terminate, stale=stale, everyone=everyone)
                 for pid in pids:
-                    await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    await conn.execute(text(terminate_sql(conn.dialect)), {"pid": pid})
                 await conn.commit()
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc

@@ -26,7 +26,13 @@ from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import ConfigError, translate
 from dbnb.server.embedded import EmbeddedServer
-from dbnb.server.sessions import SESSIONS_SQL, SessionList, pids_to_end, sessions_from_rows
+from dbnb.server.sessions import (
+    SESSIONS_SQL,
+    SessionList,
+    pids_to_end,
+    sessions_from_rows,
+    terminate_sql,
+)
 from dbnb.settings import Settings, safe_url
 
 if TYPE_CHECKING:
@@ -246,7 +252,7 @@ class Database:
                 found = sessions_from_rows(rows, self.url, stale=stale)
                 pids = pids_to_end(found, terminate, stale=stale, everyone=everyone)
                 for pid in pids:
-                    conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    conn.execute(text(terminate_sql(conn.dialect)), {"pid": pid})
                 conn.commit()
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc

@@ -25,6 +25,7 @@ from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
 from dbnb.migrations import scaffold
 from dbnb.notebook import catalog, sandbox
+from dbnb.server import embedded
 
 __all__ = ["COMMANDS", "Command", "CommandHelp", "CommandUsageError", "find", "help_for"]
 
@@ -187,5 +188,6 @@ COMMANDS: dict[str, Command] = _table(
     Command("stamp", migrations.stamp),
     Command("sandbox", sandbox.sandbox, magic_only=True),
     Command("init", scaffold.init, uses_db=False),
+    Command("stop", embedded.stop, uses_db=False),
     Command("help", help_for, uses_db=False, hidden=("prog",)),
 )

@@ -246,7 +246,7 @@ def run_tutorials(
     if started is not None:
         # Kernels that nbclient shuts down hard never tell the server they are gone, so it
         # would outlive the run; stop it here (a server that was already up is left alone).
-        started.stop()
+        started.stop(force=True)
     report = TutorialsReport(tuple(runs), out, server)
     _write_index(out, report)
     return report

@@ -34,6 +34,7 @@ __all__ = [
     "pids_to_end",
     "session_from_row",
     "sessions_from_rows",
+    "terminate_sql",
 ]
 
 _OWNER = re.compile(r"^dbnb[:\-](?P<pid>\d+)$")
@@ -185,6 +186,14 @@ def pids_to_end(
         narrowed = " among the stale ones" if stale else ""
         raise ConfigError(f"pid {pid} is not {whose}{narrowed}{hint}; nothing was ended")
     return (pid,)
+
+
+def terminate_sql(dialect: Any) -> str:
+    """``pg_terminate_backend``, waiting (up to 5 s) for the session to end where it can."""
+    version = getattr(dialect, "server_version_info", None) or (0,)
+    if int(version[0]) >= 14:
+        return "SELECT pg_terminate_backend(:pid, 5000)"
+    return "SELECT pg_terminate_backend(:pid)"
 
 
 def describe_blockers(blockers: tuple[dict[str, Any], ...]) -> str:
