@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
@@ -29,7 +30,7 @@ EVIL = "'; DROP TABLE users; --"
 @pytest.fixture(scope="module")
 def ip(db: dbnb.Database) -> Iterator[InteractiveShell]:
     """The test IPython shell with dbnb loaded and the test server's URL in an env variable."""
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # another module may have started it first
     assert shell is not None
     shell.run_line_magic("load_ext", "dbnb")
     with pytest.MonkeyPatch.context() as mp:
