@@ -253,16 +253,22 @@ class ServerInfo:
         return len(self.idle_in_transaction)
 
     def as_dict(self) -> dict[str, Any]:
-        """The snapshot as plain values (connections flattened to ``state=count`` text)."""
-        return {
+        """The snapshot as plain values (connections flattened to ``state=count`` text).
+
+        ``long_running`` (queries of dbnb processes running for over LONG_RUNNING_SECONDS)
+        appears only when there are some.
+        """
+        values = {
             "version": self.version,
             "database": self.database,
             "size": self.size_pretty,
             "application_name": self.application_name,
             "connections": ", ".join(f"{k}={v}" for k, v in self.connections.items()) or "none",
             "idle_in_transaction": self.idle_in_transaction_count,
-            "long_running": len(self.long_running),
         }
+        if self.long_running:
+            values["long_running"] = len(self.long_running)
+        return values
 
     def __repr__(self) -> str:
         return text_record("ServerInfo", self.as_dict())
