@@ -6,6 +6,7 @@ points at another server (then no embedded server starts). Both drivers are exer
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -73,23 +74,22 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the process exited early: {log.read_text() if log.exists() else ''}")
+            raise RuntimeError(f"exited early: {log.read_text() if log.exists() else ''}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    pytest.fail(f"nothing listened on port {port} within 15 s")
+    raise RuntimeError(f"nothing listened on port {port} within 15 s")
 
 
-@pytest.fixture(scope="session")
-def pgbouncer(server_url: URL) -> Iterator[URL]:
-    """PgBouncer (Debian's package) in pool_mode=transaction in front of the test server.
+@contextlib.contextmanager
+def running_pgbouncer(program: str, server_url: URL) -> Iterator[URL]:
+    """Run PgBouncer (pool_mode=transaction) in front of ``server_url``; yield its URL.
 
-    Yields the URL of the ``postgres`` database through it; any database name works (``*``).
-    Stopped by pid at the end of the session.
+    Any database name works through it (``*``); it listens on a free port of 127.0.0.1 and
+    is stopped by pid when the block ends.
     """
-    program = require_component("pgbouncer", "pgbouncer", where=("/usr/sbin",))
     home = Path(tempfile.mkdtemp(prefix="dbnb-pgbouncer-"))
     socket_dir = server_url.query.get("host")
     upstream = (
@@ -112,7 +112,7 @@ def pgbouncer(server_url: URL) -> Iterator[URL]:
     if os.geteuid() == 0:
         # PgBouncer refuses to run as root; run it as the owner of the server's socket
         # directory, who can reach the socket.
-        owner = pwd.getpwuid(os.stat(socket_dir).st_uid).pw_name if socket_dir else "postgres"
+        owner = pwd.getpwuid(os.stat(str(socket_dir)).st_uid).pw_name if socket_dir else "postgres"
         shutil.chown(home, owner)
         for child in home.iterdir():
             shutil.chown(child, owner)
@@ -130,6 +130,14 @@ def pgbouncer(server_url: URL) -> Iterator[URL]:
             process.kill()
             process.wait()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_url: URL) -> Iterator[URL]:
+    """PgBouncer (Debian's package) in pool_mode=transaction in front of the test server."""
+    program = require_component("pgbouncer", "pgbouncer", where=("/usr/sbin",))
+    with running_pgbouncer(program, server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
