@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -192,3 +193,28 @@ def test_sessions_marks_the_sessions_of_dead_processes_stale(
         assert f"dbnb:{gone}" not in {s.application_name for s in rows.sessions().sessions}
     finally:
         orphan.close()
+
+
+def test_the_magic_lists_and_refuses_sessions(db: dbnb.Database) -> None:
+    from IPython import get_ipython
+    from IPython.core.error import UsageError
+    from IPython.testing.globalipapp import start_ipython
+
+    from dbnb.server.sessions import SessionList
+
+    shell: Any = start_ipython() or get_ipython()
+    shell.run_line_magic("load_ext", "dbnb")
+    magics = shell.magics_manager.registry["DbMagics"]
+    previous, magics.database = magics.database, db
+    other = dbnb.connect(db.url, application_name="dbnb:1", pool_size=1)
+    try:
+        other.execute("SELECT 1")
+        listing = shell.run_line_magic("db", "sessions")
+        assert isinstance(listing, SessionList)
+        assert "dbnb:1" in {s.application_name for s in listing}
+        assert "dbnb:1" in repr(listing)
+        with pytest.raises(UsageError, match="not one of dbnb's sessions"):
+            shell.run_line_magic("db", "sessions --terminate 1")
+    finally:
+        magics.database = previous  # the shell is shared with the magic's own tests
+        other.close()
