@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dbnb.display.progress import set_progress
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.bridge import run
 from dbnb.engine.database import Database
@@ -34,6 +35,7 @@ from dbnb.errors import (
     NotFound,
     NotNullViolation,
     PaginationError,
+    ParameterError,
     PoolExhausted,
     QueryCanceled,
     QueryError,
@@ -107,6 +109,7 @@ __all__ = [
     "NotNullViolation",
     "Page",
     "PaginationError",
+    "ParameterError",
     "PoolExhausted",
     "PoolReport",
     "PoolStatus",
@@ -137,13 +140,15 @@ __all__ = [
     "load_ipython_extension",
     "read_frame",
     "run",
+    "set_progress",
     "write_frame",
 ]
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
-    """Register the ``%db`` / ``%%db`` magics (``%load_ext dbnb``)."""
+    """Register the ``%db`` / ``%%db`` magics and the compact display of dbnb errors."""
     from importlib import import_module
 
     magics = import_module("dbnb.notebook.magic").DbMagics
     ipython.register_magics(magics(ipython))
+    import_module("dbnb.notebook.tracebacks").install(ipython)

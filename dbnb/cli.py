@@ -1,9 +1,11 @@
 """The ``dbnb`` console script: the commands of :mod:`dbnb.notebook.commands`, plus ``demo``.
 
 ``dbnb [--url URL|env:NAME] [--database NAME] <command> [args]``. The database comes from
-``--url``, else ``DBNB_URL`` / ``DATABASE_URL``, else the embedded server. Results print as
-plain text on stdout; errors print one line on stderr. Exit codes: 0 success, 1 failure (a
-``DbnbError``, an unhealthy ``health`` or a ``check`` that found drift), 2 bad usage.
+``--url``, else ``DBNB_URL`` / ``DATABASE_URL``, else the embedded server. Results print as a
+text table or a one-line status on stdout (the reports' own text rendering, never a Python
+repr); errors print one line on stderr. Bare ``dbnb`` prints the help, ``dbnb --version`` the
+installed version. Exit codes: 0 success, 1 failure (a ``DbnbError``, an unhealthy ``health``
+or a ``check`` that found drift), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, mask_secrets
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
-from dbnb.settings import Concealed
+from dbnb.phrasing import speaking
+from dbnb.settings import Concealed, safe_url
 
 __all__ = ["main"]
 
@@ -34,12 +39,31 @@ def _top_parser() -> argparse.ArgumentParser:
         "(make demo)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--url", help="database URL or env:NAME (default: DBNB_URL, "
                         "DATABASE_URL, else the embedded server)")
     parser.add_argument("--database", help="use this database on the same server")
-    parser.add_argument("command", help="the command to run")
+    parser.add_argument("command", nargs="?", help="the command to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's arguments")
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version: pyproject.toml is the one place it is written."""
+    try:
+        return version("dbnb")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def render(result: Any) -> str:
+    """The text a terminal shows for a command's result: its text table or one-line status."""
+    if isinstance(result, str):
+        return result
+    if isinstance(result, Database):
+        where = result.embedded.describe() if result.embedded else safe_url(result.url)
+        return f"connected: database {result.database!r} on {where}"
+    return str(result)
 
 
 def _url(value: str | None) -> str | None:
@@ -87,15 +111,20 @@ def _run(top: argparse.Namespace) -> int:
             kwargs["url"] = _url(kwargs["url"] or top.url)
             kwargs["database"] = kwargs["database"] or top.database
         result = command.function(**kwargs)
-    print(result if isinstance(result, str) else repr(result))
+    print(render(result))
     return 1 if _failed(result) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run one command; return the process exit code."""
-    top = _top_parser().parse_args(argv)
+    parser = _top_parser()
+    top = parser.parse_args(argv)
+    if top.command is None:
+        parser.print_help()
+        return 0
     try:
-        return _run(top)
+        with speaking("cli"):
+            return _run(top)
     except CommandUsageError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2

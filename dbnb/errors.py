@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from dbnb.diagnostics import as_sent, position_lines, read_diagnostics, relocate
+
 __all__ = [
     "CheckViolation",
     "ConfigError",
@@ -33,6 +35,7 @@ __all__ = [
     "NotFound",
     "NotNullViolation",
     "PaginationError",
+    "ParameterError",
     "PoolExhausted",
     "QueryCanceled",
     "QueryError",
@@ -42,8 +45,8 @@ __all__ = [
     "ServerInUse",
     "UniqueViolation",
     "mask_secrets",
-    "translate",
-]
+    "redact_values",
+    "translate",]
 
 
 class DbnbError(Exception):
@@ -72,6 +75,10 @@ class FilterError(DbnbError, ValueError):
 
 class FrameError(DbnbError, ValueError):
     """A DataFrame does not fit its table, or a result cannot become a DataFrame."""
+
+
+class ParameterError(DbnbError, ValueError):
+    """A ``:name`` parameter has no value, or a value that cannot be a parameter (a function)."""
 
 
 class PaginationError(DbnbError, ValueError):
@@ -111,7 +118,14 @@ class PoolExhausted(DbnbError):
 
 
 class QueryError(DbnbError):
-    """The server rejected a statement. ``sqlstate`` holds the five-character code."""
+    """The server rejected a statement; ``str()`` adds PostgreSQL's diagnostics like psql does.
+
+    Attributes (each ``None`` when the server did not say): ``sqlstate`` (the five-character
+    code), ``severity``, ``detail``, ``hint``, ``position`` (1-based character offset into
+    ``statement``), ``statement`` (the SQL it is about: as the caller wrote it when dbnb knows
+    it, else as sent, without parameter values), ``schema``, ``table``, ``column``,
+    ``constraint`` and ``datatype``. The same on psycopg and asyncpg.
+    """
 
     sqlstate_code: ClassVar[str | None] = None
 
@@ -124,13 +138,36 @@ class QueryError(DbnbError):
         table: str | None = None,
         column: str | None = None,
         detail: str | None = None,
+        hint: str | None = None,
+        position: int | None = None,
+        statement: str | None = None,
+        severity: str | None = None,
+        schema: str | None = None,
+        datatype: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.message = message
         self.sqlstate = sqlstate
-        self.constraint = constraint
+        self.severity = severity
+        self.detail = detail
+        self.hint = hint
+        self.position = position
+        self.statement = statement
+        self.schema = schema
         self.table = table
         self.column = column
-        self.detail = detail
+        self.constraint = constraint
+        self.datatype = datatype
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        if self.position is not None and self.statement:
+            lines += position_lines(self.statement, self.position)
+        if self.detail:
+            lines.append(f"DETAIL:  {self.detail}")
+        if self.hint:
+            lines.append(f"HINT:  {self.hint}")
+        return "\n".join(lines)
 
 
 class IntegrityViolation(QueryError):
@@ -196,7 +233,7 @@ _BY_SQLSTATE: dict[str, type[QueryError]] = {
 _BY_SQLSTATE["40P01"] = SerializationFailure  # deadlock_detected: the same advice applies
 
 _ADVICE: dict[type[QueryError], str] = {
-    UniqueViolation: "a row with this value already exists; use upsert() or pick another value",
+    UniqueViolation: "that value is taken; use another, or update the existing row (upsert)",
     ForeignKeyViolation: "the referenced row is missing (or still referenced)",
     NotNullViolation: "give the column a value",
     CheckViolation: "the row breaks a CHECK constraint",
@@ -206,18 +243,21 @@ _ADVICE: dict[type[QueryError], str] = {
 }
 
 # user:password@ in URLs whatever their slashes (scheme://, scheme:/, scheme: or none at all:
-# `postgres:pw@host` is user "postgres" with a password), password=... in key/value DSNs.
+# `postgres:pw@host` is user "postgres" with a password), password=... in key/value DSNs,
+# PASSWORD '...' in SQL.
 _URL_PASSWORD = re.compile(
     r"(?P<prefix>(?:[a-z][a-z0-9+.-]*:/*)?[^\s:/@'\"(){}\[\]]*:)[^@\s/]*@", re.IGNORECASE
 )
 _KV_PASSWORD = re.compile(r"(?P<prefix>\bpassword\s*=\s*)('[^']*'|[^\s&'\"]+)", re.IGNORECASE)
+_SQL_PASSWORD = re.compile(r"(?P<prefix>\bpassword\s+)'(?:[^']|'')*'", re.IGNORECASE)
 # Values PostgreSQL quotes in its messages: Key (email)=(ana@example.com), "text", 'text'.
 _QUOTED_VALUE = re.compile(r"=\((?P<paren>[^)]*)\)|'(?P<single>[^']*)'|\"(?P<double>[^\"]*)\"")
 
 
 def mask_secrets(text: str) -> str:
-    """Replace every password in ``text`` (URL userinfo, ``password=`` pairs) with ``***``."""
+    """Replace every password in ``text`` (URL userinfo, ``password=``, SQL ``PASSWORD '...'``)."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}***@", text)
+    text = _SQL_PASSWORD.sub(lambda m: f"{m.group('prefix')}'***'", text)
     return _KV_PASSWORD.sub(lambda m: f"{m.group('prefix')}***", text)
 
 
@@ -232,32 +272,7 @@ def redact_values(text: str) -> str:
     return _QUOTED_VALUE.sub(hide, text)
 
 
-def _diagnostics(orig: BaseException | None) -> dict[str, Any]:
-    """Read SQLSTATE and constraint details from a psycopg or asyncpg exception."""
-    found: dict[str, Any] = {}
-    seen: set[int] = set()
-    # SQLAlchemy's asyncpg adapter wraps the asyncpg exception; walk the cause chain.
-    while orig is not None and id(orig) not in seen:
-        seen.add(id(orig))
-        diag = getattr(orig, "diag", None)
-        sources: list[tuple[Any, str, str]] = [
-            (orig, "sqlstate", "sqlstate"),
-            (diag, "sqlstate", "sqlstate"),
-            (diag, "constraint", "constraint_name"),
-            (diag, "table", "table_name"),
-            (diag, "column", "column_name"),
-            (diag, "detail", "message_detail"),
-            (orig, "constraint", "constraint_name"),
-            (orig, "table", "table_name"),
-            (orig, "column", "column_name"),
-            (orig, "detail", "detail"),
-        ]
-        for source, key, attr in sources:
-            value = getattr(source, attr, None) if source is not None else None
-            if isinstance(value, str) and value and key not in found:
-                found[key] = value
-        orig = orig.__cause__ or getattr(orig, "orig", None)
-    return found
+_UNDEFINED_COLUMN = re.compile(r'column "?([^"\s]+?)"? does not exist')
 
 
 def _first_line(exc: BaseException) -> str:
@@ -265,21 +280,31 @@ def _first_line(exc: BaseException) -> str:
     return mask_secrets(text.splitlines()[0] if text else type(exc).__name__)
 
 
-def translate(exc: BaseException) -> BaseException:
-    """Map a driver or SQLAlchemy exception to the matching :class:`DbnbError`.
+def translate(
+    exc: BaseException, *, source: str | None = None, span: tuple[int, int] | None = None
+) -> BaseException:
+    """Map a driver or SQLAlchemy exception to the matching :class:`DbnbError`, chained to it.
 
-    Returns ``exc`` unchanged when it is not a database error (or already a DbnbError), so the
-    caller can always write ``raise translate(exc) from exc``.
+    The new error's ``__cause__`` is ``exc``. ``exc`` itself comes back unchanged when it is
+    not a database error or already a DbnbError, keeping its own chain: an error is never its
+    own cause. So where ``exc`` may already be a DbnbError (a ``with`` block's exit, an
+    ``except Exception``), write ``raise translate(exc)``; ``raise translate(exc) from exc``
+    is only right where it cannot be (``except SQLAlchemyError``).
+
+    Args:
+        exc: the exception caught.
+        source: the SQL as the caller wrote it (a cell, a script); an error position is moved
+            into it, so ``LINE n`` and the caret point at what the person typed.
+        span: where in ``source`` the failing statement is (default: all of it).
     """
-
-    if isinstance(exc, DbnbError):
-        return exc
-    translated = _translate(exc)
-    if isinstance(translated, ConnectionFailed):
-        # The driver's frames hold the connect parameters (the password among them), and
-        # IPython's %xmode Verbose prints frame variables: the cause keeps its message only.
-        _strip_tracebacks(exc)
-    return translated
+    found = _translated(exc, source, span)
+    if found is not exc:
+        found.__cause__ = exc  # also sets __suppress_context__: exc is the one to show
+        if isinstance(found, ConnectionFailed):
+            # The driver's frames hold the connect parameters (the password among them), and
+            # IPython's %xmode Verbose prints frame variables: the cause keeps its message only.
+            _strip_tracebacks(exc)
+    return found
 
 
 def _strip_tracebacks(exc: BaseException) -> None:
@@ -303,9 +328,13 @@ def _reason(exc: BaseException) -> str | None:
 _STARTUP_PARAMETER = re.compile(r"unsupported startup parameter:?\s*(?P<name>[\w.]+)", re.I)
 
 
-def _translate(exc: BaseException) -> BaseException:
+def _translated(
+    exc: BaseException, source: str | None, span: tuple[int, int] | None
+) -> BaseException:
     from sqlalchemy import exc as sa_exc
 
+    if isinstance(exc, DbnbError):
+        return exc
     reason = _reason(exc)
     if reason is not None:
         return ConnectionFailed(reason)
@@ -324,11 +353,10 @@ def _translate(exc: BaseException) -> BaseException:
             "pool_size / DB_POOL_SIZE or max_overflow / DB_MAX_OVERFLOW"
         )
     if isinstance(exc, sa_exc.DBAPIError):
-        diag = _diagnostics(exc.orig)
+        diag = read_diagnostics(exc.orig)
         sqlstate = diag.get("sqlstate")
-        message = _first_line(exc)
-        redact = bool(getattr(exc, "dbnb_redact", False))
-        if redact:
+        message = mask_secrets(diag.get("message") or _first_line(exc))
+        if getattr(exc, "dbnb_redact", False):
             message = redact_values(message)
             if "detail" in diag:
                 diag["detail"] = redact_values(diag["detail"])
@@ -350,24 +378,10 @@ def _translate(exc: BaseException) -> BaseException:
                 f"{message} — check that the server is running and that the URL's host, port, "
                 "database and user are right"
             )
-        if sqlstate is None:
-            return QueryError(message)
-        cls = _BY_SQLSTATE.get(sqlstate)
-        if cls is None:
-            cls = IntegrityViolation if sqlstate.startswith("23") else QueryError
-        if cls is QueryCanceled and "statement timeout" in message:
-            cls = QueryTimeout
-        advice = _ADVICE.get(cls)
-        where = f" (constraint {diag['constraint']})" if "constraint" in diag else ""
-        text = f"{message}{where}" + (f": {advice}" if advice else "")
-        return cls(
-            text,
-            sqlstate=sqlstate,
-            constraint=diag.get("constraint"),
-            table=diag.get("table"),
-            column=diag.get("column"),
-            detail=mask_secrets(diag["detail"]) if "detail" in diag else None,
-        )
+        statement = str(exc.statement or "")
+        if exc.params is not None:  # run by SQLAlchemy: the driver may rewrite placeholders
+            statement = as_sent(statement, exc.orig)
+        return _query_error(message, diag, statement, source, span)
     if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
         # Not the server: a value SQLAlchemy or the driver could not turn into a parameter.
         orig = exc.orig
@@ -383,6 +397,50 @@ def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, OSError | sa_exc.InterfaceError):
         return ConnectionFailed(f"{_first_line(exc)} — check that the server is running")
     return exc
+
+
+def _query_error(
+    message: str,
+    diag: dict[str, str],
+    sent: str,
+    source: str | None,
+    span: tuple[int, int] | None,
+) -> QueryError:
+    sqlstate = diag.get("sqlstate")
+    cls: type[QueryError] = QueryError
+    if sqlstate is not None:
+        cls = _BY_SQLSTATE.get(sqlstate) or (
+            IntegrityViolation if sqlstate.startswith("23") else QueryError
+        )
+    if cls is QueryCanceled and "statement timeout" in message:
+        cls = QueryTimeout
+    advice = _ADVICE.get(cls)
+    constraint = diag.get("constraint")
+    named = constraint is None or f'"{constraint}"' in message
+    text = message + ("" if named else f" (constraint {constraint})")
+    position = int(diag["position"]) if diag.get("position", "").isdigit() else None
+    column = diag.get("column")
+    if column is None and sqlstate == "42703":  # undefined_column names it only in the message
+        named_column = _UNDEFINED_COLUMN.search(message)
+        column = named_column.group(1) if named_column else None
+    statement: str | None = sent or None
+    if position is not None and source is not None and sent:
+        position = relocate(sent, position, source, span or (0, len(source)))
+        statement = source
+    return cls(
+        text + (f": {advice}" if advice else ""),
+        sqlstate=sqlstate,
+        severity=diag.get("severity"),
+        detail=mask_secrets(diag["detail"]) if "detail" in diag else None,
+        hint=diag.get("hint"),
+        position=position,
+        statement=mask_secrets(statement) if statement is not None else None,
+        schema=diag.get("schema"),
+        table=diag.get("table"),
+        column=column,
+        constraint=constraint,
+        datatype=diag.get("datatype"),
+    )
 
 
 def _is_stale_plan(exc: BaseException, message: str) -> bool:

@@ -45,23 +45,6 @@ for _name in (
     os.environ.pop(_name, None)
 
 
-def require_component(program: str, package: str, *, where: tuple[str, ...] = ()) -> str:
-    """Find a real component's program, or skip naming its Debian package.
-
-    When ``CI`` is set a missing component fails the test instead: ``.ci/run`` installs it, so
-    its absence there is a broken build, not a reason to test less.
-    """
-    found = shutil.which(program) or next(
-        (str(Path(d) / program) for d in where if (Path(d) / program).exists()), None
-    )
-    if found is None:
-        message = f"{program} is not installed: apt-get install {package}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI must have it; .ci/run installs it)")
-        pytest.skip(message)
-    return found
-
-
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -135,7 +118,7 @@ def running_pgbouncer(program: str, server_url: URL) -> Iterator[URL]:
 @pytest.fixture(scope="session")
 def pgbouncer(server_url: URL) -> Iterator[URL]:
     """PgBouncer (Debian's package) in pool_mode=transaction in front of the test server."""
-    program = require_component("pgbouncer", "pgbouncer", where=("/usr/sbin",))
+    program = system_program("pgbouncer", "pgbouncer")
     with running_pgbouncer(program, server_url) as url:
         yield url
 
@@ -198,3 +181,36 @@ def seeded(db: dbnb.Database) -> dbnb.Database:
 def shell(request: pytest.FixtureRequest, seeded: dbnb.Database, adb: dbnb.AsyncDatabase) -> Any:
     """Each test runs twice: with Repository (psycopg) and with AsyncRepository (asyncpg)."""
     return dbnb.Repository if request.param == "sync" else dbnb.AsyncRepository
+
+
+def system_program(program: str, package: str) -> str:
+    """Find a program a real-component test needs (e.g. ``chromium``), else skip or fail.
+
+    The skip names the Debian package to install; when ``CI`` is set a missing program is a
+    failure (``.ci/run`` installs the package), so CI never passes by skipping. Daemons such
+    as ``pgbouncer`` live in /usr/sbin, often off a non-root PATH: it is searched too.
+    """
+    found = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
+    if found:
+        return found
+    message = f"{program} is not installed: apt-get install {package}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set, and .ci/run installs it when missing)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def need_program() -> Any:
+    """:func:`system_program` for fixtures in sub-folders (``need_program("chromium", ...)``)."""
+    return system_program
+
+
+@pytest.fixture(scope="session")
+def ipython() -> Any:
+    """IPython's test shell (one per process) with ``%load_ext dbnb`` done."""
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "dbnb")
+    return shell

@@ -41,7 +41,7 @@ def test_migrate_current_history_heads_check_downgrade_stamp(
     assert out.startswith("upgrade: base -> 0002 (2 revisions)")
     assert run(capsys, "--url", url, "migrate")[1].startswith("upgrade: already at 0002")
     code, out, _ = run(capsys, "--url", url, "current")
-    assert code == 0 and "current     0002" in out and "up_to_date  yes" in out
+    assert code == 0 and "current     0002" in out and "up to date  yes" in out
     code, out, _ = run(capsys, "--url", url, "history")
     assert code == 0 and out.index("0002") < out.index("0001")
     assert run(capsys, "--url", url, "heads")[0] == 0
@@ -94,11 +94,19 @@ def test_catalog_health_info_pool_connect(capsys: pytest.CaptureFixture[str], ur
     code, out, _ = run(capsys, "--url", url, "describe", "products")
     assert code == 0 and "ix_products_category" in out and "category" in out
     code, out, _ = run(capsys, "--url", url, "health")
-    assert code == 0 and out.startswith("HealthReport(ok=True")
-    assert run(capsys, "--url", url, "info")[1].startswith("ServerInfo")
-    assert "PoolStatus(engine='sync'" in run(capsys, "--url", url, "pool")[1]
+    assert code == 0 and out.startswith("healthy: psycopg answered in ") and out.count("\n") == 1
+    info = run(capsys, "--url", url, "info")[1]
+    assert info.startswith("server\n") and "database             t_test_cli" in info
+    pools = run(capsys, "--url", url, "pool")[1].splitlines()
+    assert pools[0] == "connection pools" and pools[1].split()[:2] == ["engine", "driver"]
+    assert pools[3].split()[:2] == ["sync", "psycopg"]
     code, out, _ = run(capsys, "--url", url, "connect")
-    assert code == 0 and out.startswith("<Database 't_test_cli'")
+    assert code == 0 and out.startswith("connected: database 't_test_cli' on ")
+    for command in ("tables", "describe products", "health", "info", "pool", "connect",
+                    "current", "history", "heads", "check", "help"):
+        out = run(capsys, "--url", url, *command.split())[1]
+        reprs = ("<", "HealthReport(", "PoolStatus(", "ServerInfo(", "CommandHelp(")
+        assert not out.startswith(reprs) and "object at 0x" not in out, command
 
 
 def test_an_unreachable_server_fails_without_leaking_the_password(
@@ -106,7 +114,7 @@ def test_an_unreachable_server_fails_without_leaking_the_password(
 ) -> None:
     secret_url = "postgresql://app:s3cret@127.0.0.1:1/shop"
     code, out, err = run(capsys, "--url", secret_url, "health")
-    assert code == 1 and "ok=False" in out
+    assert code == 1 and out.startswith("unhealthy: psycopg: ConnectionFailed")
     code2, out2, err2 = run(capsys, "--url", secret_url, "current")
     assert code2 == 1 and err2.startswith("dbnb: ConnectionFailed")
     assert "s3cret" not in out + err + out2 + err2
@@ -119,6 +127,19 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], url: str) -> No
     assert code == 2 and "unrecognized arguments: --bogus" in err
     code, _, err = run(capsys, "--url", "env:DBNB_NOT_SET_ANYWHERE", "current")
     assert code == 2 and "DBNB_NOT_SET_ANYWHERE is not set" in err
+
+
+def test_bare_dbnb_prints_help_and_version_comes_from_the_package(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from importlib.metadata import version
+
+    code, out, err = run(capsys)
+    assert (code, err) == (0, "") and out.startswith("usage: dbnb") and "migrate" in out
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"dbnb {version('dbnb')}\n"
 
 
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,7 +167,12 @@ def test_init_and_revision(capsys: pytest.CaptureFixture[str], url: str, tmp_pat
     run(capsys, "--url", url, "migrate")
     code, out, _ = run(capsys, "--url", url, "revision", "-m", "nothing new", "--autogenerate",
                        "--config", str(project))
+    assert code == 0 and "none written" in out and "--empty writes an empty one" in out
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 2
+    code, out, _ = run(capsys, "--url", url, "revision", "-m", "nothing new", "--autogenerate",
+                       "--empty", "--config", str(project))
     assert code == 0 and "operations     none detected" in out
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 3
 
 
 def test_console_script_end_to_end(url: str) -> None:
@@ -159,3 +185,13 @@ def test_console_script_end_to_end(url: str) -> None:
     bad = subprocess.run([sys.executable, "-m", "dbnb", "histroy"], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=120, check=False)
     assert bad.returncode == 2 and "did you mean history" in bad.stderr
+
+
+def test_messages_name_cli_commands(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "--url", url, "current")
+    assert code == 1 and "run `dbnb init` in the project root" in err
+    assert "--config path/to/alembic.ini" in err

@@ -142,3 +142,177 @@ def test_not_null_is_the_same_class_on_both_drivers(db: dbnb.Database) -> None:
     async_exc = _async_failure(db, "INSERT INTO nn_t VALUES (NULL)")
     assert type(async_exc) is type(sync_info.value) is dbnb.NotNullViolation
     assert async_exc.column == sync_info.value.column == "x"  # type: ignore[attr-defined]
+
+
+# -- the chain and PostgreSQL's diagnostics, the same on both drivers ----------------------------
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """Follow __cause__ (then __context__ when not suppressed) like a traceback printer does."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None:
+        assert all(current is not seen for seen in found), "the chain loops"
+        found.append(current)
+        cause = current.__cause__
+        if cause is None and not current.__suppress_context__:
+            cause = current.__context__
+        current = cause
+    return found
+
+
+async def _failure(db: dbnb.Database, sql: str, *, driver: str) -> dbnb.DbnbError:
+    """Run ``sql`` through a session on one driver; return the dbnb error that left it."""
+    try:
+        if driver == "asyncpg":
+            async with db.asyncio.session() as s:
+                await s.execute(text(sql))
+        else:
+            with db.session() as s:
+                s.execute(text(sql))
+    except dbnb.DbnbError as exc:
+        return exc
+    raise AssertionError(f"no error from {sql!r}")
+
+
+@pytest.fixture(scope="module")
+def customers(db: dbnb.Database) -> dbnb.Database:
+    db.execute("CREATE TABLE customers (id int PRIMARY KEY, "
+               "email text CONSTRAINT uq_customers_email UNIQUE, age int NOT NULL)")
+    db.execute("INSERT INTO customers VALUES (1, 'ana@example.com', 31)")
+    return db
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+async def test_the_chain_is_dbnb_then_sqlalchemy_then_the_driver(
+    customers: dbnb.Database, adb: dbnb.AsyncDatabase, driver: str
+) -> None:
+    import traceback
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    exc = await _failure(customers, "SELECT agee FROM customers", driver=driver)
+    chain = _chain(exc)
+    assert isinstance(chain[0], dbnb.QueryError)
+    assert isinstance(chain[1], SQLAlchemyError)
+    assert not any(isinstance(e, dbnb.DbnbError) for e in chain[1:])
+    assert type(chain[-1]).__module__.split(".")[0] == driver
+    printed = "".join(traceback.format_exception(exc))
+    assert printed.count("dbnb.errors.QueryError: ") == 1  # the dbnb error is shown once
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+async def test_a_foreign_error_in_a_session_block_keeps_its_own_chain(
+    db: dbnb.Database, adb: dbnb.AsyncDatabase, driver: str
+) -> None:
+    with pytest.raises(KeyError) as info:
+        if driver == "psycopg":
+            with db.session():
+                raise KeyError("mine")
+        else:
+            async with adb.session():
+                raise KeyError("mine")
+    assert info.value.__cause__ is None
+
+
+def test_a_dbnb_error_raised_inside_a_session_is_not_its_own_cause(seeded: dbnb.Database) -> None:
+    from dbnb.examples import shop
+
+    with pytest.raises(dbnb.NotFound) as info, seeded.session():
+        dbnb.Repository(shop.User, seeded).get_or_raise("00000000-0000-0000-0000-000000000000")
+    assert info.value.__cause__ is not info.value
+    _chain(info.value)
+    with pytest.raises(dbnb.UniqueViolation) as unique, seeded.transaction() as s:
+        dbnb.Repository(shop.User, s).create(email="ana@example.com", name="Twin")
+    assert _chain(unique.value)[1] is not unique.value
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+async def test_diagnostics_of_an_undefined_column(
+    customers: dbnb.Database, adb: dbnb.AsyncDatabase, driver: str
+) -> None:
+    exc = await _failure(customers, "SELECT email,\n       agee FROM customers", driver=driver)
+    assert isinstance(exc, dbnb.QueryError) and type(exc) is dbnb.QueryError
+    assert exc.sqlstate == "42703" and exc.severity == "ERROR"
+    assert exc.hint == 'Perhaps you meant to reference the column "customers.age".'
+    assert exc.position == 22 and exc.column == "agee"
+    assert str(exc).splitlines() == [
+        'column "agee" does not exist',
+        "LINE 2:        agee FROM customers",
+        "               ^",
+        'HINT:  Perhaps you meant to reference the column "customers.age".',
+    ]
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+async def test_diagnostics_of_a_unique_violation(
+    customers: dbnb.Database, adb: dbnb.AsyncDatabase, driver: str
+) -> None:
+    exc = await _failure(customers, "INSERT INTO customers VALUES (2, 'ana@example.com', 3)",
+                   driver=driver)
+    assert isinstance(exc, dbnb.UniqueViolation)
+    assert (exc.constraint, exc.table, exc.schema) == ("uq_customers_email", "customers", "public")
+    assert exc.detail == "Key (email)=(ana@example.com) already exists."
+    first, detail = str(exc).splitlines()
+    assert first.startswith('duplicate key value violates unique constraint "uq_customers_email"')
+    assert "(constraint" not in first and "use another" in first
+    assert detail == "DETAIL:  Key (email)=(ana@example.com) already exists."
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+async def test_diagnostics_of_a_syntax_error_and_a_bad_value(
+    customers: dbnb.Database, adb: dbnb.AsyncDatabase, driver: str
+) -> None:
+    exc = await _failure(customers, "SELEC 1", driver=driver)
+    assert isinstance(exc, dbnb.QueryError) and exc.sqlstate == "42601"
+    assert str(exc).splitlines()[1:] == ["LINE 1: SELEC 1", "        ^"]
+    bad = await _failure(customers, "SELECT 'x'::int", driver=driver)
+    assert bad.sqlstate == "22P02" and bad.position == 8  # type: ignore[attr-defined]
+    nulls = await _failure(
+        customers, "INSERT INTO customers (id, email) VALUES (3, 'x@example.com')", driver=driver
+    )
+    assert isinstance(nulls, dbnb.NotNullViolation)
+    assert (nulls.column, nulls.table) == ("age", "customers")
+    assert nulls.detail is not None and nulls.detail.startswith("Failing row contains")
+    typed = await _failure(customers, "SELECT 1::no_such_type", driver=driver)
+    assert typed.sqlstate == "42704" and typed.position == 11  # type: ignore[attr-defined]
+
+
+def test_long_lines_show_a_window_around_the_caret() -> None:
+    from dbnb.diagnostics import position_lines
+
+    statement = "SELECT " + ", ".join(f"col_{i}" for i in range(40)) + ", agee FROM t"
+    line, caret = position_lines(statement, statement.index("agee") + 1)
+    assert line.startswith("LINE 1: ...") and len(line) < 90
+    assert line[caret.index("^"):].startswith("agee")
+    assert position_lines("SELECT 1", 99) == []
+
+
+def test_passwords_in_sql_are_masked() -> None:
+    from dbnb.errors import mask_secrets
+
+    assert mask_secrets("ALTER ROLE app PASSWORD 's3cr''et' LOGIN") == (
+        "ALTER ROLE app PASSWORD '***' LOGIN"
+    )
+
+
+def test_translated_errors_are_raised_without_from_where_exc_may_be_a_dbnb_error() -> None:
+    """`raise translate(exc) from exc` in a broad except would make a DbnbError its own cause."""
+    import ast
+    from pathlib import Path
+
+    broad = {"Exception", "BaseException"}
+    offenders = []
+    for path in Path(dbnb.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ExceptHandler):
+                continue
+            caught = node.type
+            if caught is not None and not (isinstance(caught, ast.Name) and caught.id in broad):
+                continue
+            for inner in ast.walk(node):
+                if (isinstance(inner, ast.Raise) and inner.cause is not None
+                        and isinstance(inner.exc, ast.Call)
+                        and "translate" in ast.unparse(inner.exc.func)):
+                    offenders.append(f"{path.name}:{inner.lineno}")
+    assert offenders == []

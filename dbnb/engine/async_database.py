@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
 from dbnb.engine import health as _health
+from dbnb.engine.scripts import ScriptRows, arun_script, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import translate
@@ -99,11 +100,18 @@ class AsyncDatabase(Generic[D]):
         async with self.session() as session:
             yield session
 
-    async def execute(self, sql: str, /, **params: Any) -> list[Any]:
-        """Run one SQL statement with ``:name`` bound parameters; commit; return its rows."""
+    async def execute(self, sql: str, /, **params: Any) -> ScriptRows:
+        """Run SQL (one statement or a script) on asyncpg in one transaction; commit.
+
+        The awaitable twin of :meth:`Database.execute`: the last statement's rows, with
+        ``steps``.
+        """
+        targets = targets_of(sql, params, what="db.asyncio.execute()")
         async with self.session() as s:
-            result = await s.execute(text(sql), params)
-            return list(result) if getattr(result, "returns_rows", True) else []
+            report, rows = await arun_script(s, targets)
+        found = ScriptRows(rows)
+        found.steps = report.steps
+        return found
 
     async def frame(
         self,
@@ -116,12 +124,14 @@ class AsyncDatabase(Generic[D]):
         **params: Any,
     ) -> pd.DataFrame:
         """Await a query with ``:name`` bound parameters; return its rows as a DataFrame."""
-        from dbnb.frames.aread import aread_frame
-
+        targets = targets_of(sql, params, what="db.asyncio.frame()")
         async with self.session() as s:
-            return await aread_frame(
-                s, sql, params, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
+            report, _ = await arun_script(
+                s, targets, last="read", dtype_backend=dtype_backend, decimal=decimal,
+                uuid_as=uuid_as,
             )
+        assert report.frame is not None
+        return report.frame
 
     async def health(self) -> _health.HealthReport:
         """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises."""

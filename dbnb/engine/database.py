@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dbnb.engine import health as _health
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.lifecycle import Engines
+from dbnb.engine.scripts import ScriptResult, ScriptRows, run_script, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import ConfigError, translate
@@ -41,6 +42,12 @@ if TYPE_CHECKING:
     from dbnb.frames.dtypes import DtypeBackend, UuidAs
 
 __all__ = ["Database"]
+
+
+def _rows(report: ScriptResult, rows: list[Any]) -> ScriptRows:
+    found = ScriptRows(rows)
+    found.steps = report.steps
+    return found
 
 
 class Database:
@@ -86,6 +93,24 @@ class Database:
         where = self.embedded.describe() if self.embedded else safe_url(self.url)
         state = "closed" if self.closed else "open"
         return f"<Database {self.database!r} ({where}) {state}>"
+
+    def _repr_html_(self) -> str:
+        """A small card: the database, the server, and each pool's use (no I/O)."""
+        from dbnb.display.tables import Record
+        from dbnb.display.values import Status
+
+        fields: dict[str, Any] = {
+            "server": self.embedded.describe() if self.embedded else safe_url(self.url),
+            "state": Status(not self.closed, "closed" if self.closed else "open"),
+        }
+        if not self.closed:
+            for pool in self.pool_status().pools:
+                use = (
+                    f"{pool.checked_out} of {pool.capacity} connections in use"
+                    if pool.started else "not started yet"
+                )
+                fields[f"{pool.engine} pool ({pool.driver})"] = use
+        return Record(f"database {self.database}", fields, names=True).html()
 
     @property
     def engine(self) -> Engine:
@@ -160,11 +185,23 @@ class Database:
 
     # -- queries on the sync engine -------------------------------------------------------------
 
-    def execute(self, sql: str, /, **params: Any) -> list[Any]:
-        """Run one SQL statement with ``:name`` bound parameters; commit; return its rows."""
+    def execute(self, sql: str, /, **params: Any) -> ScriptRows:
+        """Run SQL (one statement or a script) with ``:name`` bound parameters; commit.
+
+        Several statements run in order in one transaction: all or nothing. Returns the last
+        statement's rows (a list; empty when it returns none), whose ``steps`` report what each
+        statement did. SQL is taken as people write it: comments, trailing ``;``, casts,
+        dollar quotes; ``:name`` is a parameter only where a value can stand.
+
+        Example::
+
+            db.execute("UPDATE products SET stock = stock - 1 WHERE sku = :sku; "
+                       "SELECT stock FROM products WHERE sku = :sku", sku="KB-001")
+        """
+        targets = targets_of(sql, params, what="db.execute()")
         with self.session() as s:
-            result = s.execute(text(sql), params)
-            return list(result) if getattr(result, "returns_rows", True) else []
+            report, rows = run_script(s, targets)
+        return _rows(report, rows)
 
     def frame(
         self,
@@ -179,20 +216,25 @@ class Database:
         """Run a query with ``:name`` bound parameters; return its rows as a DataFrame.
 
         dtypes come from the result's column types (the table in :mod:`dbnb.frames.dtypes`),
-        read through ``COPY`` in a short transaction. ``dtype_backend``, ``decimal`` and
-        ``uuid_as`` are options, not parameters.
+        read through ``COPY`` in a short transaction; ``... RETURNING`` and data-modifying CTEs
+        work too. A script runs in one transaction and its last statement's rows come back.
+        A statement that returns no rows raises ``FrameError`` before it runs (and rolls the
+        script back). ``dtype_backend``, ``decimal`` and ``uuid_as`` are options, not
+        parameters.
 
         Example::
 
             df = db.frame("SELECT kind, count(*) FROM events WHERE created_at >= :since "
                           "GROUP BY kind", since=t0)
         """
-        from dbnb.frames.read import read_frame
-
+        targets = targets_of(sql, params, what="db.frame()")
         with self.session() as s:
-            return read_frame(
-                s, sql, params, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
+            report, _ = run_script(
+                s, targets, last="read", dtype_backend=dtype_backend, decimal=decimal,
+                uuid_as=uuid_as,
             )
+        assert report.frame is not None
+        return report.frame
 
     # -- snapshots ------------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy.pool import Pool, QueuePool
 
-from dbnb.display.tables import html_record, html_table, text_record
+from dbnb.display.tables import Record, Table
+from dbnb.display.values import Count, Duration, Percent, Size, Status
 from dbnb.errors import mask_secrets, translate
 
 __all__ = [
@@ -112,8 +113,32 @@ class PoolStatus:
             f"utilization={self.utilization:.1f}%, healthy={self.healthy})"
         )
 
+    def status(self) -> Status:
+        """``healthy`` in green, or ``busy`` in red past 80 % utilization."""
+        return Status(self.healthy, "healthy" if self.healthy else "busy")
+
+    def _row(self) -> tuple[Any, ...]:
+        return (
+            self.engine, self.driver, self.started, self.size, self.checked_in,
+            self.checked_out, self.overflow, self.capacity, Percent(self.utilization),
+            self.status(),
+        )
+
+    def _record(self) -> Record:
+        fields = dict(zip(_POOL_COLUMNS[2:], self._row()[2:], strict=True))
+        return Record(f"{self.engine} pool ({self.driver})", fields, ok=self.healthy)
+
+    def __str__(self) -> str:
+        return self._record().text()
+
     def _repr_html_(self) -> str:
-        return html_record(f"pool ({self.engine}, {self.driver})", self.as_dict(), ok=self.healthy)
+        return self._record().html()
+
+
+_POOL_COLUMNS = (
+    "engine", "driver", "started", "size", "checked_in", "checked_out", "overflow", "capacity",
+    "utilization", "status",
+)
 
 
 @dataclass(frozen=True)
@@ -136,10 +161,17 @@ class PoolReport:
     def __repr__(self) -> str:
         return "\n".join(repr(p) for p in self.pools)
 
+    def _table(self) -> Table:
+        return Table(
+            _POOL_COLUMNS, [p._row() for p in self.pools], caption="connection pools",
+            empty="no connection pools", ok=self.healthy,
+        )
+
+    def __str__(self) -> str:
+        return self._table().text()
+
     def _repr_html_(self) -> str:
-        rows = [list(p.as_dict().values()) for p in self.pools]
-        columns = list(self.pools[0].as_dict()) if self.pools else []
-        return html_table(columns, rows, caption="connection pools")
+        return self._table().html()
 
 
 def pool_status_of(
@@ -197,9 +229,32 @@ class HealthReport:
             f"message={self.message!r})"
         )
 
+    @property
+    def summary(self) -> str:
+        """One line: ``healthy: psycopg answered in 4.6 ms (PostgreSQL 18.4)``."""
+        if self.ok:
+            latency = Duration((self.latency_ms or 0.0) / 1000)
+            return (
+                f"healthy: {self.driver} answered in {latency} "
+                f"(PostgreSQL {self.server_version})"
+            )
+        return f"unhealthy: {self.driver}: {self.error}: {self.message}"
+
+    def __str__(self) -> str:
+        return self.summary
+
     def _repr_html_(self) -> str:
-        fields = {k: v for k, v in self.as_dict().items() if v is not None}
-        return html_record("health", fields, ok=self.ok)
+        latency = None if self.latency_ms is None else Duration(self.latency_ms / 1000)
+        fields = {
+            "status": Status(self.ok, "healthy" if self.ok else "unhealthy"),
+            "driver": self.driver,
+            "latency": latency,
+            "server_version": self.server_version,
+            "error": self.error,
+            "message": self.message,
+        }
+        shown = {k: v for k, v in fields.items() if v is not None}
+        return Record("health", shown, ok=self.ok).html()
 
 
 def failed_report(driver: str, exc: BaseException) -> HealthReport:
@@ -270,26 +325,52 @@ class ServerInfo:
             values["long_running"] = len(self.long_running)
         return values
 
+    def _record(self) -> Record:
+        fields = {
+            "version": self.version,
+            "database": self.database,
+            "size": Size(self.size_bytes),
+            "application_name": self.application_name,
+            "connections": ", ".join(f"{v} {k}" for k, v in self.connections.items()) or "none",
+            "idle_in_transaction": Count(self.idle_in_transaction_count),
+        }
+        if self.long_running:
+            fields["long_running"] = Count(len(self.long_running))
+        return Record("server", fields)
+
+    def _idle(self) -> Table:
+        return Table(
+            ["pid", "application_name", "idle_for", "last_query"],
+            [
+                (t.pid, t.application_name, Duration(t.idle_seconds), t.last_query)
+                for t in self.idle_in_transaction
+            ],
+            caption="sessions idle in a transaction",
+            empty="no session is idle in a transaction",
+        )
+
+    def _long(self) -> Table:
+        return Table(
+            ["pid", "application_name", "running_for", "query"],
+            [(q.pid, q.application_name, Duration(q.seconds), q.query) for q in self.long_running],
+            caption=f"queries of dbnb processes running for over {LONG_RUNNING_SECONDS} s",
+            empty="no long-running query",
+        )
+
     def __repr__(self) -> str:
-        return text_record("ServerInfo", self.as_dict())
+        out = self._record().text()
+        if self.idle_in_transaction:
+            out += "\n" + self._idle().text()
+        if self.long_running:
+            out += "\n" + self._long().text()
+        return out
 
     def _repr_html_(self) -> str:
-        out = html_record("server", self.as_dict())
+        out = self._record().html()
         if self.idle_in_transaction:
-            out += html_table(
-                ["pid", "application_name", "idle_seconds", "last_query"],
-                [
-                    (t.pid, t.application_name, t.idle_seconds, t.last_query)
-                    for t in self.idle_in_transaction
-                ],
-                caption="idle in transaction",
-            )
+            out += self._idle().html()
         if self.long_running:
-            out += html_table(
-                ["pid", "application_name", "seconds", "query"],
-                [(q.pid, q.application_name, q.seconds, q.query) for q in self.long_running],
-                caption=f"queries of dbnb processes running for over {LONG_RUNNING_SECONDS} s",
-            )
+            out += self._long().html()
         return out
 
 

@@ -74,7 +74,7 @@ class Sessions:
                 session.commit()
             except BaseException as exc:
                 _quiet_rollback(session)
-                raise translate(exc) from exc
+                raise translate(exc)  # noqa: B904 (translate() chains it)
 
     @contextlib.asynccontextmanager
     async def async_scope(self) -> AsyncIterator[AsyncSession]:
@@ -86,7 +86,7 @@ class Sessions:
                 await session.commit()
             except BaseException as exc:
                 await _quiet_async_rollback(session)
-                raise translate(exc) from exc
+                raise translate(exc)  # noqa: B904 (translate() chains it)
 
     # -- the sandbox sessions join ----------------------------------------------------------------
 

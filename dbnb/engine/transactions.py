@@ -64,9 +64,9 @@ class TransactionScope:
             try:
                 nested.__exit__(exc_type, exc, tb)
             except Exception as error:
-                raise _translated(error) from error
-            if exc is not None and _translated(exc) is not exc:
-                raise _translated(exc) from exc
+                raise _translated(error)  # noqa: B904 (translate() chains it)
+            if exc is not None and (found := _translated(exc)) is not exc:
+                raise found
             return
         session: Session = self._session
         try:
@@ -75,13 +75,13 @@ class TransactionScope:
                     session.commit()
                 except Exception as error:
                     session.rollback()
-                    raise _translated(error) from error
+                    raise _translated(error)  # noqa: B904 (translate() chains it)
             else:
                 # The connection may be gone; the original error is the one that matters.
                 with contextlib.suppress(Exception):
                     session.rollback()
-                if _translated(exc) is not exc:
-                    raise _translated(exc) from exc
+                if (found := _translated(exc)) is not exc:
+                    raise found
         finally:
             session.close()
 
@@ -103,9 +103,9 @@ class TransactionScope:
             try:
                 await nested.__aexit__(exc_type, exc, tb)
             except Exception as error:
-                raise _translated(error) from error
-            if exc is not None and _translated(exc) is not exc:
-                raise _translated(exc) from exc
+                raise _translated(error)  # noqa: B904 (translate() chains it)
+            if exc is not None and (found := _translated(exc)) is not exc:
+                raise found
             return
         session: AsyncSession = self._session
         try:
@@ -114,13 +114,13 @@ class TransactionScope:
                     await session.commit()
                 except Exception as error:
                     await session.rollback()
-                    raise _translated(error) from error
+                    raise _translated(error)  # noqa: B904 (translate() chains it)
             else:
                 # The connection may be gone; the original error is the one that matters.
                 with contextlib.suppress(Exception):
                     await session.rollback()
-                if _translated(exc) is not exc:
-                    raise _translated(exc) from exc
+                if (found := _translated(exc)) is not exc:
+                    raise found
         finally:
             await session.close()
 

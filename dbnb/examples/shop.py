@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from dbnb.display.tables import html_record, text_record
+from dbnb.display.tables import Record
 from dbnb.errors import DbnbError, NotFound
 from dbnb.orm import models
 from dbnb.orm.models import BigIntPrimaryKey, SoftDelete, Timestamps, UUIDPrimaryKey
@@ -315,11 +315,14 @@ class SeedReport:
     def _fields(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.FIELDS}
 
+    def _record(self) -> Record:
+        return Record("shop seed: rows inserted", self._fields(), names=True)
+
     def __str__(self) -> str:
-        return text_record("shop seed: rows inserted", self._fields())
+        return self._record().text()
 
     def _repr_html_(self) -> str:
-        return html_record("shop seed: rows inserted", self._fields())
+        return self._record().html()
 
 
 def _insert_missing(session: Session, model: type[Base], rows: Iterable[dict[str, Any]]) -> int:

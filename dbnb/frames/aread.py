@@ -1,8 +1,9 @@
 """COPY out of async sessions into DataFrames: the fast read path on asyncpg.
 
-The awaitable twin of :mod:`dbnb.frames.read`, with the same statement handling and dtypes:
-asyncpg's ``copy_from_query`` binds the parameters; blocks are parsed on a worker thread while
-the event loop keeps receiving.
+The awaitable twin of :mod:`dbnb.frames.read`, with the same steps and dtypes: the statement
+is described as asyncpg's unnamed prepared statement, the server quotes the parameters
+(``quote_nullable``) and they are inlined where ``$n`` stands (never inside a literal); blocks
+are parsed on a worker thread while the event loop keeps receiving.
 """
 
 from __future__ import annotations
@@ -11,79 +12,170 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.describe import adescribe
 from dbnb.frames.dtypes import DtypeBackend, ReadPlan, UuidAs
 from dbnb.frames.query import (
     PIPELINED,
     READ_SETTINGS,
     SET_ASYNC,
     SHOW_SETTINGS,
-    Described,
-    as_statement,
+    STOP,
+    Target,
     copy_query,
     copy_sql,
     driver_error,
-    listen,
+    explain_sql,
+    fetched_frame,
+    inline_parameters,
     options_of,
-    plan_of,
-    unlisten,
+    plan_for,
+    planned_rows,
+    stop_before_sending,
+    stopped,
+    target_of,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["aiter_frames", "aread_frame"]
+__all__ = ["aiter_frames", "aread_frame", "arun_statement"]
 
 
-class _AsyncCopy:
-    """A described statement ready to COPY out over the session's asyncpg connection."""
+async def _asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
+    """What asyncpg would be sent for ``target`` (SQL and parameters), without sending it."""
+    conn = (await session.connection()).sync_connection
+    assert conn is not None
+    listener = stop_before_sending(conn)
+    try:
+        await session.execute(target.executable, execution_options={STOP: True})
+    except Exception as exc:
+        found = stopped(exc)
+        if found is None:
+            written = target.statement
+            span = {"source": written.source, "span": written.span} if written else {}
+            raise translate(exc, **span)  # type: ignore[arg-type]  # noqa: B904 (chained)
+        return found
+    finally:
+        event.remove(conn, "before_cursor_execute", listener)
+    raise FrameError("the statement ran no SQL, so it has no rows to read")
 
-    def __init__(self, raw: Any, plan: ReadPlan, described: Described) -> None:
-        self.raw = raw
-        self.plan = plan
-        self.query = copy_query(described.statement, plan)
-        self.copy = copy_sql(self.query)
-        self.args = tuple(described.parameters or ())
 
-    async def run(self, sink: Any) -> None:
+async def _inlined(raw: Any, sql: str, types: tuple[Any, ...], args: Any) -> str:
+    """``sql`` with each ``$n`` replaced by its value, quoted by the server as its type."""
+    if not args:
+        return sql
+    casts = []
+    for i, kind in enumerate(types, start=1):
+        name = "_" + kind.name[:-2] if kind.name.endswith("[]") else kind.name
+        casts.append(f'quote_nullable(${i}::"{kind.schema}"."{name}"::text)')
+    literals = await raw.fetchrow(f"SELECT {', '.join(casts)}", *args)
+    return inline_parameters(sql, list(literals))
+
+
+class _AsyncOpened:
+    """A described statement on asyncpg: its plan (None: no rows) and the SQL to COPY."""
+
+    def __init__(self, raw: Any, target: Target, sql: str, before: list[Any]) -> None:
+        self.raw, self.target, self.sql, self.before = raw, target, sql, before
+        self.plan: ReadPlan | None = None
+
+    @classmethod
+    async def open(
+        cls, session: AsyncSession, target: Target, options: dict[str, Any]
+    ) -> _AsyncOpened:
+        import asyncpg
+
+        statement, parameters = await _asent(session, target)
+        raw = (await (await session.connection()).get_raw_connection()).driver_connection
+        # Through the session: it begins the transaction the describe and the COPY run in.
+        before = list((await session.execute(text(SHOW_SETTINGS))).one())
+        try:
+            columns, types = await adescribe(raw, statement)
+            sql = await _inlined(raw, statement, types, parameters)
+        except asyncpg.PostgresError as exc:
+            raise driver_error(exc, statement, target) from exc
+        opened = cls(raw, target, sql, before)
+        opened.plan = plan_for(target, columns, options) if columns else None
+        return opened
+
+    async def planned_rows(self) -> int | None:
+        """Ask the planner how many rows the statement returns (an estimate, for progress)."""
+        import asyncpg
+
+        explain = explain_sql(self.sql)
+        try:
+            return planned_rows(await self.raw.fetchval(explain))
+        except asyncpg.PostgresError as exc:
+            raise driver_error(exc, explain, self.target) from exc
+
+    async def run(self, plan: ReadPlan, sink: Any) -> None:
         """COPY the rows into ``sink`` (an async callable taking bytes of whole rows)."""
         import asyncpg
 
-        raw = self.raw
+        raw, query = self.raw, copy_query(self.sql, self.target, plan)
         try:
-            before = await raw.fetchrow(SHOW_SETTINGS)
             await raw.execute(SET_ASYNC, *READ_SETTINGS.values())
-            await raw.copy_from_query(self.query, *self.args, output=sink, format="csv")
-            await raw.execute(SET_ASYNC, *before)
+            await raw.copy_from_query(query, output=sink, format="csv")
+            await raw.execute(SET_ASYNC, *self.before)
         except asyncpg.PostgresError as exc:
-            raise driver_error(exc, self.copy) from exc
+            raise driver_error(exc, copy_sql(query), self.target) from exc
 
 
-async def _aprepare(session: AsyncSession, stmt: Executable, options: dict[str, Any]) -> _AsyncCopy:
-    conn = await session.connection()
-    sync_conn = conn.sync_connection
-    assert sync_conn is not None
-    described = Described()
-    swap, keep = listen(sync_conn, described)
-    try:
-        (await session.execute(stmt)).close()
-    except Exception as exc:
-        raise translate(exc) from exc
-    finally:
-        unlisten(sync_conn, swap, keep)
-    raw = (await conn.get_raw_connection()).driver_connection
-    return _AsyncCopy(raw, plan_of(stmt, described, options), described)
+async def _aread(opened: _AsyncOpened, plan: ReadPlan) -> pd.DataFrame:
+    loop = asyncio.get_running_loop()
+    block = bytearray()
+    parsed: list[asyncio.Future[Any]] = []
+
+    async def sink(data: bytes) -> None:
+        nonlocal block
+        block += data
+        if len(block) >= PIPELINED:
+            # Parse on a worker thread while asyncpg keeps receiving.
+            parsed.append(loop.run_in_executor(None, plan.parse, block))
+            block = bytearray()
+
+    await opened.run(plan, sink)
+    if block:
+        parsed.append(loop.run_in_executor(None, plan.parse, block))
+    return plan.combine(list(await asyncio.gather(*parsed)))
+
+
+def _no_rows(target: Target) -> FrameError:
+    what = f"this {target.statement.keyword or 'statement'}" if target.statement else "it"
+    return FrameError(
+        f"a frame is read from a statement that returns rows, and {what} returns none; nothing "
+        "ran: run it with db.execute() (or add RETURNING)"
+    )
+
+
+async def arun_statement(
+    session: AsyncSession, target: Target, **options: Any
+) -> tuple[pd.DataFrame | None, int]:
+    """Await ``target``: its rows as a typed DataFrame (and their count), or None and rowcount.
+
+    The async twin of :func:`~dbnb.frames.read.run_statement`.
+    """
+    opened = await _AsyncOpened.open(session, target, options_of(**options))
+    if opened.plan is None:
+        result = await session.execute(target.executable)
+        return None, int(getattr(result, "rowcount", -1))
+    if not target.copyable:
+        frame = fetched_frame(await session.execute(target.executable))
+        return frame, len(frame)
+    frame = await _aread(opened, opened.plan)
+    return frame, len(frame)
 
 
 async def aread_frame(
     session: AsyncSession,
-    stmt: Executable | str,
+    stmt: Executable | str | Target,
     params: dict[str, Any] | None = None,
     *,
     dtype_backend: DtypeBackend = None,
@@ -94,30 +186,18 @@ async def aread_frame(
 
     The async twin of :func:`read_frame`: same statement handling, same dtypes.
     """
-    copy = await _aprepare(
-        session, as_statement(stmt, params), options_of(dtype_backend, decimal, uuid_as)
-    )
-    loop = asyncio.get_running_loop()
-    block = bytearray()
-    parsed: list[asyncio.Future[Any]] = []
-
-    async def sink(data: bytes) -> None:
-        nonlocal block
-        block += data
-        if len(block) >= PIPELINED:
-            # Parse on a worker thread while asyncpg keeps receiving.
-            parsed.append(loop.run_in_executor(None, copy.plan.parse, block))
-            block = bytearray()
-
-    await copy.run(sink)
-    if block:
-        parsed.append(loop.run_in_executor(None, copy.plan.parse, block))
-    return copy.plan.combine(list(await asyncio.gather(*parsed)))
+    target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="aread_frame()")
+    opened = await _AsyncOpened.open(session, target, options_of(dtype_backend, decimal, uuid_as))
+    if opened.plan is None:
+        raise _no_rows(target)
+    if not target.copyable:
+        return fetched_frame(await session.execute(target.executable))
+    return await _aread(opened, opened.plan)
 
 
 async def aiter_frames(
     session: AsyncSession,
-    stmt: Executable | str,
+    stmt: Executable | str | Target,
     params: dict[str, Any] | None = None,
     *,
     chunksize: int = 100_000,
@@ -131,7 +211,7 @@ async def aiter_frames(
     The async twin of :func:`iter_frames`: a bounded queue between the COPY and the loop keeps
     memory flat; leaving early cancels the COPY and rolls back to the savepoint.
     """
-    statement = as_statement(stmt, params)
+    target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="aiter_frames()")
     if chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
     nested = await session.begin_nested()
@@ -145,18 +225,30 @@ async def aiter_frames(
             await queue.put(data)
 
     try:
-        copy = await _aprepare(session, statement, options_of(dtype_backend, decimal, uuid_as))
+        opened = await _AsyncOpened.open(
+            session, target, options_of(dtype_backend, decimal, uuid_as)
+        )
+        plan = opened.plan
+        if plan is None or not target.copyable:
+            raise _no_rows(target) if plan is None else FrameError(
+                "aiter_frames() streams what COPY can read (SELECT, VALUES, WITH, ... RETURNING);"
+                " read this statement with aread_frame()"
+            )
 
         async def produce() -> None:
+            assert plan is not None
             try:
-                await copy.run(sink)
+                await opened.run(plan, sink)
             finally:
                 if not dropping:
                     await queue.put(None)
 
+        bar = Progress(progress, desc="reading")
+        if bar.wants_total:
+            bar.set_total(await opened.planned_rows(), estimate=True)
         task = asyncio.create_task(produce())
-        chunker = CsvChunker(copy.plan, chunksize)
-        with Progress(progress, desc="reading") as bar:
+        chunker = CsvChunker(plan, chunksize)
+        with bar:
             while (piece := await queue.get()) is not None:
                 for frame in chunker.feed(piece):
                     bar.update(len(frame))
@@ -174,7 +266,7 @@ async def aiter_frames(
             dropping = True
             while not queue.empty():
                 queue.get_nowait()
-            await _cancel_backend(session, copy.raw)
+            await _cancel_backend(session, opened.raw)
             await asyncio.gather(task, return_exceptions=True)
         if done:
             await nested.commit()

@@ -1,22 +1,25 @@
 """COPY out of sync sessions into DataFrames: the fast read path on psycopg.
 
-See :mod:`dbnb.frames.query` for how a statement is described and planned. psycopg binds the
-parameters client-side (``ClientCursor.mogrify``); the rows are pulled from libpq in blocks and
-parsed on a worker thread while the rest arrives. The async twin is :mod:`dbnb.frames.aread`.
+See :mod:`dbnb.frames.query` for the steps (stop before sending, describe, plan, COPY). psycopg
+inlines the parameters client-side (``ClientCursor.mogrify``); the rows are pulled from libpq in
+blocks and parsed on a worker thread while the rest arrives. The async twin is
+:mod:`dbnb.frames.aread`.
 """
 
 from __future__ import annotations
 
 import select
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event, text
 from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.describe import describe
 from dbnb.frames.dtypes import DtypeBackend, ReadPlan, UuidAs
 from dbnb.frames.query import (
     BLOCK,
@@ -24,22 +27,26 @@ from dbnb.frames.query import (
     READ_SETTINGS,
     SET_SYNC,
     SHOW_SETTINGS,
-    Described,
-    as_statement,
+    STOP,
+    Target,
     copy_query,
     copy_sql,
     driver_error,
-    listen,
+    explain_sql,
+    fetched_frame,
     options_of,
-    plan_of,
-    unlisten,
+    plan_for,
+    planned_rows,
+    stop_before_sending,
+    stopped,
+    target_of,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.orm import Session
 
-__all__ = ["iter_frames", "read_frame"]
+__all__ = ["iter_frames", "read_frame", "run_statement"]
 
 
 def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
@@ -98,45 +105,110 @@ def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
             raise psycopg.errors.error_from_result(last, encoding=encoding)
 
 
-def _copy_out(
-    session: Session, stmt: Executable, options: dict[str, Any], block_bytes: int
-) -> Generator[Any, None, None]:
-    """Yield the plan, then the COPY's bytes in blocks of whole rows."""
-    import psycopg
-    from psycopg.pq import TransactionStatus
-
+def _sent(session: Session, target: Target) -> tuple[str, Any]:
+    """What psycopg would send for ``target`` (SQL and parameters), without sending it."""
     conn = session.connection()
-    described = Described()
-    swap, keep = listen(conn, described)
+    listener = stop_before_sending(conn)
     try:
-        session.execute(stmt).close()
+        session.execute(target.executable, execution_options={STOP: True})
     except Exception as exc:
-        raise translate(exc) from exc
+        found = stopped(exc)
+        if found is None:
+            written = target.statement
+            span = {"source": written.source, "span": written.span} if written else {}
+            raise translate(exc, **span)  # type: ignore[arg-type]  # noqa: B904 (chained)
+        return found
     finally:
-        unlisten(conn, swap, keep)
-    plan = plan_of(stmt, described, options)
-    yield plan
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    sql = psycopg.ClientCursor(raw).mogrify(described.statement, described.parameters)
-    copy = copy_sql(copy_query(sql, plan))
-    try:
-        with raw.cursor() as cur:
-            before = cur.execute(SHOW_SETTINGS).fetchone()
-            cur.execute(SET_SYNC, list(READ_SETTINGS.values()))
-            try:
-                yield from _rows_out(raw, copy, block_bytes)
-            finally:
-                # After a failed or cancelled COPY the transaction is aborted: nothing to undo.
-                if before is not None and raw.info.transaction_status != TransactionStatus.INERROR:
-                    cur.execute(SET_SYNC, list(before))
-    except psycopg.Error as exc:
-        raise driver_error(exc, copy) from exc
+        event.remove(conn, "before_cursor_execute", listener)
+    raise FrameError("the statement ran no SQL, so it has no rows to read")
+
+
+class _Opened:
+    """A described statement: its plan (None: it returns no rows) and the SQL to COPY."""
+
+    def __init__(self, session: Session, target: Target, options: dict[str, Any]) -> None:
+        import psycopg
+
+        statement, parameters = _sent(session, target)
+        raw = session.connection().connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        self.raw, self.target = raw, target
+        self.sql = psycopg.ClientCursor(raw).mogrify(statement, parameters)
+        # Through the session: it begins the transaction the describe and the COPY run in.
+        self.before = list(session.execute(text(SHOW_SETTINGS)).one())
+        try:
+            columns = describe(raw, self.sql)
+        except psycopg.Error as exc:
+            raise driver_error(exc, self.sql, target) from exc
+        self.plan = plan_for(target, columns, options) if columns else None
+
+    def planned_rows(self) -> int | None:
+        """Ask the planner how many rows the statement returns (an estimate, for progress)."""
+        import psycopg
+
+        explain = explain_sql(self.sql)
+        try:
+            with self.raw.cursor() as cur:
+                row = cur.execute(explain).fetchone()
+        except psycopg.Error as exc:
+            raise driver_error(exc, explain, self.target) from exc
+        return planned_rows(row[0] if row else None)
+
+    def blocks(self, plan: ReadPlan, block_bytes: int) -> Iterator[bytearray]:
+        """COPY the rows out in blocks of whole rows, with the read settings in place."""
+        import psycopg
+        from psycopg.pq import TransactionStatus
+
+        raw, copy = self.raw, copy_sql(copy_query(self.sql, self.target, plan))
+        try:
+            with raw.cursor() as cur:
+                cur.execute(SET_SYNC, list(READ_SETTINGS.values()))
+                try:
+                    yield from _rows_out(raw, copy, block_bytes)
+                finally:
+                    # After a failed or cancelled COPY the transaction is aborted: nothing to undo.
+                    if raw.info.transaction_status != TransactionStatus.INERROR:
+                        cur.execute(SET_SYNC, self.before)
+        except psycopg.Error as exc:
+            raise driver_error(exc, copy, self.target) from exc
+
+
+def _read(opened: _Opened, plan: ReadPlan) -> pd.DataFrame:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse") as parser:
+        parsed = [parser.submit(plan.parse, block) for block in opened.blocks(plan, PIPELINED)]
+    return plan.combine([p.result() for p in parsed])
+
+
+def _no_rows(target: Target) -> FrameError:
+    what = f"this {target.statement.keyword or 'statement'}" if target.statement else "it"
+    return FrameError(
+        f"a frame is read from a statement that returns rows, and {what} returns none; nothing "
+        "ran: run it with db.execute() (or add RETURNING)"
+    )
+
+
+def run_statement(
+    session: Session, target: Target, **options: Any
+) -> tuple[pd.DataFrame | None, int]:
+    """Run ``target``: its rows as a typed DataFrame (and their count), or None and rowcount.
+
+    What the last statement of a script goes through (``db.execute``, ``%%db``): rows come
+    back through the COPY reader when COPY can read them (DML with RETURNING too), else fetched.
+    """
+    opened = _Opened(session, target, options_of(**options))
+    if opened.plan is None:
+        result = session.execute(target.executable)
+        return None, int(getattr(result, "rowcount", -1))
+    if not target.copyable:
+        frame = fetched_frame(session.execute(target.executable))
+        return frame, len(frame)
+    frame = _read(opened, opened.plan)
+    return frame, len(frame)
 
 
 def read_frame(
     session: Session,
-    stmt: Executable | str,
+    stmt: Executable | str | Target,
     params: dict[str, Any] | None = None,
     *,
     dtype_backend: DtypeBackend = None,
@@ -147,20 +219,23 @@ def read_frame(
 
     Runs ``COPY (stmt) TO STDOUT`` inside the session's transaction and commits nothing.
     ``stmt`` is a SQLAlchemy SELECT (ORM criteria, soft-delete filters and bound parameters all
-    apply) or SQL text with ``:name`` parameters given in ``params``. dtypes follow the table
-    in :mod:`dbnb.frames.dtypes`; an empty result keeps them.
+    apply) or SQL text as people write it (comments, a trailing ``;``, CTEs, ``... RETURNING``)
+    with ``:name`` parameters given in ``params``. The server describes it first, so a
+    statement that returns no rows raises ``FrameError`` without running. dtypes follow the
+    table in :mod:`dbnb.frames.dtypes`; an empty result keeps them.
     """
-    options = options_of(dtype_backend, decimal, uuid_as)
-    stream = _copy_out(session, as_statement(stmt, params), options, PIPELINED)
-    plan: ReadPlan = next(stream)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse") as parser:
-        parsed = [parser.submit(plan.parse, block) for block in stream]
-    return plan.combine([p.result() for p in parsed])
+    target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="read_frame()")
+    opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as))
+    if opened.plan is None:
+        raise _no_rows(target)
+    if not target.copyable:
+        return fetched_frame(session.execute(target.executable))
+    return _read(opened, opened.plan)
 
 
 def iter_frames(
     session: Session,
-    stmt: Executable | str,
+    stmt: Executable | str | Target,
     params: dict[str, Any] | None = None,
     *,
     chunksize: int = 100_000,
@@ -176,26 +251,36 @@ def iter_frames(
     yields one empty frame with the right dtypes. The session cannot run other statements
     while the loop is open.
     """
-    statement = as_statement(stmt, params)
-    chunkeroptions_of = options_of(dtype_backend, decimal, uuid_as)
+    target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="iter_frames()")
     if chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
     nested = session.begin_nested()
-    stream = _copy_out(session, statement, chunkeroptions_of, BLOCK)
     done = False
     try:
-        chunker = CsvChunker(next(stream), chunksize)
-        with Progress(progress, desc="reading") as bar:
-            for piece in stream:
-                for frame in chunker.feed(piece):
+        opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as))
+        if opened.plan is None or not target.copyable:
+            raise _no_rows(target) if opened.plan is None else FrameError(
+                "iter_frames() streams what COPY can read (SELECT, VALUES, WITH, ... RETURNING); "
+                "read this statement with read_frame()"
+            )
+        chunker = CsvChunker(opened.plan, chunksize)
+        bar = Progress(progress, desc="reading")
+        if bar.wants_total:
+            bar.set_total(opened.planned_rows(), estimate=True)
+        stream = opened.blocks(opened.plan, BLOCK)
+        try:
+            with bar:
+                for piece in stream:
+                    for frame in chunker.feed(piece):
+                        bar.update(len(frame))
+                        yield frame
+                for frame in chunker.finish():
                     bar.update(len(frame))
                     yield frame
-            for frame in chunker.finish():
-                bar.update(len(frame))
-                yield frame
+        finally:
+            stream.close()  # type: ignore[attr-defined]
         done = True
     finally:
-        stream.close()
         if done:
             nested.commit()
         elif nested.is_active:

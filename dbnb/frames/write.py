@@ -218,7 +218,7 @@ def write_frame(
             written: int = result.rowcount  # type: ignore[attr-defined]
             session.execute(text(load.drop_sql()))
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc)  # noqa: B904 (translate() chains it)
         return int(written)
 
 
@@ -301,5 +301,5 @@ async def awrite_frame(
             written: int = result.rowcount  # type: ignore[attr-defined]
             await session.execute(text(load.drop_sql()))
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc)  # noqa: B904 (translate() chains it)
         return int(written)

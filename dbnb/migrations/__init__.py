@@ -12,7 +12,6 @@ from dbnb.migrations.api import (
     downgrade,
     heads,
     history,
-    revision,
     stamp,
     upgrade,
 )
@@ -23,9 +22,12 @@ from dbnb.migrations.config import (
     load_config,
     target_metadata,
 )
+from dbnb.migrations.revisions import branches, merge, revision, show
+from dbnb.migrations.scaffold import init
 
 __all__ = [
     "MODELS_OPTION",
+    "branches",
     "check",
     "context_options",
     "current",
@@ -33,8 +35,11 @@ __all__ = [
     "find_config",
     "heads",
     "history",
+    "init",
     "load_config",
+    "merge",
     "revision",
+    "show",
     "stamp",
     "target_metadata",
     "upgrade",

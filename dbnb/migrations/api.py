@@ -29,15 +29,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dbnb.engine.database import Database
 from dbnb.errors import DbnbError, MigrationBlocked, MigrationError, mask_secrets, translate
-from dbnb.migrations.config import ConfigArg, context_options, load_config, target_metadata
+from dbnb.migrations.config import (
+    ConfigArg,
+    context_options,
+    load_config,
+    require_models,
+    target_metadata,
+)
 from dbnb.migrations.reports import (
     CurrentRevision,
     DriftReport,
     History,
     MigrationResult,
     RevisionInfo,
-    RevisionResult,
+    SqlScript,
 )
+from dbnb.phrasing import command as suggest
 from dbnb.server.admin import psycopg_conninfo
 from dbnb.server.sessions import BlockerWatch, describe_blockers
 
@@ -47,7 +54,6 @@ __all__ = [
     "downgrade",
     "heads",
     "history",
-    "revision",
     "stamp",
     "upgrade",
 ]
@@ -155,7 +161,9 @@ def _require_known(script: ScriptDirectory, revisions: tuple[str, ...]) -> None:
         raise MigrationError(
             f"the database is stamped with revision {', '.join(missing)}, which is not in "
             f"{script.versions}: check out the code that has that migration, or, if the schema "
-            "matches a known revision, re-stamp it (`dbnb stamp <revision>`); nothing was changed"
+            "matches a known revision, re-stamp it ("
+            f"{suggest('stamp <revision>', 'dbnb.migrations.stamp(db, <revision>)')}); nothing "
+            "was changed"
         )
 
 
@@ -253,7 +261,9 @@ def _move(
     return MigrationResult(action, before, after, tuple(_info(s, applied=applied) for s in steps))
 
 
-def upgrade(db: Database, revision: str = "head", *, config: ConfigArg = None) -> MigrationResult:
+def upgrade(
+    db: Database, revision: str = "head", *, sql: bool = False, config: ConfigArg = None
+) -> MigrationResult | SqlScript:
     """Upgrade the database to ``revision`` (default ``head``); return what was applied.
 
     Each revision runs in its own transaction under a PostgreSQL advisory lock: a concurrent
@@ -262,12 +272,15 @@ def upgrade(db: Database, revision: str = "head", *, config: ConfigArg = None) -
     Args:
         db: the database to upgrade.
         revision: the target: ``head`` (default), a revision id, or ``+1`` for one step.
+        sql: show the SQL the upgrade would run (from the current revision); run nothing.
         config: an alembic.ini path or a Config; default: found from the working directory.
 
     Example::
 
         dbnb.migrations.upgrade(db)          # %db migrate
     """
+    if sql:
+        return _offline(db, "upgrade", revision, config)
 
     def run(cfg: Config, before: tuple[str, ...]) -> None:
         _require_known(ScriptDirectory.from_config(cfg), before)
@@ -276,14 +289,19 @@ def upgrade(db: Database, revision: str = "head", *, config: ConfigArg = None) -
     return _move(db, "upgrade", run, config)
 
 
-def downgrade(db: Database, revision: str = "-1", *, config: ConfigArg = None) -> MigrationResult:
+def downgrade(
+    db: Database, revision: str = "-1", *, sql: bool = False, config: ConfigArg = None
+) -> MigrationResult | SqlScript:
     """Downgrade the database to ``revision``, one transaction per revision, under the lock.
 
     Args:
         db: the database to downgrade.
         revision: the target: ``-1`` (default, one step back), a revision id, or ``base``.
+        sql: show the SQL the downgrade would run (from the current revision); run nothing.
         config: an alembic.ini path or a Config; default: found from the working directory.
     """
+    if sql:
+        return _offline(db, "downgrade", revision, config)
 
     def run(cfg: Config, before: tuple[str, ...]) -> None:
         _require_known(ScriptDirectory.from_config(cfg), before)
@@ -292,6 +310,14 @@ def downgrade(db: Database, revision: str = "-1", *, config: ConfigArg = None) -
         command.downgrade(cfg, revision)
 
     return _move(db, "downgrade", run, config)
+
+
+def _offline(db: Database, action: str, revision: str, config: ConfigArg) -> SqlScript:
+    from dbnb.migrations.offline import sql_script
+
+    cfg = load_config(config)
+    _, stamped = _scripts_and_stamp(db, cfg)
+    return sql_script(cfg, action, stamped, revision)
 
 
 def stamp(db: Database, revision: str, *, config: ConfigArg = None) -> MigrationResult:
@@ -310,63 +336,6 @@ def stamp(db: Database, revision: str, *, config: ConfigArg = None) -> Migration
         command.stamp(cfg, revision, purge=purge)
 
     return _move(db, "stamp", run, config)
-
-
-def revision(
-    db: Database,
-    message: str,
-    *,
-    autogenerate: bool = False,
-    models: MetaData | Sequence[MetaData] | str | None = None,
-    config: ConfigArg = None,
-) -> RevisionResult:
-    """Write a new revision file; with ``autogenerate``, from the models' differences.
-
-    Args:
-        db: the database to compare against (it must be at head for autogenerate).
-        message: what the revision does, e.g. ``"add coupons"``.
-        autogenerate: fill upgrade()/downgrade() from the difference between the models and
-            the database.
-        models: a MetaData or a models module path; default: ``dbnb.models`` in alembic.ini,
-            else dbnb's ``Base.metadata`` (the models defined in this notebook).
-        config: an alembic.ini path or a Config; default: found from the working directory.
-    """
-    from dbnb.migrations.drift import describe_diff
-
-    cfg = load_config(config)
-    script = ScriptDirectory.from_config(cfg)
-    operations: list[str] = []
-
-    def collect(context: Any, rev: Any, directives: list[Any]) -> None:
-        for directive in directives:
-            for ops in directive.upgrade_ops_list:
-                operations.extend(d.detail for diff in ops.as_diffs() for d in describe_diff(diff))
-
-    given = cfg.attributes.get("target_metadata")
-    if autogenerate:
-        cfg.attributes["target_metadata"] = target_metadata(cfg, models)
-    try:
-        with _connection(db, cfg, lock=False) as conn:
-            _require_known(script, _stamped(conn))
-            written = command.revision(
-                cfg, message=message, autogenerate=autogenerate, process_revision_directives=collect
-            )
-    except (CommandError, SQLAlchemyError) as exc:
-        hint = " (run migrate first)" if "not up to date" in str(exc) else ""
-        raise MigrationError(f"revision failed: {str(exc).strip()}{hint}") from exc
-    finally:
-        cfg.attributes["target_metadata"] = given
-    new = written[0] if isinstance(written, list) else written
-    if new is None:
-        raise MigrationError("revision wrote no file")
-    return RevisionResult(
-        revision=new.revision,
-        down_revisions=_as_tuple(new.down_revision),
-        message=message,
-        path=new.path,
-        operations=tuple(operations),
-        autogenerate=autogenerate,
-    )
 
 
 # -- commands that only read ----------------------------------------------------------------------
@@ -437,11 +406,15 @@ def check(
             else dbnb's ``Base.metadata`` (the models defined in this notebook).
         config: an alembic.ini path or a Config; default: found from the working directory.
     """
-    from dbnb.migrations.drift import compare
+    from dbnb.migrations.drift import compare, two_ways_forward, unversioned_tables
 
     cfg = load_config(config)
     metadata = target_metadata(cfg, models)
+    require_models(metadata)
     state = current(db, config=cfg)
     with _connection(db, cfg, lock=False) as conn:
+        unversioned = unversioned_tables(conn, metadata)
+        conn.rollback()
         drifts = compare(conn, metadata, context_options())
-    return DriftReport(drifts, state)
+    note = two_ways_forward(unversioned) if unversioned and not drifts else ""
+    return DriftReport(drifts, state, note)

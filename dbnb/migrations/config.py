@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import io
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from alembic.config import Config
 from sqlalchemy import MetaData, Table
 
 from dbnb.errors import MigrationError
+from dbnb.migrations.drift import TargetMetadata
+from dbnb.phrasing import command, option
 
 __all__ = [
     "MODELS_OPTION",
@@ -28,16 +32,17 @@ __all__ = [
     "context_options",
     "find_config",
     "load_config",
+    "require_models",
     "target_metadata",
 ]
 
 #: The alembic.ini option naming the models module(s) autogenerate and check compare against.
 MODELS_OPTION = "dbnb.models"
+#: The module name under which a notebook's own variables are importable (``__main__:Base``).
+NOTEBOOK = "__main__"
 _PROJECT_MARKERS = ("pyproject.toml", ".git")
 
 ConfigArg = str | os.PathLike[str] | Config | None
-#: What Alembic's ``target_metadata`` accepts: one MetaData, or several compared together.
-TargetMetadata = MetaData | tuple[MetaData, ...]
 
 
 def find_config(start: str | os.PathLike[str] | None = None) -> Path:
@@ -59,8 +64,9 @@ def find_config(start: str | os.PathLike[str] | None = None) -> Path:
         if any((directory / marker).exists() for marker in _PROJECT_MARKERS):
             break
     raise MigrationError(
-        f"no alembic.ini in {here} or above it up to {looked}; run `dbnb init` in the project "
-        "root, or pass config='path/to/alembic.ini'"
+        f"no alembic.ini in {here} or above it up to {looked}; run "
+        f"{command('init', 'dbnb.migrations.init()')} in the project root, or pass "
+        f"{option('config', 'path/to/alembic.ini')}"
     )
 
 
@@ -94,24 +100,58 @@ def _base_metadata() -> MetaData:
     return Base.metadata
 
 
-def _import_models(spec: str) -> MetaData | None:
+@contextmanager
+def _importable(directory: Path | None) -> Iterator[None]:
+    """Let ``import`` find modules next to alembic.ini (``models.py`` beside it) meanwhile."""
+    entry = str(directory) if directory is not None else None
+    added = entry is not None and entry not in sys.path
+    if added:
+        sys.path.insert(0, str(entry))
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(str(entry))
+
+
+def _as_metadata(found: Any) -> MetaData | None:
+    """A MetaData, or the ``metadata`` of a declarative Base (``Base`` in a notebook)."""
+    if isinstance(found, MetaData):
+        return found
+    metadata = getattr(found, "metadata", None)
+    return metadata if isinstance(metadata, MetaData) else None
+
+
+def _import_models(spec: str, directory: Path | None = None) -> MetaData | None:
     module_name, _, attribute = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        with _importable(directory):
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise MigrationError(
             f"cannot import the models module {module_name!r} ({type(exc).__name__}: {exc}); "
-            f"fix {MODELS_OPTION} in alembic.ini or pass models="
+            f"fix {MODELS_OPTION} in alembic.ini or pass {option('models', 'myapp.models')}"
         ) from exc
     if attribute:
-        found = getattr(module, attribute, None)
-        if not isinstance(found, MetaData):
-            raise MigrationError(f"{spec!r} is not a sqlalchemy MetaData")
-        return found
-    for name in ("target_metadata", "metadata"):
-        found = getattr(module, name, None)
-        if isinstance(found, MetaData):
-            return found
+        found: Any = module
+        for part in attribute.split("."):
+            found = getattr(found, part, None)
+        metadata = _as_metadata(found)
+        if metadata is None and module_name == NOTEBOOK:
+            raise MigrationError(
+                f"{MODELS_OPTION} = {spec} names the notebook's {attribute}, which exists only "
+                "while the notebook runs (and has run the cell defining it): run this from the "
+                f"notebook, or point {MODELS_OPTION} in alembic.ini at a models module"
+            )
+        if metadata is None:
+            raise MigrationError(
+                f"{spec!r} is neither a sqlalchemy MetaData nor a declarative Base"
+            )
+        return metadata
+    for name in ("target_metadata", "metadata", "Base"):
+        metadata = _as_metadata(getattr(module, name, None))
+        if metadata is not None:
+            return metadata
     return None
 
 
@@ -157,7 +197,10 @@ def target_metadata(
     if isinstance(chosen, list | tuple):
         return tuple(chosen)
     spec = chosen if isinstance(chosen, str) else config.get_main_option(MODELS_OPTION) or ""
-    found = [m for m in (_import_models(s.strip()) for s in spec.split(",") if s.strip()) if m]
+    here = Path(config.config_file_name).resolve().parent if config.config_file_name else None
+    found = [
+        m for m in (_import_models(s.strip(), here) for s in spec.split(",") if s.strip()) if m
+    ]
     if not found:
         return _base_metadata()
     notebook = _notebook_metadata() if models is None else None
@@ -166,10 +209,35 @@ def target_metadata(
     return found[0] if len(found) == 1 else tuple(found)
 
 
+def require_models(metadata: TargetMetadata) -> None:
+    """Refuse to compare against no models at all (autogenerate would write an empty revision).
+
+    Raises:
+        MigrationError: the chosen MetaData holds no table.
+    """
+    every = metadata if isinstance(metadata, tuple) else (metadata,)
+    if not any(m.tables for m in every):
+        raise MigrationError(
+            "no models to compare with: define them on dbnb.Base in this notebook, or name "
+            f"them with {option('models', 'Base')} (a notebook's Base or MetaData, or a module "
+            f"such as myapp.models), or set {MODELS_OPTION} in alembic.ini ("
+            f"{command('init --models myapp.models', 'dbnb.migrations.init(models=...)')} "
+            "writes it)"
+        )
+
+
 def context_options() -> dict[str, Any]:
     """Options ``env.py`` passes to ``context.configure`` (shared with :func:`check`).
 
     One transaction per revision: a revision that fails rolls back alone and leaves the
-    database at the revision before it.
+    database at the revision before it. Types and server defaults are compared, and calling
+    this registers dbnb's partial-index comparator with Alembic (so the plain ``alembic``
+    command's ``check`` and autogenerate see a changed ``WHERE`` too).
     """
-    return {"compare_type": True, "transaction_per_migration": True}
+    from dbnb.migrations import comparators  # noqa: F401  (registers on import)
+
+    return {
+        "compare_type": True,
+        "compare_server_default": True,
+        "transaction_per_migration": True,
+    }

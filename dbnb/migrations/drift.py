@@ -2,9 +2,10 @@
 
 Alembic compares tables, columns, types, indexes and constraints but not the ``WHERE`` of a
 partial index, so a unique index ``WHERE deleted_at IS NULL`` that lost its predicate would pass
-unnoticed. :func:`compare` asks the server to normalise the model's predicate (it builds the
-index on a temporary copy of the table inside a savepoint that is always rolled back) and
-compares that with ``pg_get_expr`` of the real index.
+unnoticed. :func:`predicate_changes` asks the server to normalise the model's predicate (it
+builds the index on a temporary copy of the table inside a savepoint that is always rolled back)
+and compares that with ``pg_get_expr`` of the real index; :mod:`dbnb.migrations.comparators`
+registers it with Alembic, and :func:`compare` reports it as one drift per index.
 """
 
 from __future__ import annotations
@@ -13,15 +14,25 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Index, Table, text
+from sqlalchemy import Index, MetaData, Table, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex
 
-from dbnb.migrations.config import TargetMetadata
 from dbnb.migrations.reports import Drift
+from dbnb.phrasing import command as suggest
 
-__all__ = ["compare", "describe_diff"]
+__all__ = [
+    "TargetMetadata",
+    "compare",
+    "describe_diff",
+    "predicate_changes",
+    "two_ways_forward",
+    "unversioned_tables",
+]
+
+#: What Alembic's ``target_metadata`` accepts: one MetaData, or several compared together.
+TargetMetadata = MetaData | tuple[MetaData, ...]
 
 _DB_INDEXES = """
 SELECT c.relname AS name, pg_get_expr(i.indpred, i.indrelid) AS predicate
@@ -100,37 +111,77 @@ def _normalised(conn: Connection, table: Table, predicate: str) -> str:
         savepoint.rollback()
 
 
-def _predicate_drifts(conn: Connection, metadata: TargetMetadata) -> list[Drift]:
-    drifts = []
-    every = metadata if isinstance(metadata, tuple) else (metadata,)
-    for table in (t for m in every for t in m.sorted_tables):
-        rows = conn.execute(text(_DB_INDEXES), {"schema": table.schema, "table": table.name})
-        in_db = {str(r.name): r.predicate for r in rows}
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            name = str(index.name)
-            if name not in in_db:
-                continue  # missing indexes are Alembic's to report
-            model = _model_predicate(conn, index)
-            model = _normalised(conn, table, model) if model is not None else None
-            found = in_db[name]
-            if model != found:
-                detail = f"partial index WHERE: database {found}, models {model}"
-                drifts.append(Drift("modify_index_where", table.name, name, detail))
-    return drifts
+def predicate_changes(conn: Connection, table: Table) -> list[tuple[Index, str | None, str | None]]:
+    """The indexes of ``table`` whose partial-index ``WHERE`` differs from the database's.
+
+    Each as ``(index, predicate in the database, predicate of the model)``, both as the server
+    writes them. Indexes missing on either side are left to Alembic's own comparison.
+    """
+    rows = conn.execute(text(_DB_INDEXES), {"schema": table.schema, "table": table.name})
+    in_db = {str(r.name): r.predicate for r in rows}
+    changes = []
+    for index in sorted(table.indexes, key=lambda i: str(i.name)):
+        name = str(index.name)
+        if name not in in_db:
+            continue
+        model = _model_predicate(conn, index)
+        model = _normalised(conn, table, model) if model is not None else None
+        if model != in_db[name]:
+            changes.append((index, in_db[name], model))
+    return changes
 
 
 def compare(
     conn: Connection, metadata: TargetMetadata, options: dict[str, Any]
 ) -> tuple[Drift, ...]:
-    """List every difference between ``metadata`` and the database on ``conn`` (changes nothing)."""
+    """List every difference between ``metadata`` and the database on ``conn`` (changes nothing).
+
+    Alembic's comparison, with dbnb's partial-index comparator registered (it reports a
+    changed ``WHERE`` as a drop and re-create of the index; here it reads as one drift).
+    """
     try:
         context = MigrationContext.configure(
             conn, opts={**options, "target_metadata": metadata}
         )
         # compare_metadata takes several MetaData too (as env.py's target_metadata does).
         diffs = compare_metadata(context, metadata)  # type: ignore[arg-type]
-        drifts = [d for diff in diffs for d in describe_diff(diff)]
-        drifts += _predicate_drifts(conn, metadata)
+        every = metadata if isinstance(metadata, tuple) else (metadata,)
+        changed = [
+            Drift("modify_index_where", table.name, str(index.name),
+                  f"partial index WHERE: database {found}, models {model}")
+            for table in (t for m in every for t in m.sorted_tables)
+            for index, found, model in predicate_changes(conn, table)
+        ]
+        names = {d.name for d in changed}
+        drifts = [
+            d for diff in diffs for d in describe_diff(diff)
+            if not (d.kind in {"add_index", "remove_index"} and d.name in names)
+        ]
     finally:
         conn.rollback()
-    return tuple(drifts)
+    return tuple(drifts + changed)
+
+
+def unversioned_tables(conn: Connection, metadata: TargetMetadata) -> list[str]:
+    """The models' tables the database already has, when it has no ``alembic_version``."""
+    inspector = inspect(conn)
+    if inspector.has_table("alembic_version"):
+        return []
+    every = metadata if isinstance(metadata, tuple) else (metadata,)
+    present = set(inspector.get_table_names())
+    return sorted(t.name for m in every for t in m.sorted_tables if t.name in present)
+
+
+def two_ways_forward(tables: list[str]) -> str:
+    """What to say about tables created without migrations (``create_all``): two ways on."""
+    shown = ", ".join(tables[:4]) + (", ..." if len(tables) > 4 else "")
+    baseline = suggest('revision -m "baseline" --baseline',
+                       "dbnb.migrations.revision(db, 'baseline', baseline=True)")
+    stamp = suggest("stamp head", "dbnb.migrations.stamp(db, 'head')")
+    migrate = suggest("migrate", "dbnb.migrations.upgrade(db)")
+    return (
+        f"the database already has the models' tables ({shown}) but no alembic_version, so "
+        f"nothing differs: either write a baseline revision that creates them ({baseline}) and "
+        f"mark this database as having it ({stamp}), or drop the tables and let {migrate} "
+        "create them from a revision autogenerated on the empty database"
+    )

@@ -1,14 +1,17 @@
 """What the migration functions return: frozen snapshots built from Alembic's own objects.
 
 Each has a plain ``__repr__`` and a ``_repr_html_`` (via :mod:`dbnb.display.tables`); none does I/O.
+An empty result (nothing to do, no drift) renders as one line, not as an empty table.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dbnb.display.tables import html_record, html_table, text_record, text_table
+from dbnb.display.tables import Record, Table
+from dbnb.display.values import Status, plural
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,8 +22,10 @@ __all__ = [
     "DriftReport",
     "History",
     "MigrationResult",
+    "RevisionDetail",
     "RevisionInfo",
     "RevisionResult",
+    "SqlScript",
 ]
 
 
@@ -63,35 +68,45 @@ class MigrationResult:
     @property
     def summary(self) -> str:
         """One line: ``upgrade: base -> 1a2b (2 revisions)``."""
-        what = f"{len(self.steps)} revision{'s' if len(self.steps) != 1 else ''}"
+        what = plural(len(self.steps), "revision")
         if not self.changed:
             return f"{self.action}: already at {_revs(self.to_revisions)}, nothing to do"
         if self.action == "stamp":
             return f"stamp: {_revs(self.from_revisions)} -> {_revs(self.to_revisions)} (no DDL run)"
         return f"{self.action}: {_revs(self.from_revisions)} -> {_revs(self.to_revisions)} ({what})"
 
+    def _table(self) -> Table:
+        return Table(COLUMNS, [s.as_row() for s in self.steps], caption=self.summary)
+
     def __repr__(self) -> str:
-        if not self.steps:
-            return self.summary
-        return self.summary + "\n" + text_table(COLUMNS, [s.as_row() for s in self.steps])
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        return html_table(COLUMNS, [s.as_row() for s in self.steps], caption=self.summary)
+        return self._table().html()
 
 
 @dataclass(frozen=True)
 class RevisionResult:
-    """A revision file just written by ``revision``, and what autogenerate put in it."""
+    """A revision file ``revision`` / ``merge`` wrote (and what autogenerate put in it), or why
+    none was written (``written`` is False and ``note`` says why and what to do)."""
 
-    revision: str
+    revision: str | None
     down_revisions: tuple[str, ...]
     message: str
-    path: str
+    path: str | None
     operations: tuple[str, ...]
     autogenerate: bool
+    note: str = ""
+
+    @property
+    def written(self) -> bool:
+        """True when a revision file was written."""
+        return self.path is not None
 
     def as_dict(self) -> dict[str, Any]:
         """The result as plain values."""
+        if not self.written:
+            return {"revision": "none written", "message": self.message, "why": self.note}
         ops = "; ".join(self.operations) if self.operations else "none detected"
         if not self.autogenerate:
             ops = "empty revision: write upgrade() and downgrade()"
@@ -103,11 +118,65 @@ class RevisionResult:
             "operations": ops,
         }
 
+    def _record(self) -> Record:
+        if not self.written:
+            return Record("no revision written", self.as_dict(), ok=False)
+        return Record(f"new revision {self.revision}", self.as_dict())
+
     def __repr__(self) -> str:
-        return text_record("RevisionResult", self.as_dict())
+        return self._record().text()
 
     def _repr_html_(self) -> str:
-        return html_record("new revision", self.as_dict())
+        return self._record().html()
+
+
+@dataclass(frozen=True)
+class RevisionDetail:
+    """One revision of the history (``show``): message, parents, children, file."""
+
+    revision: str
+    down_revisions: tuple[str, ...]
+    next_revisions: tuple[str, ...]
+    message: str
+    path: str
+    is_head: bool
+    is_branch_point: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """The revision as plain values."""
+        return {
+            "revision": self.revision,
+            "message": self.message,
+            "down_revision": _revs(self.down_revisions),
+            "next": ", ".join(self.next_revisions) or "none (a head)",
+            "branch_point": self.is_branch_point,
+            "path": self.path,
+        }
+
+    def _record(self) -> Record:
+        return Record(f"revision {self.revision}", self.as_dict())
+
+    def __repr__(self) -> str:
+        return self._record().text()
+
+    def _repr_html_(self) -> str:
+        return self._record().html()
+
+
+@dataclass(frozen=True)
+class SqlScript:
+    """The SQL an upgrade or downgrade would run (``--sql``): shown, never executed."""
+
+    action: str
+    range: str
+    sql: str
+
+    def __repr__(self) -> str:
+        return self.sql.rstrip() + "\n"
+
+    def _repr_html_(self) -> str:
+        return (f"<details open><summary>{html.escape(self.action)} {html.escape(self.range)}: "
+                f"the SQL, not run</summary><pre>{html.escape(self.sql)}</pre></details>")
 
 
 @dataclass(frozen=True)
@@ -132,11 +201,18 @@ class CurrentRevision:
             "up_to_date": self.up_to_date,
         }
 
+    def _record(self) -> Record:
+        fields = self.as_dict()
+        fields["up_to_date"] = Status(
+            self.up_to_date, "yes" if self.up_to_date else "no: run migrate"
+        )
+        return Record("current revision", fields, ok=self.up_to_date)
+
     def __repr__(self) -> str:
-        return text_record("CurrentRevision", self.as_dict())
+        return self._record().text()
 
     def _repr_html_(self) -> str:
-        return html_record("current revision", self.as_dict(), ok=self.up_to_date)
+        return self._record().html()
 
 
 @dataclass(frozen=True)
@@ -160,12 +236,18 @@ class History:
     def __len__(self) -> int:
         return len(self.revisions)
 
+    def _table(self) -> Table:
+        return Table(
+            COLUMNS, [r.as_row() for r in self.revisions],
+            caption=f"migration history ({plural(len(self.revisions), 'revision')})",
+            empty="no migration scripts yet: %db revision -m '...' writes the first",
+        )
+
     def __repr__(self) -> str:
-        return text_table(COLUMNS, [r.as_row() for r in self.revisions])
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        rows = [r.as_row() for r in self.revisions]
-        return html_table(COLUMNS, rows, caption=f"migration history ({len(rows)} revisions)")
+        return self._table().html()
 
 
 @dataclass(frozen=True)
@@ -188,28 +270,44 @@ class DriftReport:
 
     drifts: tuple[Drift, ...]
     current: CurrentRevision
+    note: str = ""  # e.g. the models' tables exist but the database has no alembic_version
 
     @property
     def ok(self) -> bool:
-        """True when there is no drift and the database is at head."""
-        return not self.drifts and self.current.up_to_date
+        """True when there is no drift, the database is at head and migrations track it."""
+        return not self.drifts and self.current.up_to_date and not self.note
+
+    @property
+    def where(self) -> str:
+        """Where the database stands: ``database at 0002`` (and the heads when behind)."""
+        at = f"database at {_revs(self.current.revisions)}"
+        if not self.current.up_to_date:
+            at += f", scripts at {_revs(self.current.heads)}: run migrate"
+        return at
 
     @property
     def summary(self) -> str:
-        """One line saying whether the models match the database."""
-        at = f"database at {_revs(self.current.revisions)}"
-        if not self.current.up_to_date:
-            at += f", heads are {_revs(self.current.heads)}: run migrate"
+        """One line saying whether the models match the database, and where it stands."""
+        if self.note and not self.drifts:
+            return self.note
+        return f"{self._caption} ({self.where})"
+
+    @property
+    def _caption(self) -> str:
+        if self.note:
+            return self.note
         if not self.drifts:
-            return f"no drift: the models match the database ({at})"
-        return f"{len(self.drifts)} difference(s) between the models and the database ({at})"
+            return "no drift: the models match the database"
+        return f"{plural(len(self.drifts), 'difference')} between the models and the database"
+
+    def _table(self) -> Table:
+        return Table(
+            ("kind", "table", "name", "detail"), [d.as_row() for d in self.drifts],
+            caption=self._caption, empty=self.summary, note=self.where, ok=self.ok,
+        )
 
     def __repr__(self) -> str:
-        if not self.drifts:
-            return self.summary
-        columns = ("kind", "table", "name", "detail")
-        return self.summary + "\n" + text_table(columns, [d.as_row() for d in self.drifts])
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        columns = ("kind", "table", "name", "detail")
-        return html_table(columns, [d.as_row() for d in self.drifts], caption=self.summary)
+        return self._table().html()

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from dbnb.display.tables import html_table, text_table
+from dbnb.display.tables import Table
+from dbnb.display.values import Count, Size, plural
 from dbnb.errors import NotFound, translate
 
 if TYPE_CHECKING:
@@ -28,9 +29,12 @@ SELECT n.nspname AS schema, c.relname AS name,
        CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
             WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'foreign table' END
          AS kind,
-       CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS rows_estimate,
-       pg_size_pretty(pg_total_relation_size(c.oid)) AS size
+       -- reltuples is -1 until the first ANALYZE; the statistics' live-row count stands in.
+       CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE s.n_live_tup END
+         AS rows_estimate,
+       pg_total_relation_size(c.oid) AS size_bytes
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
@@ -57,7 +61,8 @@ WHERE tgrelid = :oid AND NOT tgisinternal
 ORDER BY 1, 2
 """
 
-_LIST_COLUMNS = ("schema", "name", "kind", "rows_estimate", "size")
+_LIST_COLUMNS = ("schema", "name", "kind", "rows_estimate", "size_bytes")
+_LIST_LABELS = ("schema", "name", "kind", "rows (estimate)", "size")
 _COLUMN_COLUMNS = ("name", "type", "nullable", "default", "primary_key")
 
 
@@ -86,11 +91,22 @@ class TableList:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _table(self) -> Table:
+        kinds = [str(r[2]) for r in self.rows]
+        views = sum("view" in k for k in kinds)
+        caption = plural(len(kinds) - views, "table")
+        if views:
+            caption += ", " + plural(views, "view")
+        rows = [
+            (*r[:3], None if r[3] is None else Count(r[3]), Size(r[4])) for r in self.rows
+        ]
+        return Table(_LIST_LABELS, rows, caption=caption, empty="no tables yet")
+
     def __repr__(self) -> str:
-        return text_table(_LIST_COLUMNS, self.rows) if self.rows else "no tables"
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        return html_table(_LIST_COLUMNS, self.rows, caption=f"{len(self.rows)} tables")
+        return self._table().html()
 
 
 @dataclass(frozen=True)
@@ -110,13 +126,25 @@ class TableDescription:
         """Name -> definition of the ``index``, ``constraint`` or ``trigger`` objects."""
         return {name: definition for k, name, definition in self.others if k == kind}
 
+    def _tables(self) -> tuple[Table, Table]:
+        columns = Table(
+            _COLUMN_COLUMNS, self.columns,
+            caption=f"table {self.name} ({plural(len(self.columns), 'column')})",
+        )
+        others = Table(
+            ("kind", "name", "definition"), self.others,
+            caption="indexes, constraints and triggers",
+            empty="no indexes, constraints or triggers",
+        )
+        return columns, others
+
     def __repr__(self) -> str:
-        head = f"table {self.name}\n{text_table(_COLUMN_COLUMNS, self.columns)}"
-        return head + "\n\n" + text_table(("kind", "name", "definition"), self.others)
+        columns, others = self._tables()
+        return columns.text() + "\n\n" + others.text()
 
     def _repr_html_(self) -> str:
-        others = html_table(("kind", "name", "definition"), self.others, caption="objects")
-        return html_table(_COLUMN_COLUMNS, self.columns, caption=f"table {self.name}") + others
+        columns, others = self._tables()
+        return columns.html() + others.html()
 
 
 def tables(db: Database) -> TableList:

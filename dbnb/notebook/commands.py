@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbnb import migrations
-from dbnb.display.tables import html_table, text_table
+from dbnb.display.tables import Table
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
@@ -133,14 +133,37 @@ class CommandHelp:
 
     rows: tuple[tuple[str, str, str], ...]
     detail: str = ""
+    notes: tuple[str, ...] = ()
+
+    def _table(self) -> Table:
+        return Table(("command", "usage", "what it does"), self.rows, caption="dbnb commands")
 
     def __repr__(self) -> str:
-        return self.detail or text_table(("command", "usage", "what it does"), self.rows)
+        if self.detail:
+            return self.detail
+        return "\n\n".join([self._table().text(), *self.notes])
 
     def _repr_html_(self) -> str:
         if self.detail:
-            return f"<pre>{html.escape(self.detail)}</pre>"
-        return html_table(("command", "usage", "what it does"), self.rows, caption="dbnb commands")
+            return f"<pre style='text-align:left'>{html.escape(self.detail)}</pre>"
+        notes = "".join(f"<p style='text-align:left'>{html.escape(n)}</p>" for n in self.notes)
+        return self._table().html() + notes
+
+
+#: What ``%db help`` says besides the commands: SQL, scripts, one-liners, connecting.
+MAGIC_NOTES = (
+    "SQL: `%db SELECT ...` runs one line; a `%%db` cell runs SQL as you write it (comments, "
+    "casts, a trailing ;). Several statements run in one transaction, each one's row count "
+    "reported; the last one's rows come back as a DataFrame with the database's types. "
+    "`:name` binds the notebook variable `name` as a parameter (never pasted into the SQL; "
+    r"`\:` writes a literal colon). `%%db -o NAME` keeps the frame, `--sandbox` rolls "
+    "everything back, `%db -f FILE.sql` runs a file.",
+    "Connecting: the first %db that needs a database connects to DBNB_URL, else "
+    "DATABASE_URL, else the embedded PostgreSQL; `%db connect` picks another.",
+    "Migrations of your project: `%db init --models Base` (or a module such as "
+    "myapp.models), `%db revision -m MESSAGE --autogenerate`, `%db migrate` (`--sql` shows "
+    "the SQL instead), `%db check`, `%db merge`, `%db branches`, `%db show head`.",
+)
 
 
 def help_for(command: str | None = None, *, prog: str = "%db") -> CommandHelp:
@@ -152,7 +175,7 @@ def help_for(command: str | None = None, *, prog: str = "%db") -> CommandHelp:
     if command is not None:
         return CommandHelp((), find(command).parser(prog).format_help().strip())
     rows = tuple((c.name, c.usage(prog), c.summary) for c in COMMANDS.values())
-    return CommandHelp(rows)
+    return CommandHelp(rows, notes=MAGIC_NOTES if prog == "%db" else ())
 
 
 def find(name: str) -> Command:
@@ -181,6 +204,9 @@ COMMANDS: dict[str, Command] = _table(
     Command("migrate", migrations.upgrade, aliases=("upgrade",)),
     Command("downgrade", migrations.downgrade),
     Command("revision", migrations.revision, flags={"message": ("-m", "--message")}),
+    Command("merge", migrations.merge, uses_db=False, flags={"message": ("-m", "--message")}),
+    Command("branches", migrations.branches, uses_db=False),
+    Command("show", migrations.show, uses_db=False),
     Command("current", migrations.current),
     Command("heads", migrations.heads),
     Command("history", migrations.history),

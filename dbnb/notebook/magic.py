@@ -1,28 +1,35 @@
 """``%db`` and ``%%db``: parse, call the public function from :mod:`dbnb.notebook.commands`, render.
 
 ``%db <command> [args]`` runs one command of the shared table (``%db help`` lists them);
-``%%db`` runs the cell's SQL and returns a DataFrame, binding each ``:name`` to the notebook
-variable ``name`` as a query parameter — values are never pasted into the SQL text. Neither
-expands ``{x}`` or ``$x``. Expected failures become one-line ``UsageError`` s; the current
-Database lives on the magics instance, not in a module global.
+``%db SELECT ...`` (a line that starts with SQL rather than a command name) and ``%%db`` run
+SQL as people write it: one statement or a script, in one transaction, the last statement's
+rows coming back as a typed DataFrame, each ``:name`` bound to the notebook variable ``name``
+as a query parameter — values are never pasted into the SQL text. Neither expands ``{x}`` or
+``$x``. The first use connects (``DBNB_URL`` / ``DATABASE_URL``, else the embedded server).
+Expected failures become ``UsageError`` s (one line, plus PostgreSQL's diagnostics for a
+rejected statement); the current Database lives on the magics instance, not in a module global.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from sqlalchemy import MetaData, text
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import MetaData
 
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
-from dbnb.errors import DbnbError, mask_secrets, translate
-from dbnb.notebook.commands import CommandUsageError, find, help_for
-from dbnb.settings import conceal
+from dbnb.errors import DbnbError, QueryError, mask_secrets
+from dbnb.migrations.config import NOTEBOOK
+from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
+from dbnb.phrasing import speaking
+from dbnb.settings import conceal, safe_url
+from dbnb.sqltext import split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,18 +40,20 @@ __all__ = ["DbMagics"]
 _ENV_PREFIX = "env:"
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    message = mask_secrets(lines[0] if lines else "")
+def _message(exc: BaseException) -> str:
+    """The UsageError text: the first line; for a rejected statement, psql's diagnostics too."""
+    text = str(exc).strip()
+    lines = text.splitlines() if isinstance(exc, QueryError) else text.splitlines()[:1]
+    message = mask_secrets("\n".join(lines))
     if isinstance(exc, CommandUsageError):
         return message
     return f"{type(exc).__name__}: {message}"
 
 
-def _cell_options(line: str) -> tuple[str | None, bool]:
-    """Read ``-o NAME`` / ``--out NAME`` and ``--sandbox`` from the ``%%db`` line."""
+def _cell_options(line: str) -> tuple[str | None, bool, str | None]:
+    """Read ``-o NAME``, ``--sandbox`` and ``-f FILE`` from the ``%%db`` line."""
     words = shlex.split(line)
-    out, sandbox = None, False
+    out, sandbox, path = None, False, None
     while words:
         word = words.pop(0)
         if word in {"-o", "--out"} and words:
@@ -53,12 +62,26 @@ def _cell_options(line: str) -> tuple[str | None, bool]:
                 raise UsageError(f"%%db -o needs a variable name, got {out!r}")
         elif word == "--sandbox":
             sandbox = True
+        elif word in {"-f", "--file"} and words:
+            path = words.pop(0)
         else:
             raise UsageError(
-                f"%%db: unexpected {word!r}; usage: %%db [-o NAME] [--sandbox], SQL on the next "
-                "lines"
+                f"%%db: unexpected {word!r}; usage: %%db [-o NAME] [--sandbox] [-f FILE.sql], "
+                "SQL on the next lines"
             )
-    return out, sandbox
+    return out, sandbox, path
+
+
+def _is_sql(line: str) -> bool:
+    """A ``%db`` line that starts with SQL (``SELECT ...``) rather than a command name."""
+    first = line.split(None, 1)[0] if line.strip() else ""
+    if first in COMMANDS or any(first in c.aliases for c in COMMANDS.values()):
+        return False
+    try:
+        statements = split(line)
+    except QueryError:
+        return False
+    return bool(statements and statements[0].keyword)
 
 
 @magics_class
@@ -76,16 +99,23 @@ class DbMagics(Magics):
 
         ``%db connect [URL | env:NAME] [--database NAME] [--reset]``, ``%db migrate``,
         ``%db check``, ``%db describe users``... each calls one public function and returns
-        its result. ``%%db [-o NAME] [--sandbox]`` runs one SQL statement from the cell and
-        returns a DataFrame (or prints the affected row count); ``:name`` is bound from the
-        notebook variable ``name`` as a parameter. ``--sandbox`` rolls the statement back.
+        its result. ``%db SELECT ...`` runs one line of SQL. ``%%db [-o NAME] [--sandbox]
+        [-f FILE]`` runs the cell's SQL (``%db -f FILE`` a file's): several statements run in one
+        transaction, each reported; the last one's rows come back as a DataFrame; ``:name``
+        is bound from the notebook variable ``name`` as a parameter (``\\:`` for a literal
+        colon). ``--sandbox`` rolls it all back.
         """
         try:
-            if cell is None:
-                return self._command(line)
-            return self._query(line, cell)
+            with speaking("magic"):
+                if cell is None:
+                    if line.lstrip().startswith(("-f ", "--file ")):
+                        return self._query(line, "")  # %db -f FILE [-o NAME] [--sandbox]
+                    if _is_sql(line):
+                        return self._sql(line, out=None, sandbox=False)
+                    return self._command(line)
+                return self._query(line, cell)
         except DbnbError as exc:
-            raise UsageError(_one_line(exc)) from exc
+            raise UsageError(_message(exc)) from exc
 
     # -- %db <command> ---------------------------------------------------------------------------
 
@@ -103,16 +133,21 @@ class DbMagics(Magics):
         if command.name == "connect":
             return self._connect(**kwargs)
         if kwargs.get("models") is not None:
-            kwargs["models"] = self._models(str(kwargs["models"]))
+            found = self._models(str(kwargs["models"]))
+            # init records where the models are: the notebook's own variable, by name.
+            named = command.name == "init" and not isinstance(found, str)
+            kwargs["models"] = f"{NOTEBOOK}:{kwargs['models']}" if named else found
         args = [self._current()] if command.uses_db else []
         return command.function(*args, **kwargs)
 
     def _current(self) -> Database:
+        """The Database in use; on first use, the configured one (or the embedded server)."""
         if self.database is None or self.database.closed:
-            raise UsageError(
-                "not connected: run %db connect first (DBNB_URL / DATABASE_URL, else the "
-                "embedded server), or %db connect env:NAME"
-            )
+            source = next((n for n in ("DBNB_URL", "DATABASE_URL") if os.environ.get(n)), None)
+            self.database = connect()
+            if source is not None:  # the embedded server says where it is by itself
+                print(f"dbnb: connected to {safe_url(self.database.url)} ({source})",
+                      file=sys.stderr)
         return self.database
 
     def _connect(self, url: str | None = None, **kwargs: Any) -> Database:
@@ -155,47 +190,44 @@ class DbMagics(Magics):
     # -- %%db ------------------------------------------------------------------------------------
 
     def _query(self, line: str, cell: str) -> pd.DataFrame | None:
-        out, sandbox = _cell_options(line)
-        sql = cell.strip()
-        if not sql:
+        out, sandbox, path = _cell_options(line)
+        sql = cell
+        if path is not None:
+            if split(cell):
+                raise UsageError("%%db -f FILE runs the file: leave SQL out of the cell")
+            try:
+                sql = Path(path).expanduser().read_text(encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"%%db -f: cannot read {path} ({exc.strerror})") from exc
+        if not sql.strip():
             raise UsageError("%%db: the cell has no SQL")
-        try:
-            statement = text(sql)
-        except ArgumentError as exc:
-            raise UsageError(f"%%db: {exc}") from exc
-        names = list(statement.compile().params)
+        return self._sql(sql, out=out, sandbox=sandbox)
+
+    def _sql(self, sql: str, *, out: str | None, sandbox: bool) -> pd.DataFrame | None:
+        from dbnb.engine.scripts import run_script, targets_of
+
+        statements = split(sql)
+        if not statements:
+            raise UsageError("%%db: the cell has only comments, no SQL")
         namespace = self._namespace()
+        names = dict.fromkeys(n for s in statements for n in s.names)
         missing = [n for n in names if n not in namespace]
         if missing:
             raise UsageError(
-                f"%%db: :{missing[0]} is not defined in the notebook; assign it first, e.g. "
-                f"{missing[0]} = ... (each :name is bound from the variable of that name)"
+                f":{missing[0]} is not defined in the notebook; assign it first, e.g. "
+                f"{missing[0]} = ... (each :name is bound from the variable of that name; "
+                "write \\: for a literal colon)"
             )
-        params = {n: namespace[n] for n in names}
-        frame = self._run(sql, params, sandbox=sandbox)
-        if out is not None:
-            namespace[out] = frame
-        return frame
-
-    def _run(self, sql: str, params: dict[str, Any], *, sandbox: bool) -> pd.DataFrame | None:
-        import pandas as pd
-
-        from dbnb.frames.query import is_query
-        from dbnb.frames.read import read_frame
-
+        targets = targets_of(sql, {n: namespace[n] for n in names}, what="%%db")
         db = self._current()
-        scope = db.sandbox() if sandbox else db.session()
-        try:
-            with scope as session:
-                if is_query(sql):
-                    # The typed, COPY-based reader: the same dtypes as db.frame() and to_frame().
-                    return read_frame(session, sql, params)
-                result = session.execute(text(sql), params)
-                if getattr(result, "returns_rows", False):  # DML ... RETURNING
-                    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-                count = getattr(result, "rowcount", -1)
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        verb = "would be affected (rolled back)" if sandbox else "affected"
-        print(f"{count} row{'s' if count != 1 else ''} {verb}")
-        return None
+        with db.sandbox() if sandbox else db.session() as session:
+            result, _ = run_script(session, targets, last="run")
+        if len(result.steps) > 1:
+            print(result.report() + ("\n(rolled back: --sandbox)" if sandbox else ""))
+        elif result.frame is None:
+            count = result.steps[0].rows
+            verb = "would be affected (rolled back)" if sandbox else "affected"
+            print(f"{count} row{'s' if count != 1 else ''} {verb}")
+        if out is not None and result.frame is not None:
+            namespace[out] = result.frame
+        return result.frame

@@ -1,8 +1,9 @@
-"""The main job: execute the tutorial notebooks and publish them as HTML docs.
+"""The main job: execute the tutorial notebooks and publish them as a docs site.
 
 ``dbnb tutorials`` (``make demo``) runs every notebook in ``notebooks/`` top to bottom with
-nbclient on a fresh kernel, against the configured database or the embedded PostgreSQL, and
-writes each one rendered as HTML into ``build/docs/`` next to an ``index.html``. With
+nbclient on a fresh kernel, on the embedded PostgreSQL (or the server named by ``--url``, never
+silently the one ``DBNB_URL`` / ``DATABASE_URL`` name), and builds the docs site into
+``build/docs/`` from the executed notebooks (see :mod:`dbnb.notebook.site`). With
 ``--write-back`` the executed outputs are stored back into the ``.ipynb`` files: that is how the
 outputs that ``pytest --nbval`` compares are refreshed.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import html
 import os
 import tempfile
 import time
@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dbnb.display.tables import html_table, text_table
+from dbnb.display.tables import Table
+from dbnb.display.values import Duration, Status
 from dbnb.errors import ConfigError
+from dbnb.notebook import site
 from dbnb.notebook.outputs import (
     keep_equivalent_outputs,
     path_replacements,
@@ -29,11 +31,12 @@ from dbnb.notebook.outputs import (
     scrub_paths,
 )
 from dbnb.server.embedded import EmbeddedServer, embedded_server, home_dir
-from dbnb.settings import Settings
+from dbnb.settings import parse_url, safe_url
 
 __all__ = ["NotebookRun", "TutorialsReport", "main", "run_tutorials"]
 
 _KERNEL = "python3"
+_URL_VARIABLES = ("DBNB_URL", "DATABASE_URL")
 
 
 @dataclass(frozen=True)
@@ -66,24 +69,28 @@ class TutorialsReport:
     runs: tuple[NotebookRun, ...]
     docs: Path
     server: str
+    site: Path | None = None
 
     @property
     def ok(self) -> bool:
         """True when every notebook ran cleanly (and there was at least one)."""
         return bool(self.runs) and all(run.ok for run in self.runs)
 
-    def _rows(self) -> list[tuple[Any, ...]]:
-        return [
-            (r.name, "ok" if r.ok else "FAILED", r.cells, round(r.seconds, 1)) for r in self.runs
+    def _table(self) -> Table:
+        rows = [
+            (r.name, Status(r.ok, "ok" if r.ok else "FAILED"), r.cells, Duration(r.seconds))
+            for r in self.runs
         ]
+        return Table(
+            ["notebook", "status", "cells", "time"], rows, caption="tutorials", ok=self.ok,
+            empty="no tutorials ran",
+        )
 
     def __repr__(self) -> str:
-        return text_table(["notebook", "status", "cells", "seconds"], self._rows())
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        return html_table(
-            ["notebook", "status", "cells", "seconds"], self._rows(), caption="tutorials"
-        )
+        return self._table().html()
 
 
 def _title(nb: Any, fallback: str) -> str:
@@ -102,13 +109,16 @@ def _warm_caches() -> None:
         import matplotlib.font_manager  # noqa: F401
 
 
-def _kernel_env() -> dict[str, str]:
+def _kernel_env(url: str | None) -> dict[str, str]:
     # psycopg returns timestamptz in the session's time zone, which libpq takes from PGTZ:
     # pinning it makes the outputs the same on every machine (asyncpg always returns UTC).
-    return {**os.environ, "PGTZ": "UTC"}
+    env = {k: v for k, v in os.environ.items() if k not in _URL_VARIABLES}
+    if url is not None:
+        env["DBNB_URL"] = url
+    return {**env, "PGTZ": "UTC"}
 
 
-def _execute(path: Path, timeout: int) -> tuple[Any, int, float, str | None]:
+def _execute(path: Path, timeout: int, url: str | None) -> tuple[Any, int, float, str | None]:
     import nbformat
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
@@ -132,7 +142,7 @@ def _execute(path: Path, timeout: int) -> tuple[Any, int, float, str | None]:
         )
         try:
             # The client did not create the kernel manager, so it must be told to shut it down.
-            client.execute(cleanup_kc=True, env=_kernel_env())
+            client.execute(cleanup_kc=True, env=_kernel_env(url))
         except Exception as exc:
             # A failing cell raises CellExecutionError carrying the kernel's error name and
             # value; timeouts and dead kernels raise other errors with a plain message.
@@ -147,44 +157,14 @@ def _execute(path: Path, timeout: int) -> tuple[Any, int, float, str | None]:
     return nb, cells, seconds, error
 
 
-def _render_html(nb: Any) -> str:
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(template_name="lab")  # type: ignore[no-untyped-call]
-    body, _ = exporter.from_notebook_node(nb)
-    return str(body)
-
-
-def _write_index(out: Path, report: TutorialsReport) -> None:
-    rows = "".join(
-        f"<tr><td><a href='{html.escape(r.html)}'>{html.escape(r.title)}</a></td>"
-        f"<td>{html.escape(r.name)}</td><td>{'ok' if r.ok else 'FAILED'}</td>"
-        f"<td>{r.cells}</td><td>{r.seconds:.1f}</td></tr>"
-        for r in report.runs
-    )
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>dbnb tutorials</title>"
-        "<style>body{font-family:sans-serif;max-width:52em;margin:2em auto}"
-        "td,th{padding:.3em .8em;text-align:left}</style></head><body>"
-        "<h1>dbnb tutorials</h1><p>Executed notebooks, each on a fresh database of "
-        f"the {html.escape(report.server)}.</p><table><thead><tr><th>tutorial</th>"
-        "<th>notebook</th><th>status</th><th>cells</th><th>seconds</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></body></html>\n"
-    )
-    (out / "index.html").write_text(page, encoding="utf-8")
-
-
-def _server() -> tuple[str, Path | None, EmbeddedServer | None]:
+def _server(url: str | None) -> tuple[str, Path | None, EmbeddedServer | None]:
     """Start (or attach to) the server the kernels will use, so they share one postmaster.
 
-    Returns its description, the embedded server's home (None for a configured URL), and the
-    embedded server when this call started it, so the run can stop it at the end.
+    Returns its description, the embedded server's home (None for a URL), and the embedded
+    server when this call started it, so the run can stop it at the end.
     """
-    settings = Settings.resolve()
-    if settings.url is not None:
-        from dbnb.settings import safe_url
-
-        return safe_url(settings.url), None, None
+    if url is not None:
+        return safe_url(parse_url(url, source="--url")), None, None
     already_up = EmbeddedServer(home_dir()).is_running()
     server = embedded_server(announce=False)
     return server.describe(), server.home, None if already_up else server
@@ -197,20 +177,25 @@ def run_tutorials(
     names: Sequence[str] = (),
     write_back: bool = False,
     timeout: int = 300,
+    url: str | None = None,
+    build_site: bool = True,
 ) -> TutorialsReport:
-    """Execute the notebooks in ``source`` and write them as HTML into ``out``.
+    """Execute the notebooks in ``source`` and build the docs site from them into ``out``.
 
-    Each notebook runs on a fresh ``python3`` kernel whose working directory is ``source``;
-    the embedded server (when no URL is configured) is started here first so every kernel
-    attaches to the same one. A failing notebook does not stop the others.
+    Each notebook runs on a fresh ``python3`` kernel whose working directory is ``source``,
+    on the embedded server (started here first so every kernel attaches to the same one) or
+    on ``url``; ``DBNB_URL`` / ``DATABASE_URL`` are not passed to the kernels. A failing
+    notebook does not stop the others.
 
     Args:
         source: directory holding the ``.ipynb`` files.
-        out: directory for the HTML pages and ``index.html`` (created if missing).
+        out: directory for the docs site (replaced); its Sphinx sources go to ``<out>-src``.
         names: run only these notebooks (file names with or without ``.ipynb``).
         write_back: store the executed outputs back into the notebooks that ran cleanly,
             with this machine's paths replaced by ``~`` / ``$DBNB_HOME``.
         timeout: seconds one cell may run before the notebook fails.
+        url: run on this server instead of the embedded one.
+        build_site: build the site (``False``: only execute, e.g. to refresh outputs).
 
     Example::
 
@@ -228,28 +213,44 @@ def run_tutorials(
             + (f" named {sorted(wanted)}" if wanted else "")
             + "; pass --dir with the notebooks' directory"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    server, server_home, started = _server()
+    server, server_home, started = _server(url)
     _warm_caches()
     pairs = path_replacements(server_home)
+    executed = out.with_name(out.name + "-executed")
+    executed.mkdir(parents=True, exist_ok=True)
     runs = []
     for path in paths:
-        nb, cells, seconds, error = _execute(path, timeout)
-        page = f"{path.stem}.html"
-        (out / page).write_text(_render_html(nb), encoding="utf-8")
+        nb, cells, seconds, error = _execute(path, timeout, url)
+        scrub_paths(nb, pairs)
         if write_back and error is None:
-            scrub_paths(nb, pairs)
             stored = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
             keep_equivalent_outputs(stored, nb, sanitize_rules(source))
             nbformat.write(nb, path)  # type: ignore[no-untyped-call]
+        nbformat.write(nb, executed / path.name)  # type: ignore[no-untyped-call]
+        page = f"tutorials/{path.stem}.html"
         runs.append(NotebookRun(path.name, _title(nb, path.stem), cells, seconds, page, error))
     if started is not None:
         # Kernels that nbclient shuts down hard never tell the server they are gone, so it
         # would outlive the run; stop it here (a server that was already up is left alone).
         started.stop(force=True)
-    report = TutorialsReport(tuple(runs), out, server)
-    _write_index(out, report)
-    return report
+    index = None
+    if build_site:
+        src = site.site_source(
+            out.with_name(out.name + "-src"),
+            [executed / p.name for p in paths],
+            [r.title for r in runs],
+            project=_project_root(source),
+        )
+        index = site.build_site(src, out)
+    return TutorialsReport(tuple(runs), out, server, index)
+
+
+def _project_root(source: Path) -> Path | None:
+    """The repository the notebooks belong to (README.md beside or above them), if any."""
+    for directory in (source.resolve(), *source.resolve().parents):
+        if (directory / "README.md").exists() and (directory / "pyproject.toml").exists():
+            return directory
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -264,7 +265,23 @@ def _parser() -> argparse.ArgumentParser:
         "--write-back", action="store_true", help="store the executed outputs in the notebooks"
     )
     parser.add_argument("--timeout", default=300, type=int, help="seconds allowed per cell")
+    parser.add_argument(
+        "--url", help="run on this server (URL or env:NAME) instead of the embedded PostgreSQL"
+    )
+    parser.add_argument(
+        "--no-site", action="store_true", help="only execute the notebooks; build no site"
+    )
     return parser
+
+
+def _given_url(value: str | None) -> str | None:
+    if value is None or not value.startswith("env:"):
+        return value
+    name = value.removeprefix("env:")
+    resolved = os.environ.get(name, "").strip()
+    if not resolved:
+        raise ConfigError(f"--url env:{name}: the environment variable {name} is not set")
+    return resolved
 
 
 def main(argv: Sequence[str], say: Callable[[str], None]) -> int:
@@ -273,13 +290,20 @@ def main(argv: Sequence[str], say: Callable[[str], None]) -> int:
     Says where the docs are and one line per notebook (status, cells run, seconds).
     """
     args = _parser().parse_args(list(argv))
+    url = _given_url(args.url)
+    ignored = [n for n in _URL_VARIABLES if os.environ.get(n, "").strip()]
+    if url is None and ignored:
+        say(f"note: {' and '.join(ignored)} not used; make demo URL=... (dbnb tutorials --url) "
+            "runs the tutorials on another server")
     report = run_tutorials(
-        args.dir, args.out, names=args.names, write_back=args.write_back, timeout=args.timeout
+        args.dir, args.out, names=args.names, write_back=args.write_back, timeout=args.timeout,
+        url=url, build_site=not args.no_site,
     )
     say(f"server: {report.server}")
     for run in report.runs:
         say(run.summary())
-    say(f"docs: {(report.docs / 'index.html').resolve()}")
+    if report.site is not None:
+        say(f"docs: {report.site.resolve()}")
     if args.write_back:
         kept = sum(r.ok for r in report.runs)
         say(f"outputs stored back into {kept} of {len(report.runs)} notebooks")

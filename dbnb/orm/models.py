@@ -22,7 +22,8 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, registry
 from sqlalchemy.sql.elements import ColumnElement
 
-from dbnb.display.tables import html_record, html_table, text_table
+from dbnb.display.tables import Record, Table
+from dbnb.display.values import plural
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -106,7 +107,7 @@ class Base(DeclarativeBase):
         return f"<{type(self).__name__} {shown}{more}>" if shown else f"<{type(self).__name__}>"
 
     def _repr_html_(self) -> str:
-        return html_record(type(self).__name__, _loaded_columns(self))
+        return Record(type(self).__name__, _loaded_columns(self), names=True).html()
 
 
 class ModelList(list[M]):
@@ -121,17 +122,22 @@ class ModelList(list[M]):
         return [[_loaded_columns(obj).get(c) for c in columns] for obj in self]
 
     def _title(self) -> str:
-        name = type(self[0]).__name__ if self else "rows"
-        return f"{len(self)} {name} row{'s' if len(self) != 1 else ''}"
+        if not self:
+            return "no rows"
+        return plural(len(self), f"{type(self[0]).__name__} row")
+
+    def table(self, caption: str | None = None) -> Table:
+        """The rows as a :class:`~dbnb.display.tables.Table` (column names as they are)."""
+        columns = self._columns()
+        title = self._title() if caption is None else caption
+        return Table(columns, self._rows(columns), caption=title, empty="no rows", names=True)
 
     def _repr_html_(self) -> str:
-        columns = self._columns()
-        return html_table(columns, self._rows(columns), caption=self._title())
+        return self.table().html()
 
     def to_text(self) -> str:
         """Render the rows as a plain aligned text table."""
-        columns = self._columns()
-        return f"{self._title()}\n{text_table(columns, self._rows(columns))}"
+        return self.table().text()
 
 
 class UUIDPrimaryKey:

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select
 
-from dbnb.display.tables import html_table
+from dbnb.display.values import plural
 from dbnb.errors import PaginationError
 from dbnb.orm.models import ModelList
 
@@ -50,9 +50,8 @@ class Page(Generic[M]):
         )
 
     def _repr_html_(self) -> str:
-        caption = f"page {self.page} of {self.pages} ({self.total} rows in all)"
-        columns = self.items._columns()
-        return html_table(columns, self.items._rows(columns), caption=caption)
+        caption = f"page {self.page} of {self.pages} ({plural(self.total, 'row')} in all)"
+        return self.items.table(caption).html()
 
 
 @dataclass(frozen=True)
@@ -77,9 +76,8 @@ class KeysetPage(Generic[M]):
 
     def _repr_html_(self) -> str:
         more = "more after this" if self.has_more else "last window"
-        columns = self.items._columns()
-        caption = f"{len(self.items)} rows by {', '.join(self.keys)} ({more})"
-        return html_table(columns, self.items._rows(columns), caption=caption)
+        caption = f"{plural(len(self.items), 'row')} by {', '.join(self.keys)} ({more})"
+        return self.items.table(caption).html()
 
 
 @dataclass(frozen=True)

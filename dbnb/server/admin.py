@@ -92,6 +92,7 @@ def _wrap(exc: BaseException) -> BaseException:
     import psycopg
     from sqlalchemy import exc as sa_exc
 
-    if isinstance(exc, psycopg.OperationalError):
-        return sa_exc.OperationalError("", None, exc)
-    return sa_exc.DBAPIError("", None, exc)
+    operational = isinstance(exc, psycopg.OperationalError)
+    wrapped = (sa_exc.OperationalError if operational else sa_exc.DBAPIError)("", None, exc)
+    wrapped.__cause__ = exc
+    return wrapped

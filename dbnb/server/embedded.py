@@ -15,7 +15,6 @@ import atexit
 import contextlib
 import logging
 import os
-import sys
 import threading
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import platformdirs
 from sqlalchemy.engine import URL
 
+from dbnb.display.jupyter import notice
 from dbnb.errors import ConfigError, ConnectionFailed, ServerInUse
 from dbnb.server import attachments
 
@@ -197,7 +197,8 @@ def embedded_server(
     """Return the started embedded server for ``home`` (default :func:`home_dir`).
 
     ``home`` is a directory (``str`` or ``Path``; created if missing). The first time a
-    process starts or attaches to it, one line on stderr says where it lives.
+    process starts or attaches to it, one line says where it lives: a discreet output in a
+    notebook, stderr in a terminal.
     """
     if home is not None and not isinstance(home, str | os.PathLike):
         raise ConfigError(f"home must be a directory path (str or Path), not {type(home).__name__}")
@@ -210,7 +211,7 @@ def embedded_server(
             _servers[home] = server
         if announce and home not in _announced:
             _announced.add(home)
-            print(f"dbnb: using the {server.describe()}", file=sys.stderr)
+            notice(f"dbnb: using the {server.describe()}")
     return server
 
 

@@ -146,21 +146,17 @@ def test_chunker_holds_about_one_chunk() -> None:
     assert pd.concat(out)["n"].tolist() == list(range(5_500))
 
 
-def test_progress_appears_over_the_threshold_when_someone_watches(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """IO-free: the default shows a bar only for interactive sessions and big enough work."""
-    from dbnb.display import progress
 
-    monkeypatch.setattr(progress, "interactive", lambda: True)
-    with progress.Progress(None, total=progress.THRESHOLD - 1, desc="small") as bar:
-        bar.update(progress.THRESHOLD - 1)
-    assert capsys.readouterr().err == ""
-    with progress.Progress(None, desc="stream") as bar:  # unknown total: counts decide
-        bar.update(progress.THRESHOLD // 2)
-        assert capsys.readouterr().err == ""
-        bar.update(progress.THRESHOLD // 2)
-    assert "stream" in capsys.readouterr().err
-    with progress.Progress(False, total=10 * progress.THRESHOLD) as bar:
-        bar.update(10 * progress.THRESHOLD)
-    assert capsys.readouterr().err == ""
+
+async def test_progress_total_is_the_planner_estimate(
+    db: dbnb.Database, shell: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shown bar gets its total from EXPLAIN before the first row: 25.0k here, after ANALYZE."""
+    db.execute("ANALYZE events")
+    capsys.readouterr()
+    parts = await chunks(db, shell, select(events.c.id), chunksize=10_000, progress=True)
+    assert sum(len(p) for p in parts) == ROWS
+    err = capsys.readouterr().err
+    assert "reading" in err and "/25.0k" in err  # tqdm: count/total, the total known upfront
+    quiet = await chunks(db, shell, select(events.c.id), chunksize=10_000, progress=False)
+    assert sum(len(p) for p in quiet) == ROWS and capsys.readouterr().err == ""

@@ -106,7 +106,7 @@ def test_upgrade_reports_each_revision_and_check_finds_no_drift(base: dbnb.Datab
     assert result.to_revisions == ("0002",)
     assert [s.revision for s in result.steps] == ["0001", "0002"]
     assert "base -> 0002 (2 revisions)" in repr(result)
-    assert "<table>" in result._repr_html_()
+    assert "<table" in result._repr_html_()
     again = migrations.upgrade(base, config=INI)
     assert not again.changed and again.steps == ()
     report = migrations.check(base, config=INI)
@@ -476,3 +476,12 @@ async def test_cached_statements_do_not_break_after_a_migration(
     async with adb.session() as s:
         columns = list((await s.execute(sa.text(star))).keys())
     assert "category" not in columns
+
+
+def test_messages_name_python_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(dbnb.MigrationError) as info:
+        migrations.load_config()
+    assert "run `dbnb.migrations.init()` in the project root" in str(info.value)
+    assert "config='path/to/alembic.ini'" in str(info.value)

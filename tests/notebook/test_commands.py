@@ -22,11 +22,11 @@ def test_parsers_follow_the_signatures() -> None:
     assert find("migrate").function is migrations.upgrade
     assert find("upgrade") is find("migrate")
     assert find("describe").function is catalog.describe
-    assert find("downgrade").parse([]) == {"revision": "-1", "config": None}
+    assert find("downgrade").parse([]) == {"revision": "-1", "sql": False, "config": None}
     assert find("downgrade").parse(["base"])["revision"] == "base"
     parsed = find("revision").parse(["-m", "add coupons", "--autogenerate"])
-    assert parsed == {"message": "add coupons", "autogenerate": True, "models": None,
-                      "config": None}
+    assert parsed == {"message": "add coupons", "autogenerate": True, "empty": False,
+                      "baseline": False, "models": None, "config": None}
     assert find("connect").parse(["env:X", "--database", "d", "--reset"]) == {
         "url": "env:X", "database": "d", "reset": True
     }

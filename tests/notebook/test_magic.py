@@ -9,10 +9,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import start_ipython
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -28,11 +26,9 @@ EVIL = "'; DROP TABLE users; --"
 
 
 @pytest.fixture(scope="module")
-def ip(db: dbnb.Database) -> Iterator[InteractiveShell]:
+def ip(db: dbnb.Database, ipython: InteractiveShell) -> Iterator[InteractiveShell]:
     """The test IPython shell with dbnb loaded and the test server's URL in an env variable."""
-    shell = start_ipython() or get_ipython()  # another module may have started it first
-    assert shell is not None
-    shell.run_line_magic("load_ext", "dbnb")
+    shell = ipython
     with pytest.MonkeyPatch.context() as mp:
         # The notebook only ever names the variable: no URL, no password in the cell source.
         mp.setenv(URL_VARIABLE, db.url.render_as_string(hide_password=False))
@@ -78,10 +74,20 @@ def magics(ip: InteractiveShell) -> DbMagics:
 # -- connect --------------------------------------------------------------------------------------
 
 
-def test_commands_need_a_connection_first(ip: InteractiveShell) -> None:
+def test_the_first_use_connects_and_says_where(
+    ip: InteractiveShell, db: dbnb.Database, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", db.url.render_as_string(hide_password=False))
     fresh = DbMagics(ip)
-    with pytest.raises(UsageError, match="run %db connect first"):
-        fresh.db("tables")
+    capsys.readouterr()
+    assert fresh.db("SELECT 1 AS one")["one"].tolist() == [1]  # a one-liner connects first
+    assert fresh.database is db
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"connected to {db.url.render_as_string()}" in err
+    assert "(DATABASE_URL)" in err
+    other = DbMagics(ip)
+    assert other.db("tables") is not None and other.database is db  # a command connects too
 
 
 def test_connect_from_an_environment_variable(ip: InteractiveShell, db: dbnb.Database) -> None:
@@ -180,6 +186,9 @@ def test_help_lists_every_command_from_the_docstrings(connected: InteractiveShel
         assert usage.startswith(f"%db {name}")
         assert summary == COMMANDS[name].summary and summary
     assert line(ip, "") .rows == listing.rows
+    notes = repr(listing)
+    assert "Several statements run in one transaction" in notes and "DATABASE_URL" in notes
+    assert "%db init --models Base" in notes and "--sql" in notes
     detail = repr(line(ip, "help downgrade"))
     assert "usage: %db downgrade" in detail and "one step back" in detail
     assert repr(line(ip, "migrate --help")).startswith("usage: %db migrate")
@@ -250,6 +259,7 @@ def test_cell_values_are_parameters_never_sql(
 ) -> None:
     ip = connected
     ip.user_ns["evil"] = EVIL
+    capsys.readouterr()
     cell(ip, "", "UPDATE users SET name = :evil WHERE email = 'ben@example.com'")
     assert "1 row affected" in capsys.readouterr().out
     found = cell(ip, "", "SELECT email, name FROM users WHERE name = :evil")
@@ -264,16 +274,90 @@ def test_cell_does_not_expand_braces_or_dollars(connected: InteractiveShell) -> 
     assert frame.to_dict("records") == [{"braces": "{x}", "dollar": "$x", "cast_kept": 2}]
 
 
-def test_cell_errors_are_one_line(connected: InteractiveShell) -> None:
+def test_cell_errors_are_one_line_plus_the_servers_diagnostics(
+    connected: InteractiveShell,
+) -> None:
     ip = connected
     missing = usage_error(ip, "", "SELECT :not_defined_anywhere")
     assert ":not_defined_anywhere is not defined in the notebook" in missing
-    assert usage_error(ip, "", "SELEC 1").startswith("QueryError: syntax error")
     assert "unexpected '--nope'" in usage_error(ip, "--nope", "SELECT 1")
     assert "no SQL" in usage_error(ip, "", "   ")
-    assert "UniqueViolation" in usage_error(
-        ip, "", "INSERT INTO users (email, name) VALUES ('ana@example.com', 'Twin')"
-    )
+    assert "only comments" in usage_error(ip, "", "-- nothing here;")
+    with pytest.raises(UsageError) as syntax:
+        cell(ip, "", "SELECT 1;\nSELEC 2")
+    assert str(syntax.value).splitlines() == [
+        'QueryError: syntax error at or near "SELEC"', "LINE 2: SELEC 2", "        ^"
+    ]
+    with pytest.raises(UsageError) as unique:
+        cell(ip, "", "INSERT INTO users (email, name) VALUES ('ana@example.com', 'Twin')")
+    first, detail = str(unique.value).splitlines()
+    assert first.startswith("UniqueViolation: duplicate key value violates unique constraint")
+    assert detail == "DETAIL:  Key (email)=(ana@example.com) already exists."
+
+
+def test_functions_and_any_name_as_parameters(connected: InteractiveShell) -> None:
+    ip = connected
+    ip.user_ns["fn"] = print
+    assert ":fn is a function, not a value" in usage_error(ip, "", "SELECT :fn")
+    ip.user_ns["self"] = 7
+    ip.user_ns["user"] = "ana@example.com"
+    frame = cell(ip, "", "SELECT :self AS s, email FROM users WHERE email = :user")
+    assert frame.to_dict("records") == [{"s": 7, "email": "ana@example.com"}]
+
+
+def test_ordinary_sql_in_a_cell(connected: InteractiveShell) -> None:
+    ip = connected
+    ip.user_ns["min_stock"] = 20
+    frame = cell(ip, "", """
+        -- products with enough stock; ordinary SQL
+        SELECT sku, '{"a":1}'::jsonb AS j, ':min_stock' AS literal
+        FROM products
+        WHERE stock >= :min_stock   -- bound from the notebook
+        ORDER BY sku;
+    """)
+    assert frame["literal"].unique().tolist() == [":min_stock"]
+    assert frame["j"].iloc[0] == {"a": 1} and len(frame) > 0
+
+
+def test_a_script_cell_reports_each_statement(
+    connected: InteractiveShell, db: dbnb.Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip = connected
+    ip.user_ns["sku"] = "KB-001"
+    before = db.execute("SELECT stock FROM products WHERE sku = 'KB-001'")[0].stock
+    capsys.readouterr()
+    frame = cell(ip, "--sandbox", """
+        UPDATE products SET stock = stock - 1 WHERE sku = :sku;
+        CREATE TEMP TABLE audit (sku text);
+        INSERT INTO audit(sku) VALUES (:sku);
+        UPDATE products SET stock = stock + 0 WHERE sku = :sku RETURNING sku, stock;
+    """)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "1. UPDATE products SET stock = stock - 1 WHERE sku = :sku: 1 row affected",
+        "2. CREATE TEMP TABLE audit (sku text): done",
+        "3. INSERT INTO audit(sku) VALUES (:sku): 1 row affected",
+        "4. UPDATE products SET stock = stock + 0 WHERE sku = :sku ...: 1 row returned",
+        "(rolled back: --sandbox)",
+    ]
+    assert frame["stock"].tolist() == [before - 1] and str(frame["stock"].dtype) == "Int32"
+    assert db.execute("SELECT stock FROM products WHERE sku = 'KB-001'")[0].stock == before
+
+
+def test_one_liners_and_files(
+    connected: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip = connected
+    assert line(ip, "SELECT count(*) AS n FROM users")["n"].tolist() == [len(shop.SEED_USERS)]
+    assert line(ip, "select 1 AS one;  -- lower case, trailing comment")["one"].tolist() == [1]
+    assert list(line(ip, "SHOW TimeZone").columns) == ["TimeZone"]
+    script = tmp_path / "report.sql"
+    script.write_text("-- from a file\nSELECT sku FROM products ORDER BY sku LIMIT 2;\n")
+    assert len(line(ip, f"-f {script}")) == 2
+    assert len(cell(ip, f"-f {script} -o two", "-- the file's rows")) == 2
+    assert len(ip.user_ns["two"]) == 2
+    assert "leave SQL out of the cell" in usage_error(ip, f"-f {script}", "SELECT 1")
+    assert "cannot read" in usage_error(ip, f"-f {tmp_path / 'missing.sql'}")
 
 
 def test_cell_sandbox_rolls_back(connected: InteractiveShell, db: dbnb.Database) -> None:
@@ -320,5 +404,15 @@ def test_every_result_renders_as_html_and_text(connected: InteractiveShell, tmp_
     )]
     for result in results:
         html = result._repr_html_()
-        assert "<table" in html or "<pre>" in html, type(result)
+        assert "dbnb-report" in html or "<pre" in html, type(result)
         assert repr(result) and "object at 0x" not in repr(result)
+
+
+def test_messages_name_magic_commands_and_options(
+    connected: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    message = usage_error(connected, "current")
+    assert "run `%db init` in the project root" in message
+    assert "--config path/to/alembic.ini" in message and "config=" not in message

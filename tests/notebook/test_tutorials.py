@@ -107,8 +107,20 @@ def test_notebook_outputs_hold_no_secret_path_or_error(path: Path) -> None:
         c.execution_count
         for c in _code_cells(nb)
         if any(o.output_type == "error" for o in c.outputs)
+        and "raises-exception" not in c.metadata.get("tags", [])
     ]
     assert not errors, f"cells {errors} stored an error: catch it and print what matters"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_errors_shown_on_purpose_are_compact_dbnb_errors(path: Path) -> None:
+    """A cell that shows an error on purpose shows dbnb's compact form, not library internals."""
+    for cell in _code_cells(_read(path)):
+        for output in (o for o in cell.outputs if o.output_type == "error"):
+            shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(output.traceback)).splitlines()
+            assert len(shown) <= 15 and "%tb shows the whole chain" in shown[-1], shown
+            assert not any("site-packages" in line or "sqlalchemy" in line for line in shown)
+            assert output.ename in dbnb.__all__
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
@@ -167,8 +179,12 @@ def test_sanitize_rules_compile_have_reasons_and_are_idempotent() -> None:
         "<Database 'x' (embedded PostgreSQL in ~/.local/share/dbnb) open>": "DBNB_HOME)",
         "HealthReport(ok=True, driver='psycopg', latency_ms=0.52, server_version='18.4')":
             "latency_ms=LATENCY, server_version='VERSION'",
-        "<th style='text-align:left'>latency_ms</th><td style='text-align:left'>12.03</td>":
+        "<th style='text-align:left'>latency</th><td style='text-align:left'>12 ms</td>":
             ">LATENCY<",
+        "<th style='text-align:left'>size</th><td style='text-align:left'>7.3 MB</td>": ">SIZE<",
+        "<div class='dbnb-progress' style='x'><div role='progressbar'><div></div></div>"
+        "<span>loading t: 10 rows, 1 s, 10 rows/s (done)</span></div>": "PROGRESS",
+        "progress: reading: 200,000 rows, 78 ms, 2.6 M rows/s (done)": "progress: PROGRESS",
         "application_name dbnb:4242": "dbnb:PID",
         "upgrade: 0002 -> 1f3b364f6fc0 (1 revision)": "0002 -> REVISION (",
         "id=00000002-0000-4000-8000-000000000005": "8000-000000000005",
@@ -253,16 +269,26 @@ def test_report_summary_and_rendering() -> None:
     assert not report.ok
     assert not TutorialsReport((), Path("docs"), "x").ok
     assert "FAILED" in repr(report)
-    assert "<td>FAILED</td>" in report._repr_html_()
+    assert "#cf222e'>FAILED</span>" in report._repr_html_()  # red where it failed
 
 
 @pytest.fixture
-def runner_env(
-    embedded: dbnb.EmbeddedServer | None, server_url: URL, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Kernels started by the runner reach the test server (embedded home, or the test URL)."""
+def runner_url(embedded: dbnb.EmbeddedServer | None, server_url: URL) -> str | None:
+    """The --url that makes the runner's kernels reach the test server (None: embedded home)."""
     if embedded is None:
-        monkeypatch.setenv("DBNB_URL", server_url.render_as_string(hide_password=False))
+        return server_url.render_as_string(hide_password=False)
+    return None
+
+
+def test_kernels_get_only_the_server_they_are_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """make demo never uses DATABASE_URL / DBNB_URL's server silently; --url says which."""
+    from dbnb.notebook.tutorials import _kernel_env
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@prod/shop")
+    monkeypatch.setenv("DBNB_URL", "postgresql://app@prod/shop")
+    env = _kernel_env(None)
+    assert "DATABASE_URL" not in env and "DBNB_URL" not in env and env["PGTZ"] == "UTC"
+    assert _kernel_env("postgresql://me@test/db")["DBNB_URL"] == "postgresql://me@test/db"
 
 
 _GOOD = [
@@ -285,29 +311,35 @@ def _notebook(path: Path, sources: list[str]) -> None:
     nbformat.write(nb, path)
 
 
-@pytest.mark.usefixtures("runner_env")
 def test_cli_runs_renders_writes_back_and_fails_loudly(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], runner_url: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/never_used")
     source, out = tmp_path / "nb", tmp_path / "docs"
     source.mkdir()
     _notebook(source / "01_good.ipynb", _GOOD)
     _notebook(source / "02_bad.ipynb", _BAD)
     bad_before = (source / "02_bad.ipynb").read_text()
 
-    code = main(["tutorials", "--dir", str(source), "--out", str(out), "--write-back"])
+    url = ["--url", runner_url] if runner_url else []
+    code = main(["tutorials", "--dir", str(source), "--out", str(out), "--write-back", *url])
 
     assert code == 1
     printed = capsys.readouterr().out.splitlines()
+    if not url:  # DATABASE_URL is set, and said to be left alone
+        assert printed.pop(0).startswith("note: DATABASE_URL not used; make demo URL=")
     assert printed[1].split()[:4] == ["01_good.ipynb", "ok", "2", "cells"]
     assert printed[2].split()[:4] == ["02_bad.ipynb", "FAILED", "2", "cells"]
     assert "ZeroDivisionError" in printed[2]
     assert printed[-1] == "FAILED: 02_bad.ipynb"
     assert any(line == f"docs: {out.resolve() / 'index.html'}" for line in printed)
     index = (out / "index.html").read_text()
-    assert "href='01_good.html'>The good one</a>" in index
-    assert "<td>FAILED</td>" in index
-    assert "ZeroDivisionError" in (out / "02_bad.html").read_text()
+    assert 'href="tutorials/01_good.html"' in index and "The good one" in index
+    assert "ZeroDivisionError" in (out / "tutorials" / "02_bad.html").read_text()
+    page = (out / "tutorials" / "01_good.html").read_text()
+    assert "<pre><span></span>42\n</pre>" in page  # the stored output, rendered
+    assert 'rel="next"' in page and 'rel="prev"' in page and (out / "searchindex.js").exists()
     good = _read(source / "01_good.ipynb")
     assert [c.execution_count for c in _code_cells(good)] == [1, 2]
     assert _code_cells(good)[1].outputs[0].data["text/plain"] == "42"
@@ -315,14 +347,17 @@ def test_cli_runs_renders_writes_back_and_fails_loudly(
     assert (source / "02_bad.ipynb").read_text() == bad_before
 
 
-@pytest.mark.usefixtures("runner_env")
-def test_runner_can_pick_notebooks_and_reports_a_missing_directory(tmp_path: Path) -> None:
+def test_runner_can_pick_notebooks_and_reports_a_missing_directory(
+    tmp_path: Path, runner_url: str | None
+) -> None:
     _notebook(tmp_path / "01_good.ipynb", _GOOD)
     _notebook(tmp_path / "02_bad.ipynb", _BAD)
-    report = run_tutorials(tmp_path, tmp_path / "docs", names=["01_good"])
-    assert report.ok
+    report = run_tutorials(
+        tmp_path, tmp_path / "docs", names=["01_good"], url=runner_url, build_site=False
+    )
+    assert report.ok and report.site is None
     assert [r.name for r in report.runs] == ["01_good.ipynb"]
-    assert not (tmp_path / "docs" / "02_bad.html").exists()
+    assert not (tmp_path / "docs-executed" / "02_bad.ipynb").exists()
     with pytest.raises(dbnb.ConfigError, match="no notebooks to run"):
         run_tutorials(tmp_path / "nowhere", tmp_path / "docs")
 
@@ -333,13 +368,13 @@ def test_runner_stops_only_a_server_it_started(
     if embedded is None:
         pytest.skip("DBNB_TEST_URL is set: the runner uses that server, not an embedded one")
     _notebook(tmp_path / "01_good.ipynb", _GOOD)
-    assert run_tutorials(tmp_path, tmp_path / "docs").ok
+    assert run_tutorials(tmp_path, tmp_path / "docs", build_site=False).ok
     assert embedded.is_running()  # the session's server was up before: left alone
     # Outside pytest's basetemp, which a concurrent pytest run on the machine may prune.
     own_home = Path(tempfile.mkdtemp(prefix="dbnb-runner-home-"))
     monkeypatch.setenv("DBNB_HOME", str(own_home))
     try:
-        assert run_tutorials(tmp_path, tmp_path / "docs").ok
+        assert run_tutorials(tmp_path, tmp_path / "docs", build_site=False).ok
         assert not dbnb.EmbeddedServer(own_home).is_running()  # started for the run: stopped
     finally:
         shutil.rmtree(own_home, ignore_errors=True)

@@ -63,7 +63,7 @@ def test_repr_and_html_show_loaded_columns_only_without_loading() -> None:
     assert "email='ana@example.com'" in text
     assert "created_at" not in text  # never set, so never loaded or invented
     html = user._repr_html_()
-    assert "<table>" in html
+    assert "<table" in html
     assert "ana@example.com" in html
     assert "x" * 41 not in repr(shop.User(name="x" * 100))
 
@@ -89,7 +89,8 @@ def test_to_dict_and_model_list_rendering(seeded: dbnb.Database) -> None:
     assert "7 Product rows" in html  # the discontinued webcam is soft-deleted
     assert html.count("<tr>") == 1 + len(rows)
     assert rows.to_text().splitlines()[0] == "7 Product rows"
-    assert ModelList()._repr_html_().startswith("<table><caption>0 rows")
+    empty = ModelList()._repr_html_()
+    assert "no rows" in empty and "<table" not in empty
 
 
 def test_soft_delete_mixin_methods_and_hybrid() -> None:

@@ -1,0 +1,107 @@
+"""PostgreSQL's error fields, read the same from psycopg and asyncpg, and psql's ``LINE n`` view.
+
+IO-free helpers of :mod:`dbnb.errors`: :func:`read_diagnostics` collects SQLSTATE, DETAIL, HINT,
+position and the named objects from either driver's exception; :func:`position_lines` renders a
+position as psql does; :func:`relocate` moves a position from the SQL sent to the SQL written.
+The bottom of the package: it imports nothing of dbnb.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+__all__ = ["as_sent", "position_lines", "read_diagnostics", "relocate"]
+
+# Each diagnostic field: psycopg's name on ``exc.diag``, then asyncpg's name on the exception.
+_FIELDS = {
+    "sqlstate": ("sqlstate", "sqlstate"),
+    "severity": ("severity_nonlocalized", "severity_en"),
+    "message": ("message_primary", "message"),
+    "detail": ("message_detail", "detail"),
+    "hint": ("message_hint", "hint"),
+    "position": ("statement_position", "position"),
+    "schema": ("schema_name", "schema_name"),
+    "table": ("table_name", "table_name"),
+    "column": ("column_name", "column_name"),
+    "datatype": ("datatype_name", "data_type_name"),
+    "constraint": ("constraint_name", "constraint_name"),
+}
+
+
+def read_diagnostics(orig: BaseException | None) -> dict[str, str]:
+    """Read PostgreSQL's error fields from a psycopg or asyncpg exception (or its wrapper)."""
+    found: dict[str, str] = {}
+    seen: set[int] = set()
+    # SQLAlchemy's asyncpg adapter wraps the asyncpg exception; walk the cause chain.
+    while orig is not None and id(orig) not in seen:
+        seen.add(id(orig))
+        diag = getattr(orig, "diag", None)
+        for key, (psycopg_name, asyncpg_name) in _FIELDS.items():
+            for source, attr in ((diag, psycopg_name), (orig, asyncpg_name), (diag, key)):
+                value = getattr(source, attr, None) if source is not None else None
+                if isinstance(value, str) and value and key not in found:
+                    found[key] = value
+        if "severity" not in found and isinstance(getattr(orig, "severity", None), str):
+            found["severity"] = orig.severity  # type: ignore[attr-defined]
+        orig = orig.__cause__ or getattr(orig, "orig", None)
+    return found
+
+
+_PYFORMAT = re.compile(r"%\((?:[^)]*)\)s|%s|%%")
+
+
+def as_sent(statement: str, orig: BaseException | None) -> str:
+    """The text the server parsed: psycopg turns ``%(name)s`` into ``$1`` before sending."""
+    if orig is None or not type(orig).__module__.startswith("psycopg"):
+        return statement
+    numbers: dict[str, int] = {}
+
+    def placeholder(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "%%":
+            return "%"
+        key = token if token != "%s" else f"%s{len(numbers)}"
+        return f"${numbers.setdefault(key, len(numbers) + 1)}"
+
+    return _PYFORMAT.sub(placeholder, statement)
+
+
+def position_lines(statement: str, position: int) -> list[str]:
+    """psql's ``LINE n: ...`` and a caret under the character at ``position`` (1-based)."""
+    index = position - 1
+    if not 0 <= index <= len(statement):
+        return []
+    start = statement.rfind("\n", 0, index) + 1
+    end = statement.find("\n", index)
+    text = statement[start : end if end >= 0 else len(statement)].rstrip("\r").replace("\t", " ")
+    column = index - start
+    if len(text) > _LINE_WIDTH:  # a window around the caret, as psql does for long lines
+        left = max(0, min(column - _LINE_WIDTH // 2, len(text) - _LINE_WIDTH))
+        shown = text[left : left + _LINE_WIDTH]
+        head = "..." if left else ""
+        tail = "..." if left + _LINE_WIDTH < len(text) else ""
+        text, column = f"{head}{shown}{tail}", column - left + len(head)
+    prefix = f"LINE {statement.count(chr(10), 0, index) + 1}: "
+    return [prefix + text, " " * (len(prefix) + column) + "^"]
+
+
+_LINE_WIDTH = 72
+_UNDEFINED_COLUMN = re.compile(r'column "?([^"\s]+?)"? does not exist')
+
+
+def relocate(sent: str, position: int, source: str, span: tuple[int, int]) -> int:
+    """Map a position in the SQL sent to the same place in the SQL the caller wrote.
+
+    The two differ only where parameters were bound (``:name`` became ``$1`` or a literal), so
+    the unchanged stretches line up exactly.
+    """
+    start, end = span
+    written = source[start:end]
+    index = position - 1
+    blocks = difflib.SequenceMatcher(None, sent, written, autojunk=False).get_opcodes()
+    for tag, i1, i2, j1, j2 in blocks:
+        if i1 <= index < i2 or index == i2 == len(sent):
+            offset = index - i1 if tag == "equal" else 0
+            return start + j1 + min(offset, max(j2 - j1, 0)) + 1
+    return start + 1
