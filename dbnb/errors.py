@@ -45,8 +45,8 @@ __all__ = [
     "ServerInUse",
     "UniqueViolation",
     "mask_secrets",
-    "redact_values",
-    "translate",]
+    "translate",
+]
 
 
 class DbnbError(Exception):
@@ -249,9 +249,9 @@ _URL_PASSWORD = re.compile(
     r"(?P<prefix>(?:[a-z][a-z0-9+.-]*:/*)?[^\s:/@'\"(){}\[\]]*:)[^@\s/]*@", re.IGNORECASE
 )
 _KV_PASSWORD = re.compile(r"(?P<prefix>\bpassword\s*=\s*)('[^']*'|[^\s&'\"]+)", re.IGNORECASE)
-_SQL_PASSWORD = re.compile(r"(?P<prefix>\bpassword\s+)'(?:[^']|'')*'", re.IGNORECASE)
 # Values PostgreSQL quotes in its messages: Key (email)=(ana@example.com), "text", 'text'.
 _QUOTED_VALUE = re.compile(r"=\((?P<paren>[^)]*)\)|'(?P<single>[^']*)'|\"(?P<double>[^\"]*)\"")
+_SQL_PASSWORD = re.compile(r"(?P<prefix>\bpassword\s+)'(?:[^']|'')*'", re.IGNORECASE)
 
 
 def mask_secrets(text: str) -> str:
@@ -259,6 +259,9 @@ def mask_secrets(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}***@", text)
     text = _SQL_PASSWORD.sub(lambda m: f"{m.group('prefix')}'***'", text)
     return _KV_PASSWORD.sub(lambda m: f"{m.group('prefix')}***", text)
+
+
+_UNDEFINED_COLUMN = re.compile(r'column "?([^"\s]+?)"? does not exist')
 
 
 def redact_values(text: str) -> str:
@@ -270,9 +273,6 @@ def redact_values(text: str) -> str:
         return "'…'" if match.group("single") is not None else '"…"'
 
     return _QUOTED_VALUE.sub(hide, text)
-
-
-_UNDEFINED_COLUMN = re.compile(r'column "?([^"\s]+?)"? does not exist')
 
 
 def _first_line(exc: BaseException) -> str:
@@ -297,14 +297,17 @@ def translate(
             into it, so ``LINE n`` and the caret point at what the person typed.
         span: where in ``source`` the failing statement is (default: all of it).
     """
-    found = _translated(exc, source, span)
-    if found is not exc:
-        found.__cause__ = exc  # also sets __suppress_context__: exc is the one to show
-        if isinstance(found, ConnectionFailed):
-            # The driver's frames hold the connect parameters (the password among them), and
-            # IPython's %xmode Verbose prints frame variables: the cause keeps its message only.
-            _strip_tracebacks(exc)
-    return found
+
+    if isinstance(exc, DbnbError):
+        return exc
+    translated = _translate(exc, source, span)
+    if isinstance(translated, ConnectionFailed):
+        # The driver's frames hold the connect parameters (the password among them), and
+        # IPython's %xmode Verbose prints frame variables: the cause keeps its message only.
+        _strip_tracebacks(exc)
+    if translated is not exc:
+        translated.__cause__ = exc  # also sets __suppress_context__: exc is the one to show
+    return translated
 
 
 def _strip_tracebacks(exc: BaseException) -> None:
@@ -328,13 +331,11 @@ def _reason(exc: BaseException) -> str | None:
 _STARTUP_PARAMETER = re.compile(r"unsupported startup parameter:?\s*(?P<name>[\w.]+)", re.I)
 
 
-def _translated(
+def _translate(
     exc: BaseException, source: str | None, span: tuple[int, int] | None
 ) -> BaseException:
     from sqlalchemy import exc as sa_exc
 
-    if isinstance(exc, DbnbError):
-        return exc
     reason = _reason(exc)
     if reason is not None:
         return ConnectionFailed(reason)
@@ -356,7 +357,8 @@ def _translated(
         diag = read_diagnostics(exc.orig)
         sqlstate = diag.get("sqlstate")
         message = mask_secrets(diag.get("message") or _first_line(exc))
-        if getattr(exc, "dbnb_redact", False):
+        redact = bool(getattr(exc, "dbnb_redact", False))
+        if redact:
             message = redact_values(message)
             if "detail" in diag:
                 diag["detail"] = redact_values(diag["detail"])
@@ -378,7 +380,7 @@ def _translated(
                 f"{message} — check that the server is running and that the URL's host, port, "
                 "database and user are right"
             )
-        statement = str(exc.statement or "")
+        statement = "" if redact else str(exc.statement or "")
         if exc.params is not None:  # run by SQLAlchemy: the driver may rewrite placeholders
             statement = as_sent(statement, exc.orig)
         return _query_error(message, diag, statement, source, span)

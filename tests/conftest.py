@@ -183,6 +183,17 @@ def shell(request: pytest.FixtureRequest, seeded: dbnb.Database, adb: dbnb.Async
     return dbnb.Repository if request.param == "sync" else dbnb.AsyncRepository
 
 
+@pytest.fixture(scope="session")
+def ipython() -> Any:
+    """IPython's test shell (one per process) with ``%load_ext dbnb`` done."""
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "dbnb")
+    return shell
+
+
 def system_program(program: str, package: str) -> str:
     """Find a program a real-component test needs (e.g. ``chromium``), else skip or fail.
 
@@ -203,14 +214,3 @@ def system_program(program: str, package: str) -> str:
 def need_program() -> Any:
     """:func:`system_program` for fixtures in sub-folders (``need_program("chromium", ...)``)."""
     return system_program
-
-
-@pytest.fixture(scope="session")
-def ipython() -> Any:
-    """IPython's test shell (one per process) with ``%load_ext dbnb`` done."""
-    from IPython.testing import globalipapp
-
-    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
-    assert shell is not None
-    shell.run_line_magic("load_ext", "dbnb")
-    return shell

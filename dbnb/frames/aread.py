@@ -106,14 +106,13 @@ class _AsyncOpened:
         return opened
 
     async def planned_rows(self) -> int | None:
-        """Ask the planner how many rows the statement returns (an estimate, for progress)."""
+        """Ask the planner how many rows the statement returns (an estimate, nothing runs)."""
         import asyncpg
 
-        explain = explain_sql(self.sql)
         try:
-            return planned_rows(await self.raw.fetchval(explain))
+            return planned_rows(await self.raw.fetchval(explain_sql(self.sql)))
         except asyncpg.PostgresError as exc:
-            raise driver_error(exc, explain, self.target) from exc
+            raise driver_error(exc, explain_sql(self.sql), self.target) from exc
 
     async def run(self, plan: ReadPlan, sink: Any) -> None:
         """COPY the rows into ``sink`` (an async callable taking bytes of whole rows)."""

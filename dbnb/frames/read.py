@@ -143,16 +143,14 @@ class _Opened:
         self.plan = plan_for(target, columns, options) if columns else None
 
     def planned_rows(self) -> int | None:
-        """Ask the planner how many rows the statement returns (an estimate, for progress)."""
+        """Ask the planner how many rows the statement returns (an estimate, nothing runs)."""
         import psycopg
 
-        explain = explain_sql(self.sql)
         try:
-            with self.raw.cursor() as cur:
-                row = cur.execute(explain).fetchone()
+            explained = self.raw.execute(explain_sql(self.sql)).fetchone()
         except psycopg.Error as exc:
-            raise driver_error(exc, explain, self.target) from exc
-        return planned_rows(row[0] if row else None)
+            raise driver_error(exc, explain_sql(self.sql), self.target) from exc
+        return planned_rows(explained[0] if explained else None)
 
     def blocks(self, plan: ReadPlan, block_bytes: int) -> Iterator[bytearray]:
         """COPY the rows out in blocks of whole rows, with the read settings in place."""

@@ -153,14 +153,11 @@ class RevisionDetail:
             "path": self.path,
         }
 
-    def _record(self) -> Record:
-        return Record(f"revision {self.revision}", self.as_dict())
-
     def __repr__(self) -> str:
-        return self._record().text()
+        return Record(f"revision {self.revision}", self.as_dict()).text()
 
     def _repr_html_(self) -> str:
-        return self._record().html()
+        return Record(f"revision {self.revision}", self.as_dict()).html()
 
 
 @dataclass(frozen=True)
@@ -288,14 +285,10 @@ class DriftReport:
     @property
     def summary(self) -> str:
         """One line saying whether the models match the database, and where it stands."""
-        if self.note and not self.drifts:
-            return self.note
-        return f"{self._caption} ({self.where})"
+        return self.note or f"{self._caption} ({self.where})"
 
     @property
     def _caption(self) -> str:
-        if self.note:
-            return self.note
         if not self.drifts:
             return "no drift: the models match the database"
         return f"{plural(len(self.drifts), 'difference')} between the models and the database"

@@ -136,18 +136,16 @@ class CommandHelp:
     notes: tuple[str, ...] = ()
 
     def _table(self) -> Table:
-        return Table(("command", "usage", "what it does"), self.rows, caption="dbnb commands")
+        return Table(("command", "usage", "what it does"), self.rows, caption="dbnb commands",
+                     note="\n\n".join(self.notes))
 
     def __repr__(self) -> str:
-        if self.detail:
-            return self.detail
-        return "\n\n".join([self._table().text(), *self.notes])
+        return self.detail or self._table().text()
 
     def _repr_html_(self) -> str:
         if self.detail:
             return f"<pre style='text-align:left'>{html.escape(self.detail)}</pre>"
-        notes = "".join(f"<p style='text-align:left'>{html.escape(n)}</p>" for n in self.notes)
-        return self._table().html() + notes
+        return self._table().html()
 
 
 #: What ``%db help`` says besides the commands: SQL, scripts, one-liners, connecting.

@@ -92,7 +92,9 @@ def compact_traceback(
 ) -> list[str]:
     """The lines of a compact traceback: the user's frames, then the error and its message."""
     name = type(value).__name__
-    head = [f"{_RED}{_RULE}{_RESET}", f"{_RED}{name:<42}{_RESET}Traceback (most recent call last)"]
+    # Not "Traceback": this is the error and where your code raised it, not the whole story.
+    where = "in your code (most recent call last)"
+    head = [f"{_RED}{_RULE}{_RESET}", f"{_RED}{name:<42}{_RESET}{where}"]
     frames = _frame_lines(tb, shell)
     message = str(value).rstrip() or name
     body = f"{_RED}{name}{_RESET}: {message}"
