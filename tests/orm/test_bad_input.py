@@ -325,3 +325,51 @@ def test_from_frame_gives_a_dbnb_error_or_a_round_trip(
     finally:
         gadgets.execute("DELETE FROM bad_input_gadgets WHERE id >= 1000")
     assert _snapshot(gadgets) == before
+
+
+# -- SQL text: parameters, the magic, migration config ---------------------------------------------
+
+
+async def test_bad_parameters_of_sql_text_on_both_drivers(
+    gadgets: dbnb.Database, adb: dbnb.AsyncDatabase
+) -> None:
+    cases = [
+        ("SELECT :fn AS x", {"fn": print}, ":fn is a function"),
+        ("SELECT 1 AS x", {"fn": 1}, "fn given but the SQL has no such :name"),
+        ("SELECT ':name' AS x", {"name": "bound"}, "name given but the SQL has no such :name"),
+    ]
+    for sql, params, words in cases:
+        with pytest.raises(dbnb.DbnbError) as sync:
+            gadgets.frame(sql, **params)
+        with pytest.raises(dbnb.DbnbError) as asynchronous:
+            await adb.frame(sql, **params)
+        assert words in str(sync.value)
+        assert type(sync.value) is type(asynchronous.value)
+        assert str(sync.value) == str(asynchronous.value)
+    # Inside a string literal :name is text, never bound.
+    assert gadgets.frame("SELECT ':name' AS x")["x"].tolist() == [":name"]
+
+
+def test_bad_input_in_the_magic_is_one_usage_line(
+    gadgets: dbnb.Database, ipython: Any, tmp_path: Any
+) -> None:
+    from IPython.core.error import UsageError
+
+    magics = ipython.magics_manager.registry["DbMagics"]
+    previous, magics.database = magics.database, gadgets
+    ipython.user_ns["fn"] = print
+    not_ini = tmp_path / "alembic.ini"
+    not_ini.write_text("not an ini {{{")
+    try:
+        for call, words in (
+            (lambda: ipython.run_cell_magic("db", "", "SELECT :fn AS x"), ":fn is a function"),
+            (lambda: ipython.run_cell_magic("db", "", "SELECT :self AS x"), ":self is not defined"),
+            (lambda: ipython.run_line_magic("db", f"migrate --config {not_ini}"),
+             "is not an alembic.ini"),
+        ):
+            with pytest.raises(UsageError, match=words) as info:
+                call()
+            assert "\n" not in str(info.value).strip()
+    finally:
+        magics.database = previous  # the shell is shared with the magic's own tests
+        ipython.user_ns.pop("fn", None)
