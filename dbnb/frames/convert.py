@@ -22,12 +22,7 @@ Rules (the same for the sync and the async shell):
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import enum
 import io
-import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +33,7 @@ import pyarrow.csv as pacsv
 from sqlalchemy import types as sqltypes
 
 from dbnb.errors import FrameError
+from dbnb.frames import cells
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -305,80 +301,6 @@ def _datetimes(name: str, kind: str, series: pd.Series[Any], naive_as: str | Non
     return arr.cast(pa.timestamp("us"), safe=False)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal | uuid.UUID):
-        return str(value)
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    raise TypeError(type(value).__name__)
-
-
-def _json_text(name: str, value: Any) -> str | None:
-    import pandas as pd
-
-    if value is None or (not isinstance(value, list | dict | str) and _is_na(pd, value)):
-        return None
-    try:
-        return json.dumps(value, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise FrameError(
-            f"column {name!r} (json): a {type(value).__name__} value holds {exc} data, which is "
-            "not JSON; use dicts, lists, strings, numbers, booleans or None (a set: list(it))"
-        ) from None
-
-
-def _is_na(pd: Any, value: Any) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):  # array-likes: not a missing value
-        return False
-
-
-def _array_literal(name: str, value: Any) -> str | None:
-    import pandas as pd
-
-    if value is None or (not hasattr(value, "__iter__") and _is_na(pd, value)):
-        return None
-    if isinstance(value, str | bytes | dict | set | frozenset) or not hasattr(value, "__iter__"):
-        raise FrameError(
-            f"column {name!r} (array): takes lists (or tuples, arrays) of values, got a "
-            f"{type(value).__name__}; wrap a single value as [value]"
-        )
-    return "{" + ",".join(_array_element(name, v) for v in value) + "}"
-
-
-def _array_element(name: str, value: Any) -> str:
-    import pandas as pd
-
-    if isinstance(value, list | tuple):
-        return _array_literal(name, value) or "NULL"
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return "NULL"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    text = str(value)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _text(value: Any) -> Any:
-    return value.name if isinstance(value, enum.Enum) else value
-
-
-def _check_text(name: str, kind: str, series: pd.Series[Any]) -> None:
-    """Refuse non-strings in a text column: a dict or a number would be stored as its repr."""
-    wrong = series.map(
-        lambda v: not isinstance(v, str | enum.Enum | uuid.UUID), na_action="ignore"
-    )
-    if bool(wrong.fillna(False).any()):
-        first = series[wrong.fillna(False).astype(bool)].iloc[0]
-        raise FrameError(
-            f"column {name!r} ({kind}): takes strings, got a {type(first).__name__} value; "
-            "convert the column first (df[col].astype(str)) if its text is what you want"
-        )
-
-
 def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | None) -> pa.Array:
     import pandas as pd
 
@@ -387,15 +309,15 @@ def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | 
     if kind in ("timestamptz", "timestamp"):
         return _datetimes(name, kind, series, naive_as)
     if kind == "json":
-        return _arrow(name, [_json_text(name, v) for v in series], pa.string())
+        return _arrow(name, [cells.json_text(name, v) for v in series], pa.string())
     if kind == "array":
-        return _arrow(name, [_array_literal(name, v) for v in series], pa.string())
+        return _arrow(name, [cells.array_literal(name, v) for v in series], pa.string())
     if kind in ("uuid", "text") and series.dtype == object:
-        _check_text(name, kind, series)
+        cells.check_text(name, kind, series)
     if kind in ("uuid", "text", "other") and series.dtype == object:
-        series = series.map(_text, na_action="ignore").astype(pd.StringDtype("pyarrow"))
+        series = series.map(cells.enum_name, na_action="ignore").astype(pd.StringDtype("pyarrow"))
     arr = _arrow(name, series)
-    if kind == "text" and not _stringlike(arr.type):
+    if kind == "text" and not cells.stringlike(arr.type):
         raise FrameError(
             f"column {name!r} (text): takes strings, got {arr.type} values; convert the column "
             "first (df[col].astype(str)) if its text is what you want"
@@ -413,15 +335,6 @@ def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | 
     if pa.types.is_large_string(arr.type) or isinstance(arr.type, pa.ExtensionType):
         return arr.cast(pa.string())
     return arr
-
-
-def _stringlike(type_: pa.DataType) -> bool:
-    if pa.types.is_dictionary(type_):
-        return _stringlike(type_.value_type)
-    return bool(
-        pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_null(type_)
-        or getattr(pa.types, "is_string_view", lambda _t: False)(type_)
-    )
 
 
 def frame_to_arrow(plan: LoadPlan, frame: pd.DataFrame, *, naive_as: str | None) -> pa.Table:

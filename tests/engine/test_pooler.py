@@ -163,9 +163,9 @@ async def test_mixed_load_through_the_pooler_has_no_failures(
 
 def test_an_unlock_that_returns_false_discards_the_connection(db: dbnb.Database) -> None:
     """A session lock not held any more (a pooler moved the session): the connection goes."""
-    from dbnb.migrations.api import _release
+    from dbnb.migrations.locking import release
 
     with db.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-        _release(conn, lock=True)  # this session never took the lock: unlock returns false
+        release(conn, lock=True)  # this session never took the lock: unlock returns false
         assert conn.invalidated
