@@ -175,7 +175,10 @@ class EmbeddedServer:
         if self._server is None:
             self.start()
             return
-        self._server.ensure_postgres_running()
+        with attachments.start_lock(self.home):
+            self._server.ensure_postgres_running()
+            attachments.attach(self.home)
+        attachments.start_reaper(self.home)
 
     def _pg_ctl(self, action: str, *args: str) -> None:
         pgexec = _pgserver().pgexec.pgexec
@@ -209,6 +212,9 @@ def embedded_server(
             server = EmbeddedServer(home)
             server.start()
             _servers[home] = server
+        elif not attachments.server_running(home):
+            # Stopped since (`%db stop`, or every other process left): start it again.
+            server.ensure_running()
         if announce and home not in _announced:
             _announced.add(home)
             notice(f"dbnb: using the {server.describe()}")

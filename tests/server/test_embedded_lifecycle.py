@@ -143,3 +143,10 @@ def test_embedded_server_takes_a_str_or_a_path(home: Path) -> None:
         dbnb.embedded_server(42)  # type: ignore[arg-type]
     db.close()
     as_str.stop()
+    # Asked for again after a stop, it starts again (what %db connect after %db stop needs).
+    again = dbnb.embedded_server(home, announce=False)
+    assert again is as_str and attachments.server_running(home)
+    db = dbnb.connect(again.url("postgres"))
+    assert db.execute("SELECT 2 AS two")[0].two == 2
+    db.close()
+    again.stop()
