@@ -358,6 +358,7 @@ def test_bad_input_in_the_magic_is_one_usage_line(
     magics = ipython.magics_manager.registry["DbMagics"]
     previous, magics.database = magics.database, gadgets
     ipython.user_ns["fn"] = print
+    ipython.user_ns.pop("self", None)  # another test's cell may have defined it
     not_ini = tmp_path / "alembic.ini"
     not_ini.write_text("not an ini {{{")
     try:
