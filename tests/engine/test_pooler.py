@@ -169,3 +169,14 @@ def test_an_unlock_that_returns_false_discards_the_connection(db: dbnb.Database)
         conn.execute(text("SELECT 1"))
         release(conn, lock=True)  # this session never took the lock: unlock returns false
         assert conn.invalidated
+
+
+def test_a_fresh_database_through_the_pooler_leaves_no_lock(
+    pgbouncer: URL, db: dbnb.Database
+) -> None:
+    for _ in range(2):
+        fresh = dbnb.connect(pgbouncer, database="t_pooler_fresh", reset=True,
+                             pooler="transaction", application_name="dbnb-fresh")
+        assert fresh.execute("SELECT current_database() AS d")[0].d == "t_pooler_fresh"
+        fresh.close()
+    assert _advisory_locks(db) == 0
