@@ -36,4 +36,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # The kernels nbval stops are killed before they can detach from the server, so it would
     # outlive the run; this private server (build/nbval-home) is stopped here instead.
     home = Path(session.config.rootpath) / "build" / "nbval-home"
-    dbnb.embedded_server(home, announce=False).stop()
+    dbnb.embedded_server(home, announce=False).stop(force=True)

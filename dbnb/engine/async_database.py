@@ -24,6 +24,13 @@ from dbnb.engine.scripts import ScriptRows, arun_script, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import translate
+from dbnb.server.sessions import (
+    SESSIONS_SQL,
+    SessionList,
+    pids_to_end,
+    sessions_from_rows,
+    terminate_sql,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -175,9 +182,26 @@ class AsyncDatabase(Generic[D]):
                 head = (await conn.execute(text(_health.SERVER_INFO_SQL))).one()
                 connections = list(await conn.execute(text(_health.CONNECTIONS_SQL)))
                 idle = list(await conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
+                long = list(await conn.execute(text(_health.LONG_RUNNING_SQL)))
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle)
+        return _health.server_info_from_rows(head, connections, idle, long)
+
+    async def sessions(
+        self, *, stale: bool = False, terminate: int | str | None = None, everyone: bool = False
+    ) -> SessionList:
+        """Await :meth:`Database.sessions` (list dbnb's sessions; end one or the stale ones)."""
+        async with self.engine.connect() as conn:
+            try:
+                rows = list(await conn.execute(text(SESSIONS_SQL), {"everyone": everyone}))
+                found = sessions_from_rows(rows, self.url, stale=stale)
+                pids = pids_to_end(found, terminate, stale=stale, everyone=everyone)
+                for pid in pids:
+                    await conn.execute(text(terminate_sql(conn.dialect)), {"pid": pid})
+                await conn.commit()
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+        return SessionList(found, pids)
 
     async def refresh_pools(self) -> None:
         """Replace both pools' connections, awaiting the async ones' graceful close."""

@@ -27,6 +27,13 @@ from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import ConfigError, translate
 from dbnb.server.embedded import EmbeddedServer
+from dbnb.server.sessions import (
+    SESSIONS_SQL,
+    SessionList,
+    pids_to_end,
+    sessions_from_rows,
+    terminate_sql,
+)
 from dbnb.settings import Settings, safe_url
 
 if TYPE_CHECKING:
@@ -307,9 +314,43 @@ class Database:
                 head = conn.execute(text(_health.SERVER_INFO_SQL)).one()
                 connections = list(conn.execute(text(_health.CONNECTIONS_SQL)))
                 idle = list(conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
+                long = list(conn.execute(text(_health.LONG_RUNNING_SQL)))
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle)
+        return _health.server_info_from_rows(head, connections, idle, long)
+
+    def sessions(
+        self, *, stale: bool = False, terminate: int | str | None = None, everyone: bool = False
+    ) -> SessionList:
+        """List dbnb's sessions on the server; optionally end one (or every stale one).
+
+        Each row says the session's pid, application name (``dbnb:<pid of its process>``),
+        state, age, query and, when the server runs on this machine, whether the owning
+        process is still alive. Stale: the owner is gone, or it sat idle in a transaction for
+        over five minutes.
+
+        Args:
+            stale: list only stale sessions.
+            terminate: end this session (a pid), or every stale one (``"stale"``), with
+                ``pg_terminate_backend``.
+            everyone: include sessions of other applications (listing and terminating).
+
+        Example::
+
+            db.sessions(stale=True)                 # %db sessions --stale
+            db.sessions(terminate=12345)            # %db sessions --terminate 12345
+        """
+        with self.engine.connect() as conn:
+            try:
+                rows = list(conn.execute(text(SESSIONS_SQL), {"everyone": everyone}))
+                found = sessions_from_rows(rows, self.url, stale=stale)
+                pids = pids_to_end(found, terminate, stale=stale, everyone=everyone)
+                for pid in pids:
+                    conn.execute(text(terminate_sql(conn.dialect)), {"pid": pid})
+                conn.commit()
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+        return SessionList(found, pids)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -10,12 +10,18 @@
   ``command_timeout``, a psycopg call that outlives it has its socket shut down
   (:mod:`dbnb.engine.watchdog`; asyncpg's own ``command_timeout`` does the same job).
 - **TCP keepalives** on asyncpg's socket (libpq gets them as connection parameters).
+- **Schema changes.** A statement that fails because a cached plan or statement outlived DDL
+  (``cached plan must not change result type``, asyncpg's ``InvalidCachedStatementError``) is
+  run once more, on a fresh transaction, when it was the first statement of its transaction
+  (nothing else is lost by rolling that back); DDL run through dbnb (``db.execute``,
+  ``%%db``, a session) makes both engines forget their cached plans (``on_ddl``).
 - **Errors** get the bound that expired and, with ``redact_values``, a mark that tells
   :func:`~dbnb.errors.translate` to hide quoted values.
 """
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import time
@@ -38,6 +44,12 @@ _FRESH = "dbnb_fresh"
 _PING_FAILED = "dbnb_ping_failed"
 _DEADLINE = "dbnb_deadline"
 _GENERATION = "dbnb_generation"
+_FIRST = "dbnb_first_statement"
+# Statements after which cached plans of other statements may be stale (comments skipped).
+_DDL = re.compile(
+    r"^(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:alter|drop|create\s+or\s+replace)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def session_settings(
@@ -76,7 +88,12 @@ def _raw(dbapi_connection: Any) -> Any:
 
 
 def install(
-    engine: Engine, settings: Settings, *, asynchronous: bool, generation: Callable[[], int]
+    engine: Engine,
+    settings: Settings,
+    *,
+    asynchronous: bool,
+    generation: Callable[[], int],
+    on_ddl: Callable[[], None],
 ) -> None:
     """Register dbnb's connection events on ``engine`` (an AsyncEngine's ``sync_engine``).
 
@@ -136,13 +153,37 @@ def install(
             record.record_info[_PING_FAILED] = message
             raise sa_exc.InvalidatePoolError(message)
 
-    if pooled:
-
-        @event.listens_for(engine, "begin")
-        def begin(conn: Any) -> None:
+    @event.listens_for(engine, "begin")
+    def begin(conn: Any) -> None:
+        if pooled:
             values = session_settings(settings, conn.dialect.server_version_info)
             if values:
                 conn.exec_driver_sql(_set_sql(values, local=True))
+        _info(conn)[_FIRST] = True
+
+    @event.listens_for(engine, "do_execute")
+    def do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        first = _info(context.connection).pop(_FIRST, False)
+        try:
+            context.dialect.do_execute(cursor, statement, parameters, context)
+        except Exception as error:
+            if not (first and _stale_plan(error)):
+                raise
+            # Nothing ran before it in this transaction: roll it back and run it once more,
+            # with the caches that went stale cleared.
+            dbapi_connection = context.connection.connection.dbapi_connection
+            dbapi_connection.rollback()
+            if asynchronous:
+                # SQLAlchemy's adapter drops prepared statements older than this mark.
+                context.dialect._invalidate_schema_cache()
+                cursor._invalidate_schema_cache_asof = context.dialect._invalidate_schema_cache_asof
+            context.dialect.do_execute(cursor, statement, parameters, context)
+        return True
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def after_ddl(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if _DDL.match(statement):
+            on_ddl()
 
     if settings.command_timeout is not None and not asynchronous:
         limit = settings.command_timeout
@@ -180,6 +221,19 @@ def install(
             )
         if settings.redact_values and wrapped is not None:
             wrapped.dbnb_redact = True
+
+
+def _info(conn: Any) -> dict[str, Any]:
+    """The pooled connection's info dict (the first connect's bare connection has none)."""
+    try:
+        return conn.info  # type: ignore[no-any-return]
+    except NotImplementedError:
+        return {}
+
+
+def _stale_plan(error: BaseException) -> bool:
+    names = {type(error).__name__, type(getattr(error, "__cause__", None)).__name__}
+    return "InvalidCachedStatementError" in names or "cached plan must not change" in str(error)
 
 
 def _mark(wrapped: BaseException | None, original: BaseException, reason: str) -> None:

@@ -7,6 +7,7 @@ Reprs never touch the database.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from dbnb.errors import mask_secrets, translate
 __all__ = [
     "HealthReport",
     "IdleTransaction",
+    "LongQuery",
     "PoolStatus",
     "ServerInfo",
     "failed_report",
@@ -50,6 +52,18 @@ FROM pg_stat_activity
 WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')
   AND datname = current_database() AND pid <> pg_backend_pid()
 ORDER BY state_change
+"""
+#: Queries of any dbnb process (``dbnb:<pid>``) running for longer than LONG_RUNNING_SECONDS.
+LONG_RUNNING_SECONDS = 5
+LONG_RUNNING_SQL = f"""
+SELECT pid, application_name,
+       extract(epoch FROM now() - query_start)::float8 AS idle_seconds,
+       left(query, 200) AS last_query
+FROM pg_stat_activity
+WHERE state = 'active' AND application_name LIKE 'dbnb%'
+  AND now() - query_start > interval '{LONG_RUNNING_SECONDS} seconds'
+  AND datname = current_database() AND pid <> pg_backend_pid()
+ORDER BY query_start
 """
 
 
@@ -266,6 +280,16 @@ class IdleTransaction:
 
 
 @dataclass(frozen=True)
+class LongQuery:
+    """A query of a dbnb process that has been running for a while (its kernel may be gone)."""
+
+    pid: int
+    application_name: str
+    seconds: float
+    query: str
+
+
+@dataclass(frozen=True)
 class ServerInfo:
     """What the server says about itself and about this application's connections."""
 
@@ -276,6 +300,7 @@ class ServerInfo:
     application_name: str
     connections: dict[str, int] = field(default_factory=dict)
     idle_in_transaction: tuple[IdleTransaction, ...] = ()
+    long_running: tuple[LongQuery, ...] = ()
 
     @property
     def idle_in_transaction_count(self) -> int:
@@ -283,8 +308,12 @@ class ServerInfo:
         return len(self.idle_in_transaction)
 
     def as_dict(self) -> dict[str, Any]:
-        """The snapshot as plain values (connections flattened to ``state=count`` text)."""
-        return {
+        """The snapshot as plain values (connections flattened to ``state=count`` text).
+
+        ``long_running`` (queries of dbnb processes running for over LONG_RUNNING_SECONDS)
+        appears only when there are some.
+        """
+        values = {
             "version": self.version,
             "database": self.database,
             "size": self.size_pretty,
@@ -292,6 +321,9 @@ class ServerInfo:
             "connections": ", ".join(f"{k}={v}" for k, v in self.connections.items()) or "none",
             "idle_in_transaction": self.idle_in_transaction_count,
         }
+        if self.long_running:
+            values["long_running"] = len(self.long_running)
+        return values
 
     def _record(self) -> Record:
         fields = {
@@ -302,6 +334,8 @@ class ServerInfo:
             "connections": ", ".join(f"{v} {k}" for k, v in self.connections.items()) or "none",
             "idle_in_transaction": Count(self.idle_in_transaction_count),
         }
+        if self.long_running:
+            fields["long_running"] = Count(len(self.long_running))
         return Record("server", fields)
 
     def _idle(self) -> Table:
@@ -315,19 +349,35 @@ class ServerInfo:
             empty="no session is idle in a transaction",
         )
 
+    def _long(self) -> Table:
+        return Table(
+            ["pid", "application_name", "running_for", "query"],
+            [(q.pid, q.application_name, Duration(q.seconds), q.query) for q in self.long_running],
+            caption=f"queries of dbnb processes running for over {LONG_RUNNING_SECONDS} s",
+            empty="no long-running query",
+        )
+
     def __repr__(self) -> str:
         out = self._record().text()
-        return out + "\n" + self._idle().text() if self.idle_in_transaction else out
+        if self.idle_in_transaction:
+            out += "\n" + self._idle().text()
+        if self.long_running:
+            out += "\n" + self._long().text()
+        return out
 
     def _repr_html_(self) -> str:
         out = self._record().html()
-        return out + self._idle().html() if self.idle_in_transaction else out
+        if self.idle_in_transaction:
+            out += self._idle().html()
+        if self.long_running:
+            out += self._long().html()
+        return out
 
 
 def server_info_from_rows(
-    head: Any, connections: list[Any], idle: list[Any]
+    head: Any, connections: list[Any], idle: list[Any], long: Sequence[Any] = ()
 ) -> ServerInfo:
-    """Assemble a :class:`ServerInfo` from the rows of the three catalog queries above."""
+    """Assemble a :class:`ServerInfo` from the rows of the catalog queries above."""
     return ServerInfo(
         version=str(head.version),
         database=str(head.database),
@@ -341,5 +391,10 @@ def server_info_from_rows(
                 str(r.last_query or ""),
             )
             for r in idle
+        ),
+        long_running=tuple(
+            LongQuery(int(r.pid), str(r.application_name or ""), float(r.idle_seconds or 0.0),
+                      str(r.last_query or ""))
+            for r in long
         ),
     )

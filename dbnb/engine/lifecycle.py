@@ -76,7 +76,8 @@ class Engines:
             if self._sync is None:
                 engine = create_sync(self.settings)
                 events.install(
-                    engine, self.settings, asynchronous=False, generation=self._generation
+                    engine, self.settings, asynchronous=False, generation=self._generation,
+                    on_ddl=self.refresh,
                 )
                 self._sync = engine
             return self._sync
@@ -104,7 +105,7 @@ class Engines:
                 engine = create_async(self.settings)
                 events.install(
                     engine.sync_engine, self.settings, asynchronous=True,
-                    generation=self._generation,
+                    generation=self._generation, on_ddl=self.refresh,
                 )
                 event.listen(engine.sync_engine, "connect", self._track)
                 event.listen(engine.sync_engine, "close", self._forget)

@@ -83,7 +83,10 @@ def connect(
         if db is not None and reset:
             db.refresh_pools()
         if database is not None or server is not None:
-            create_database(settings.url, str(settings.url.database), reset=reset)
+            create_database(
+                settings.url, str(settings.url.database), reset=reset,
+                pooled=settings.pooler == "transaction",
+            )
         if db is None:
             db = Database(settings, embedded=server)
             _registry[key] = db

@@ -69,6 +69,7 @@ class _Load:
         on: list[str] | None,
         naive_as: str | None,
     ) -> None:
+        convert.check_frame(frame)
         if on_conflict not in (None, "ignore", "update"):
             raise FrameError(f"on_conflict={on_conflict!r}: use None, 'ignore' or 'update'")
         if on is not None and on_conflict is None:

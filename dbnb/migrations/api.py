@@ -12,11 +12,8 @@ refreshed so no cached statement plan or type outlives the DDL.
 
 from __future__ import annotations
 
-import io
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stdout
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from alembic import command
 from alembic.config import Config
@@ -28,7 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from dbnb.engine.database import Database
-from dbnb.errors import DbnbError, MigrationBlocked, MigrationError, mask_secrets, translate
+from dbnb.errors import DbnbError, MigrationError, mask_secrets, translate
 from dbnb.migrations.config import (
     ConfigArg,
     context_options,
@@ -36,6 +33,7 @@ from dbnb.migrations.config import (
     require_models,
     target_metadata,
 )
+from dbnb.migrations.locking import POOLED, alembic_connection, blocked_error
 from dbnb.migrations.reports import (
     CurrentRevision,
     DriftReport,
@@ -46,7 +44,7 @@ from dbnb.migrations.reports import (
 )
 from dbnb.phrasing import command as suggest
 from dbnb.server.admin import psycopg_conninfo
-from dbnb.server.sessions import BlockerWatch, describe_blockers
+from dbnb.server.sessions import BlockerWatch
 
 __all__ = [
     "check",
@@ -58,89 +56,12 @@ __all__ = [
     "upgrade",
 ]
 
-# One advisory lock key per database for every schema change made through dbnb ("dbnb" in hex).
-_LOCK_KEY = 0x64626E62
-#: How long (ms) a migration waits for another migration of the same database to finish.
-QUEUE_TIMEOUT_MS = 300_000
-_POOLED = "dbnb_migration_pooled"
-
-
 # -- connection, lock, state ----------------------------------------------------------------------
-
-
-@contextmanager
-def _connection(db: Database, cfg: Config, *, lock: bool) -> Iterator[Connection]:
-    """Check out a connection for Alembic, holding the migration advisory lock if asked.
-
-    On a direct (or session-pooled) connection the lock is session-level, since Alembic commits
-    once per revision. Behind a transaction pooler a session-level lock would be taken on one
-    server connection and released on another, so the whole run is one transaction holding
-    ``pg_advisory_xact_lock``. Either way, ``lock_timeout`` bounds every lock wait of the DDL
-    (``migration_lock_timeout``); waiting for another migration is bounded by
-    :data:`QUEUE_TIMEOUT_MS`. Alembic also writes some messages straight to ``sys.stdout``;
-    they go to the config's buffer too, so nothing reaches the notebook.
-    """
-    buffer = cfg.stdout if isinstance(cfg.stdout, io.StringIO) else io.StringIO()
-    pooled = lock and db.settings.pooler == "transaction"
-    try:
-        with redirect_stdout(buffer), db.engine.connect() as conn:
-            conn.info[_POOLED] = pooled
-            if lock:
-                _lock(conn, db.settings.migration_lock_timeout, pooled=pooled)
-            cfg.attributes["connection"] = conn
-            try:
-                yield conn
-                if pooled:
-                    conn.commit()
-            finally:
-                cfg.attributes.pop("connection", None)
-                _release(conn, lock=lock and not pooled)
-    except SQLAlchemyError as exc:
-        raise translate(exc) from exc
-
-
-def _lock(conn: Connection, lock_timeout_ms: int, *, pooled: bool) -> None:
-    """Take the migration lock (waiting at most QUEUE_TIMEOUT_MS), then bound DDL lock waits."""
-    local = "true" if pooled else "false"
-    queue = f"SELECT set_config('lock_timeout', '{QUEUE_TIMEOUT_MS}', {local})"
-    ddl = f"SELECT set_config('lock_timeout', '{lock_timeout_ms}', {local})"
-    if pooled:
-        conn.begin()
-        conn.execute(text(queue))
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-        conn.execute(text(ddl))
-        return
-    conn.execute(text(queue))
-    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
-    conn.execute(text(ddl))
-    conn.commit()
-
-
-def _release(conn: Connection, *, lock: bool) -> None:
-    """End the transaction and drop the lock; a connection that cannot is discarded instead.
-
-    Discarding closes the server session, which releases the lock, so a pooled connection
-    can never go back to the pool still holding it (and a cleanup error never hides the
-    migration's own error). An unlock that returns false means the lock was not held by this
-    session any more: the connection is discarded too.
-    """
-    try:
-        conn.rollback()
-        if lock:
-            unlocked = conn.execute(
-                text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY}
-            ).scalar_one()
-            conn.execute(text("RESET lock_timeout"))
-            conn.commit()
-            if not unlocked:
-                conn.invalidate()
-    except SQLAlchemyError:
-        conn.invalidate()
 
 
 def _stamped(conn: Connection) -> tuple[str, ...]:
     heads = MigrationContext.configure(conn).get_current_heads()
-    if not conn.info.get(_POOLED) or not conn.in_transaction():
+    if not conn.info.get(POOLED) or not conn.in_transaction():
         conn.rollback()
     return tuple(heads)
 
@@ -199,22 +120,6 @@ def _alembic_failure(action: str, exc: BaseException, at: tuple[str, ...]) -> Mi
     return MigrationError(mask_secrets(f"{action} failed: {kind}{first} (database at {where})"))
 
 
-def _blocked(
-    action: str, db: Database, blockers: tuple[dict[str, Any], ...], at: tuple[str, ...]
-) -> MigrationBlocked:
-    seconds = db.settings.migration_lock_timeout / 1000
-    who = describe_blockers(blockers) or "sessions that ended before they could be named"
-    pids = " ".join(str(b["pid"]) for b in blockers) or "PID"
-    where = ", ".join(at) if at else "base"
-    return MigrationBlocked(
-        f"{action} waited {seconds:g} s (migration_lock_timeout, DB_MIGRATION_LOCK_TIMEOUT) "
-        f"for a lock held by {who}; end them (%db sessions --terminate {pids}, or "
-        f"SELECT pg_terminate_backend(pid)) or let them finish, then run it again "
-        f"(database at {where}, nothing of this revision was applied)",
-        blockers,
-    )
-
-
 # -- commands that change the database ------------------------------------------------------------
 
 
@@ -227,7 +132,7 @@ def _move(
     cfg = load_config(config)
     script = ScriptDirectory.from_config(cfg)
     try:
-        with _connection(db, cfg, lock=True) as conn:
+        with alembic_connection(db, cfg, lock=True) as conn:
             pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
             before = _stamped(conn)
             watch = BlockerWatch(
@@ -243,7 +148,7 @@ def _move(
             except (CommandError, SQLAlchemyError, DbnbError) as exc:
                 conn.rollback()
                 if getattr(translate(exc), "sqlstate", None) == "55P03":
-                    raise _blocked(action, db, watch.blockers, _stamped(conn)) from exc
+                    raise blocked_error(action, db, watch.blockers, _stamped(conn)) from exc
                 raise _alembic_failure(action, exc, _stamped(conn)) from exc
             after = _stamped(conn)
     finally:
@@ -342,7 +247,7 @@ def _scripts_and_stamp(db: Database, config: ConfigArg) -> tuple[ScriptDirectory
     """The migration scripts and the revisions stamped in the database (all of them known)."""
     cfg = load_config(config)
     script = ScriptDirectory.from_config(cfg)
-    with _connection(db, cfg, lock=False) as conn:
+    with alembic_connection(db, cfg, lock=False) as conn:
         stamped = _stamped(conn)
     _require_known(script, stamped)
     return script, stamped
@@ -409,7 +314,7 @@ def check(
     metadata = target_metadata(cfg, models)
     require_models(metadata)
     state = current(db, config=cfg)
-    with _connection(db, cfg, lock=False) as conn:
+    with alembic_connection(db, cfg, lock=False) as conn:
         unversioned = unversioned_tables(conn, metadata)
         conn.rollback()
         drifts = compare(conn, metadata, context_options())

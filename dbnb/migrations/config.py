@@ -9,6 +9,7 @@ compare against are chosen by :func:`target_metadata`. ``env.py`` imports
 
 from __future__ import annotations
 
+import configparser
 import importlib
 import io
 import os
@@ -85,7 +86,13 @@ def load_config(config: ConfigArg = None) -> Config:
     if not path.is_file():
         raise MigrationError(f"{path} does not exist; pass the path of an alembic.ini")
     cfg = Config(file_=str(path), stdout=io.StringIO())
-    location = cfg.get_main_option("script_location")
+    try:
+        location = cfg.get_main_option("script_location")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise MigrationError(
+            f"{path} is not an alembic.ini ({type(exc).__name__}); pass an ini file with an "
+            "[alembic] section (dbnb init writes one)"
+        ) from exc
     if not location:
         raise MigrationError(f"{path} sets no script_location; add one under [alembic]")
     if ":" not in location and not Path(location).is_absolute():

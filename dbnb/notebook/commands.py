@@ -25,6 +25,7 @@ from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
 from dbnb.migrations import scaffold
 from dbnb.notebook import catalog, persist, sandbox
+from dbnb.server import embedded
 
 __all__ = ["COMMANDS", "Command", "CommandHelp", "CommandUsageError", "find", "help_for"]
 
@@ -196,6 +197,7 @@ COMMANDS: dict[str, Command] = _table(
     Command("info", Database.info),
     Command("health", Database.health),
     Command("pool", Database.pool_status),
+    Command("sessions", Database.sessions),
     Command("tables", catalog.tables),
     Command("describe", catalog.describe),
     Command("migrate", migrations.upgrade, aliases=("upgrade",)),
@@ -212,5 +214,6 @@ COMMANDS: dict[str, Command] = _table(
     Command("sandbox", sandbox.sandbox, magic_only=True),
     Command("persist", persist.persist, magic_only=True),
     Command("init", scaffold.init, uses_db=False),
+    Command("stop", embedded.stop, uses_db=False),
     Command("help", help_for, uses_db=False, hidden=("prog",)),
 )

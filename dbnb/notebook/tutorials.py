@@ -232,7 +232,7 @@ def run_tutorials(
     if started is not None:
         # Kernels that nbclient shuts down hard never tell the server they are gone, so it
         # would outlive the run; stop it here (a server that was already up is left alone).
-        started.stop()
+        started.stop(force=True)
     index = None
     if build_site:
         src = site.site_source(

@@ -123,8 +123,11 @@ class Statements(Generic[M]):
     ) -> Select[Any]:
         """SELECT the model's rows matching the filters, ordered (primary key last)."""
         for name, value in (("limit", limit), ("offset", offset)):
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise PaginationError(f"{name} must be a non-negative integer, got {value!r}")
+            bad = not isinstance(value, int) or isinstance(value, bool) or value < 0
+            if value is not None and bad:
+                raise PaginationError(
+                    f"{name} must be a non-negative integer (or None), got {value!r}"
+                )
         stmt = (
             select(self.model)
             .where(*self._where(where, lookups or {}))
@@ -168,6 +171,11 @@ class Statements(Generic[M]):
 
     def get_many(self, idents: Iterable[Any]) -> Select[Any]:
         """SELECT the rows whose primary key is in ``idents``, in key order."""
+        if isinstance(idents, str | bytes) or not isinstance(idents, Iterable):
+            raise FilterError(
+                f"get_many takes a list (or any iterable) of {self.model.__name__} primary "
+                f"keys, got {type(idents).__name__}"
+            )
         idents = list(idents)
         keys = self.pk[0] if len(self.pk) == 1 else tuple_(*self.pk)
         return self.select([keys.in_(idents)])

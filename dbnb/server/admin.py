@@ -43,28 +43,36 @@ def _check_name(name: str) -> None:
         )
 
 
-def create_database(url: URL, name: str, *, reset: bool = False) -> bool:
+def create_database(url: URL, name: str, *, reset: bool = False, pooled: bool = False) -> bool:
     """Create database ``name`` on the server of ``url``; return True if it was (re)created.
 
     With ``reset=True`` an existing database is dropped first (``WITH (FORCE)``: sessions still
-    connected to it are disconnected). An advisory lock serialises concurrent callers, so two
-    kernels resetting the same database cannot interleave DROP and CREATE.
+    connected to it are disconnected). An advisory lock (waited for at most a minute)
+    serialises concurrent callers, so two kernels resetting the same database cannot interleave
+    DROP and CREATE. Behind a transaction pooler (``pooled``) a session lock would stay on a
+    server connection the pooler keeps, so none is taken: a database created meanwhile by
+    another caller simply counts as found.
     """
     import psycopg
-    from psycopg import sql
+    from psycopg import errors, sql
 
     _check_name(name)
     conninfo = psycopg_conninfo(url, dbname="postgres", connect_timeout=5)
     try:
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtext('dbnb.create_database'))")
+            if not pooled:
+                conn.execute("SET lock_timeout = '60s'")
+                conn.execute("SELECT pg_advisory_lock(hashtext('dbnb.create_database'))")
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             found = exists.fetchone() is not None
             if found and reset:
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
                 found = False
             if not found:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                try:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                except errors.DuplicateDatabase:
+                    return False
             return not found
     except psycopg.Error as exc:
         raise translate(_wrap(exc)) from exc

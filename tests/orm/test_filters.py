@@ -132,7 +132,7 @@ def test_order_by_strings_lists_and_expressions() -> None:
     assert order_by_clauses(User, None) == []
     with pytest.raises(FilterError, match="Did you mean 'created_at'"):
         order_by_clauses(User, "-creatd_at")
-    with pytest.raises(FilterError, match="order_by takes column names or expressions"):
+    with pytest.raises(FilterError, match="order_by takes column names"):
         order_by_clauses(User, [3])  # type: ignore[list-item]
 
 
