@@ -12,7 +12,7 @@ from dbnb.errors import FrameError
 
 if TYPE_CHECKING:
     from dbnb.engine.database import Database
-    from dbnb.frames.persist import PersistResult
+    from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["persist"]
 
@@ -40,7 +40,7 @@ def persist(
     """
     if append and replace:
         raise FrameError("persist: choose --append or --replace, not both")
-    if_exists = "append" if append else "replace" if replace else "fail"
+    if_exists: IfExists = "append" if append else "replace" if replace else "fail"
     keys = [k.strip() for k in primary_key.split(",")] if primary_key else None
     return db.create_table_from_frame(
         table, frame, schema=schema, primary_key=keys, if_exists=if_exists
