@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from dbnb.engine import health as _health
+from dbnb.engine import profile as _profile
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.lifecycle import Engines
 from dbnb.engine.scripts import ScriptResult, ScriptRows, run_script, targets_of
@@ -287,6 +288,82 @@ class Database:
         if done.action == "replaced":
             self.refresh_pools()  # no cached plan may outlive the old table's columns
         return done
+
+    # -- looking at a table without loading it -------------------------------------------------
+
+    def _catalog(self, conn: Any, table: str) -> tuple[str, list[_profile.ProfiledColumn]]:
+        rows = conn.execute(text(_profile.COLUMNS_SQL), {"table": table}).all()
+        return _profile.columns_from_rows(rows, table)
+
+    def profile(
+        self, table: str, *, columns: str | Sequence[str] | None = None, top: int = 5
+    ) -> _profile.TableProfile:
+        """Profile a table's columns in SQL: count, nulls, distinct, min, max, mean, std, top.
+
+        Two scans on the server (one aggregate, one ``GROUPING SETS``); only the statistics
+        come back, so a table larger than memory profiles fine. Read-only, rolled back.
+
+        Args:
+            table: the table or view, optionally ``schema.table``.
+            columns: the columns to profile (a list, or names separated by commas); all
+                when omitted.
+            top: how many of the commonest values to show per column.
+
+        Example::
+
+            db.profile("events")                     # %db profile events
+            db.profile("events", columns=["kind", "amount"]).frame
+        """
+        try:
+            with self.engine.connect() as conn:
+                relation, found = self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, columns, table)
+                stats = conn.execute(text(_profile.stats_sql(relation, chosen))).one()
+                groups = conn.execute(
+                    text(_profile.groups_sql(relation, chosen)), {"top": top}
+                ).all() if chosen else []
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.profile_from_rows(relation, chosen, stats, groups)
+
+    def value_counts(self, table: str, column: str, *, top: int = 20) -> pd.DataFrame:
+        """Count a column's values in SQL; return the commonest as a frame ready for ``.plot``.
+
+        Example::
+
+            db.value_counts("events", "kind").plot.bar()
+        """
+        try:
+            with self.engine.connect() as conn:
+                relation, found = self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, [column], table)[0]
+                rows = conn.execute(
+                    text(_profile.value_counts_sql(relation, chosen)), {"top": top}
+                ).all()
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.value_counts_frame(chosen, rows)
+
+    def histogram(self, table: str, column: str, *, bins: int = 20) -> pd.DataFrame:
+        """Count a numeric or time column in ``bins`` equal-width bins, in SQL (``.plot.bar()``).
+
+        Example::
+
+            db.histogram("orders", "total", bins=10).plot.bar()
+        """
+        try:
+            with self.engine.connect() as conn:
+                relation, found = self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, [column], table)[0]
+                rows = conn.execute(
+                    text(_profile.histogram_sql(relation, chosen)), {"bins": bins}
+                ).all()
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.histogram_frame(chosen, rows, bins)
 
     # -- snapshots ------------------------------------------------------------------------------
 

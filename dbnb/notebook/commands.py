@@ -210,6 +210,7 @@ COMMANDS: dict[str, Command] = _table(
     Command("sessions", Database.sessions),
     Command("tables", catalog.tables),
     Command("describe", catalog.describe),
+    Command("profile", Database.profile),
     Command("migrate", migrations.upgrade, aliases=("upgrade",)),
     Command("downgrade", migrations.downgrade),
     Command("revision", migrations.revision, flags={"message": ("-m", "--message")}),
