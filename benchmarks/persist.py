@@ -152,13 +152,13 @@ def main() -> None:
     ]
     report = "\n".join(lines)
     print(report)
-    write_section(args.output, report)
+    write_section_named(args.output, SECTION, report)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or add it at the end)."""
+def write_section_named(path: Path, heading: str, section: str) -> None:
+    """Replace the section under ``heading`` in RESULTS.md (or add it at the end)."""
     text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(re.escape(heading) + r".*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else (
         text.rstrip() + "\n\n" + section
     )

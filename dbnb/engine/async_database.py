@@ -166,7 +166,7 @@ class AsyncDatabase(Generic[D]):
     async def profile(
         self, table: str, *, columns: str | Sequence[str] | None = None, top: int = 5
     ) -> _profile.TableProfile:
-        """Await :meth:`Database.profile` (the same two scans, on asyncpg)."""
+        """Await :meth:`Database.profile` (the same scans, on asyncpg)."""
         try:
             async with self.engine.connect() as conn:
                 relation, found = await self._catalog(conn, table)

@@ -300,8 +300,8 @@ class Database:
     ) -> _profile.TableProfile:
         """Profile a table's columns in SQL: count, nulls, distinct, min, max, mean, std, top.
 
-        Two scans on the server (one aggregate, one ``GROUPING SETS``); only the statistics
-        come back, so a table larger than memory profiles fine. Read-only, rolled back.
+        On the server: one aggregate scan, then one ``GROUP BY`` per column; only the
+        statistics come back, so a table larger than memory profiles fine. Read-only.
 
         Args:
             table: the table or view, optionally ``schema.table``.

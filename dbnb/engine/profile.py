@@ -2,13 +2,13 @@
 
 IO-free: this module writes the SQL and shapes its rows; :class:`~dbnb.Database` runs it. Only
 the statistics travel, never the rows, so a table larger than memory profiles in the memory of
-its answer. A profile is two scans of the table:
+its answer. A profile is one scan of the table, then one per column:
 
 1. one aggregate over every column: rows, non-null values, min and max (numbers, text,
    dates and times, intervals; ``false``/``true`` for booleans), mean and standard deviation
    (numbers; the share of ``true`` for booleans);
-2. one ``GROUP BY GROUPING SETS`` with a group per column: the distinct values and the most
-   frequent ones (json compares as its text).
+2. one ``GROUP BY`` per column: its distinct values and the most frequent ones (json compares
+   as its text).
 
 Column names come from the catalog and are quoted; the table name is resolved by
 ``to_regclass``, so nothing the caller types is pasted into SQL.
@@ -124,33 +124,22 @@ def stats_sql(relation: str, columns: Sequence[ProfiledColumn]) -> str:
 
 
 def groups_sql(relation: str, columns: Sequence[ProfiledColumn]) -> str:
-    """One ``GROUPING SETS`` scan: per column, its distinct count and ``:top`` commonest values.
+    """Per column, one ``GROUP BY``: its distinct count and ``:top`` commonest values.
 
-    Rows: (column index, distinct values, value as text, count), the commonest first.
+    Rows: (column index, distinct values, value as text, count), the commonest first. A
+    ``GROUPING SETS`` query would read the table once, but sorting every group of every
+    column to rank them costs more than a scan: each part here is a hash aggregate and a
+    top-N heap (measured in benchmarks/profile.py).
     """
-    values = ", ".join(f"{c.grouped()}::text AS v{i}" for i, c in enumerate(columns))
-    sets = ", ".join(f"({c.grouped()})" for c in columns)
-    grouping = ", ".join(c.grouped() for c in columns)
-    # GROUPING() sets bit (n - 1 - i) for every column *not* grouped in a row's set.
-    full = (1 << len(columns)) - 1
-    which = " ".join(
-        f"WHEN {full ^ (1 << (len(columns) - 1 - i))} THEN {i}" for i in range(len(columns))
-    )
-    pick = " ".join(f"WHEN {i} THEN v{i}" for i in range(len(columns)))
-    return f"""
-WITH groups AS (
-  SELECT GROUPING({grouping}) AS g, {values}, count(*) AS n
-  FROM {relation} GROUP BY GROUPING SETS ({sets})
-), tagged AS (
-  SELECT i, CASE i {pick} END AS value, n
-  FROM (SELECT CASE g {which} END AS i, * FROM groups) AS t
-), ranked AS (
-  SELECT i, value, n, count(*) OVER (PARTITION BY i) AS distinct_values,
-         row_number() OVER (PARTITION BY i ORDER BY n DESC, value) AS r
-  FROM tagged WHERE value IS NOT NULL
-)
-SELECT i, distinct_values, value, n FROM ranked WHERE r <= :top ORDER BY i, r
-"""
+    parts = [
+        f"""(SELECT {i} AS i, count(*) OVER () AS distinct_values, v::text AS value, n
+  FROM (SELECT {c.grouped()} AS v, count(*) AS n FROM {relation}
+        WHERE {c.quoted} IS NOT NULL GROUP BY 1) AS g{i}
+  ORDER BY n DESC, v LIMIT :top)"""
+        for i, c in enumerate(columns)
+    ]
+    union = "\nUNION ALL\n".join(parts)
+    return f"SELECT * FROM (\n{union}\n) AS parts ORDER BY i, n DESC, value"
 
 
 @dataclass(frozen=True)
