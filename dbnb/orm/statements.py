@@ -10,17 +10,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, Delete, Select, Update, delete, func, inspect, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Select,
+    Update,
+    and_,
+    delete,
+    func,
+    inspect,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import Executable
 
 from dbnb.errors import FilterError, PaginationError
+from dbnb.orm import cursors
 from dbnb.orm.filters import (
     OrderBy,
     check_values,
     columns_of,
-    is_descending,
     order_by_clauses,
     where_clauses,
 )
@@ -32,6 +44,22 @@ __all__ = ["Statements", "Visibility"]
 
 M = TypeVar("M")
 Visibility = Literal["alive", "all", "deleted"]
+def _after(
+    columns: Sequence[Any], desc: Sequence[bool], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """Rows after ``values`` in this ordering: a row comparison when every key sorts one way
+    (which an index on the keys serves), else ``a > x OR (a = x AND b < y) OR ...``."""
+    if len(set(desc)) == 1:
+        row, cursor = tuple_(*columns), tuple_(*values)
+        single: ColumnElement[bool] = row < cursor if desc[0] else row > cursor
+        return single
+    branches = []
+    for i, (column, down, value) in enumerate(zip(columns, desc, values, strict=True)):
+        equal = [columns[j] == values[j] for j in range(i)]
+        branches.append(and_(*equal, column < value if down else column > value))
+    return or_(*branches)
+
+
 # Returned rows replace stale copies in the session's identity map.
 REFRESH: dict[str, Any] = {"populate_existing": True}
 
@@ -208,15 +236,15 @@ class Statements(Generic[M]):
         order_by: OrderBy,
         max_size: int = DEFAULT_MAX_PAGE_SIZE,
     ) -> PagePlan[M]:
-        """Plan page ``page`` (1-based) of ``size`` rows: a count and a LIMIT/OFFSET select."""
+        """Plan page ``page`` (1-based) of ``size`` rows: one LIMIT/OFFSET select with the total."""
         if not isinstance(page, int) or isinstance(page, bool) or page < 1:
             raise PaginationError(f"page must be an integer >= 1, got {page!r}")
         check_size(size, max_size)
+        rows = self.select(where, lookups, order_by=order_by, limit=size, offset=(page - 1) * size)
         return PagePlan(
             count=self.count(where, lookups),
-            rows=self.select(
-                where, lookups, order_by=order_by, limit=size, offset=(page - 1) * size
-            ),
+            # The window counts every matching row before LIMIT/OFFSET: the total comes along.
+            rows=rows.add_columns(func.count().over().label("dbnb_total")),
             page=page,
             size=size,
         )
@@ -230,38 +258,44 @@ class Statements(Generic[M]):
         after: Any,
         size: int,
         max_size: int = DEFAULT_MAX_PAGE_SIZE,
+        cursor_key: bytes | str | None = None,
     ) -> KeysetPlan[M]:
         """Plan the ``size`` rows that follow ``after`` in ``order_by`` order (keyset paging).
 
-        ``after`` is a row of the previous window (a model instance), a mapping of key values,
-        a tuple in key order, or None for the first window. The primary key is appended to the
-        keys as a tie-breaker; all keys sort in one direction and must not be NULL.
+        ``after`` is a cursor string (``page.cursor``), a row of the previous window (a model
+        instance), a mapping of key values, a tuple in key order, or None for the first
+        window. The primary key is appended as a tie-breaker. Keys may sort in different
+        directions (``["-created_at", "name"]``); they must not be NULL.
         """
         check_size(size, max_size)
         names = [order_by] if isinstance(order_by, str) else list(order_by or [])
         if any(not isinstance(n, str) for n in names):
             raise PaginationError("keyset order_by takes column names such as '-created_at'")
-        clauses = self._order(names)
-        descending = {is_descending(c) for c in clauses[: len(names)]} or {False}
-        if len(descending) > 1:
-            raise PaginationError("keyset order_by keys must all sort the same way")
-        desc = descending.pop()
-        keys = [n.lstrip("+-") for n in names]
-        keys += [c.key for c in self.pk if c.key not in keys]
+        order_by_clauses(self.model, names)  # unknown names fail here, naming the valid ones
+        keys = [n[1:] if n[:1] in "+-" else n for n in names]
+        desc = [n.startswith("-") for n in names]
+        tie = all(desc) if desc else False  # the key follows one direction, else ascends
+        for c in self.pk:
+            if c.key not in keys:
+                keys.append(c.key)
+                desc.append(tie)
         columns = [self.columns[k] for k in keys]
-        order = [c.desc() if desc else c.asc() for c in columns]
+        shown = tuple(f"-{k}" if d else k for k, d in zip(keys, desc, strict=True))
+        scope = f"{self.model.__name__}:{','.join(shown)}"
         clauses_where = self._where(where, lookups)
         if after is not None:
-            values = tuple_(*(self._cursor_value(after, k, i) for i, k in enumerate(keys)))
-            clauses_where.append(tuple_(*columns) < values if desc else tuple_(*columns) > values)
+            if isinstance(after, str):
+                after = cursors.decode(after, scope, cursor_key)
+            values = [self._cursor_value(after, k, i) for i, k in enumerate(keys)]
+            clauses_where.append(_after(columns, desc, values))
         stmt = (
             select(self.model)
             .where(*clauses_where)
-            .order_by(*order)
+            .order_by(*(c.desc() if d else c.asc() for c, d in zip(columns, desc, strict=True)))
             .limit(size + 1)
             .execution_options(**self.options())
         )
-        return KeysetPlan(stmt, size, tuple(f"-{k}" if desc else k for k in keys))
+        return KeysetPlan(stmt, size, shown, keys=tuple(keys), scope=scope, key=cursor_key)
 
     def _cursor_value(self, after: Any, key: str, index: int) -> Any:
         if isinstance(after, Mapping):
