@@ -194,6 +194,20 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
             row: M = (await s.scalars(stmt)).one()
             return row
 
+    async def upsert_many(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+    ) -> ModelList[M]:
+        """Await :meth:`Repository.upsert_many`."""
+        stmt, checked = self._q.upsert_many(rows, on=on, update=update)
+        if not checked:
+            return ModelList()
+        async with self._session() as s:
+            return ModelList((await s.scalars(stmt, checked)).all())
+
     async def delete(self, ident: Any) -> M:
         """Await :meth:`Repository.delete`."""
         stmt = self._q.delete(ident)

@@ -302,6 +302,38 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
             row: M = s.scalars(stmt).one()
             return row
 
+    def upsert_many(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+    ) -> ModelList[M]:
+        """INSERT many rows … ON CONFLICT (``on``) DO UPDATE, in batched statements; return them.
+
+        Args:
+            rows: one ``{column: value}`` mapping per row, each with the same columns.
+            on: the columns of a unique key.
+            update: the columns to overwrite on conflict; default every column outside
+                ``on``.
+
+        Returns:
+            The inserted or updated rows, in input order.
+
+        Raises:
+            FilterError: rows with different columns, or two rows with the same key (before
+                anything is sent).
+
+        Example::
+
+            products.upsert_many(rows, on=["sku"])
+        """
+        stmt, checked = self._q.upsert_many(rows, on=on, update=update)
+        if not checked:
+            return ModelList()
+        with self._session() as s:
+            return ModelList(s.scalars(stmt, checked).all())
+
     def delete(self, ident: Any) -> M:
         """Soft-delete one row (hard DELETE for models without SoftDelete); return it."""
         stmt = self._q.delete(ident)

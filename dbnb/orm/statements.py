@@ -392,6 +392,58 @@ class Statements(Generic[M]):
         )
         return stmt.returning(self.model).execution_options(**REFRESH)
 
+    def upsert_many(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None,
+    ) -> tuple[Executable, list[dict[str, Any]]]:
+        """INSERT … ON CONFLICT (on) DO UPDATE … RETURNING, and the checked rows to run it with.
+
+        Every row must name the same columns (a missing one would overwrite with NULL), and
+        no two rows the same ``on`` key (PostgreSQL refuses to update a row twice).
+        """
+        checked = [self.values(row, what="in upsert_many") for row in rows]
+        targets = list(self.values(dict.fromkeys(on), what="in on"))
+        if not targets:
+            raise FilterError("upsert_many needs on=[column, …] naming a unique key")
+        if not checked:
+            return insert(self.model), []
+        columns = list(checked[0])
+        for number, row in enumerate(checked, start=1):
+            if set(row) != set(columns):
+                odd = sorted(set(columns) ^ set(row))
+                raise FilterError(
+                    f"upsert_many: row {number} differs from row 1 in {', '.join(odd)}; give "
+                    "every row the same columns (a missing one would be set to NULL)"
+                )
+            missing = [t for t in targets if t not in row]
+            if missing:
+                raise FilterError(f"upsert_many: row {number} lacks the key {missing}")
+        seen: dict[tuple[Any, ...], int] = {}
+        for number, row in enumerate(checked, start=1):
+            key = tuple(row[t] for t in targets)
+            if key in seen:
+                raise FilterError(
+                    f"upsert_many: rows {seen[key]} and {number} have the same key {key!r}; "
+                    "keep one"
+                )
+            seen[key] = number
+        names = update if update is not None else [k for k in columns if k not in targets]
+        self.values(dict.fromkeys(names), what="in update")
+        stmt = insert(self.model)
+        new: dict[str, Any] = {n: stmt.excluded[n] for n in names}
+        if new and "updated_at" in self.columns:
+            new["updated_at"] = func.now()
+        new = new or {targets[0]: stmt.excluded[targets[0]]}  # RETURNING needs an update
+        alive = self._dml_visibility("alive")
+        upsert = stmt.on_conflict_do_update(
+            index_elements=targets, index_where=alive[0] if alive else None, set_=new
+        )
+        returning = upsert.returning(self.model, sort_by_parameter_order=True)
+        return returning.execution_options(**REFRESH), checked
+
     def soft_delete(self, where: list[ColumnElement[bool]]) -> Update:
         """UPDATE … SET deleted_at = now() on alive matching rows."""
         return self._update(where, {"deleted_at": func.now()}, "alive")
