@@ -132,14 +132,17 @@ def groups_sql(relation: str, columns: Sequence[ProfiledColumn]) -> str:
     top-N heap (measured in benchmarks/profile.py).
     """
     parts = [
-        f"""(SELECT {i} AS i, count(*) OVER () AS distinct_values, v::text AS value, n
-  FROM (SELECT {c.grouped()} AS v, count(*) AS n FROM {relation}
-        WHERE {c.quoted} IS NOT NULL GROUP BY 1) AS g{i}
-  ORDER BY n DESC, v LIMIT :top)"""
+        f"""SELECT {i} AS i, d AS distinct_values, v::text AS value, n,
+       row_number() OVER (ORDER BY n DESC, v) AS r
+FROM (SELECT v, n, count(*) OVER () AS d
+      FROM (SELECT {c.grouped()} AS v, count(*) AS n FROM {relation}
+            WHERE {c.quoted} IS NOT NULL GROUP BY 1) AS g{i}
+      ORDER BY n DESC, v LIMIT :top) AS t{i}"""
         for i, c in enumerate(columns)
     ]
     union = "\nUNION ALL\n".join(parts)
-    return f"SELECT * FROM (\n{union}\n) AS parts ORDER BY i, n DESC, value"
+    # Ties rank by the typed value (3 before 12), not by its text.
+    return f"SELECT i, distinct_values, value, n FROM (\n{union}\n) AS parts ORDER BY i, r"
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,8 @@ def histogram_frame(
         counts[int(b) - 1] = int(n)
         lo, hi = float(low), float(high)
     width = (hi - lo) / bins if hi > lo else 1.0 / bins
-    edges: Any = [lo + width * k for k in range(bins + 1)]
+    # Ten significant digits: 77.2425, not the 77.24249999999999 of binary floating point.
+    edges: Any = [float(f"{lo + width * k:.10g}") for k in range(bins + 1)]
     if not column.numeric:
         zone = "UTC" if "with time zone" in column.type else None
         edges = pd.to_datetime(edges, unit="s", utc=zone is not None)
