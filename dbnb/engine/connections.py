@@ -294,7 +294,7 @@ class ConnectionList:
             where = f"${entry.url_env}"
         else:
             assert entry.url is not None
-            where = safe_url(entry.url.set(password="***") if entry.password_env else entry.url)
+            where = safe_url(entry.url)  # never a password: the next column says where it is
         mark = " (in use)" if entry.name == self.current else ""
         password = entry.problem and "refused: written in the file"
         return (entry.name + mark, where, password or entry.password_source(), str(entry.source))

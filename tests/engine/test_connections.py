@@ -72,7 +72,7 @@ url = "postgresql://app@localhost/app_dev"
     assert listed.names == ("default", "warehouse")
     text = repr(listed)
     assert "postgresql://app@localhost/app_dev" in text and "db.example.com" not in text
-    assert "warehouse (in use)" in text and "postgresql://ana:***@wh.example.com/sales" in text
+    assert "warehouse (in use)" in text and "postgresql://ana@wh.example.com/sales" in text
     assert "$WH_PASSWORD (not set)" in text and str(user) in text
     assert "<table" in listed._repr_html_()
     url, settings = connections.resolve("default")
