@@ -18,22 +18,20 @@ from sqlalchemy.sql import Executable
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import adescribe
-from dbnb.frames.dtypes import DtypeBackend, ReadPlan, UuidAs
 from dbnb.frames.query import (
     PIPELINED,
-    READ_SETTINGS,
-    SET_ASYNC,
-    SHOW_SETTINGS,
+    RESTORE_SETTINGS,
+    SAVE_SETTINGS,
+    SET_SETTINGS,
     STOP,
     Target,
-    copy_query,
     copy_sql,
     driver_error,
     explain_sql,
     fetched_frame,
     inline_parameters,
-    options_of,
     plan_for,
     planned_rows,
     stop_before_sending,
@@ -45,7 +43,11 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from dbnb.frames.plan import ReadPlan
+
 __all__ = ["aiter_frames", "aread_frame", "arun_statement"]
+
+INLINE_PARSE = 1 << 20  # a whole result below this is parsed on the event loop's thread
 
 
 async def _asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
@@ -82,8 +84,8 @@ async def _inlined(raw: Any, sql: str, types: tuple[Any, ...], args: Any) -> str
 class _AsyncOpened:
     """A described statement on asyncpg: its plan (None: no rows) and the SQL to COPY."""
 
-    def __init__(self, raw: Any, target: Target, sql: str, before: list[Any]) -> None:
-        self.raw, self.target, self.sql, self.before = raw, target, sql, before
+    def __init__(self, raw: Any, target: Target, sql: str) -> None:
+        self.raw, self.target, self.sql = raw, target, sql
         self.plan: ReadPlan | None = None
 
     @classmethod
@@ -94,14 +96,15 @@ class _AsyncOpened:
 
         statement, parameters = await _asent(session, target)
         raw = (await (await session.connection()).get_raw_connection()).driver_connection
-        # Through the session: it begins the transaction the describe and the COPY run in.
-        before = list((await session.execute(text(SHOW_SETTINGS))).one())
+        # Through the session: it begins the transaction the describe and the COPY run in, and
+        # keeps the settings the read changes (put back after it).
+        await session.execute(text(SAVE_SETTINGS))
         try:
             columns, types = await adescribe(raw, statement)
             sql = await _inlined(raw, statement, types, parameters)
         except asyncpg.PostgresError as exc:
             raise driver_error(exc, statement, target) from exc
-        opened = cls(raw, target, sql, before)
+        opened = cls(raw, target, sql)
         opened.plan = plan_for(target, columns, options) if columns else None
         return opened
 
@@ -118,11 +121,12 @@ class _AsyncOpened:
         """COPY the rows into ``sink`` (an async callable taking bytes of whole rows)."""
         import asyncpg
 
-        raw, query = self.raw, copy_query(self.sql, self.target, plan)
+        raw = self.raw
+        query = plan.copy_query(self.sql, wraps_cleanly=self.target.wraps_cleanly)
         try:
-            await raw.execute(SET_ASYNC, *READ_SETTINGS.values())
+            await raw.execute(SET_SETTINGS)
             await raw.copy_from_query(query, output=sink, format="csv")
-            await raw.execute(SET_ASYNC, *self.before)
+            await raw.execute(RESTORE_SETTINGS)
         except asyncpg.PostgresError as exc:
             raise driver_error(exc, copy_sql(query), self.target) from exc
 
@@ -141,6 +145,8 @@ async def _aread(opened: _AsyncOpened, plan: ReadPlan) -> pd.DataFrame:
             block = bytearray()
 
     await opened.run(plan, sink)
+    if not parsed and len(block) < INLINE_PARSE:
+        return plan.combine([plan.parse(block)] if block else [])  # small: no thread hand-off
     if block:
         parsed.append(loop.run_in_executor(None, plan.parse, block))
     return plan.combine(list(await asyncio.gather(*parsed)))
@@ -180,13 +186,15 @@ async def aread_frame(
     dtype_backend: DtypeBackend = None,
     decimal: bool = False,
     uuid_as: UuidAs = "string",
+    json_as: JsonAs = "object",
 ) -> pd.DataFrame:
     """Await ``stmt`` in ``session``; return its rows as a DataFrame (asyncpg COPY).
 
     The async twin of :func:`read_frame`: same statement handling, same dtypes.
     """
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="aread_frame()")
-    opened = await _AsyncOpened.open(session, target, options_of(dtype_backend, decimal, uuid_as))
+    options = options_of(dtype_backend, decimal, uuid_as, json_as)
+    opened = await _AsyncOpened.open(session, target, options)
     if opened.plan is None:
         raise _no_rows(target)
     if not target.copyable:
@@ -203,6 +211,7 @@ async def aiter_frames(
     dtype_backend: DtypeBackend = None,
     decimal: bool = False,
     uuid_as: UuidAs = "string",
+    json_as: JsonAs = "object",
     progress: bool | None = None,
 ) -> AsyncIterator[pd.DataFrame]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows (``async for``).
@@ -225,7 +234,7 @@ async def aiter_frames(
 
     try:
         opened = await _AsyncOpened.open(
-            session, target, options_of(dtype_backend, decimal, uuid_as)
+            session, target, options_of(dtype_backend, decimal, uuid_as, json_as)
         )
         plan = opened.plan
         if plan is None or not target.copyable:

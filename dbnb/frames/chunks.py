@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from dbnb.errors import FrameError
-from dbnb.frames.dtypes import ReadPlan
+from dbnb.frames.plan import ReadPlan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,6 +82,6 @@ class CsvChunker:
             del pending  # the chunk alone holds its blocks, so converting it frees them
             self._tables, self._pending = [rest], rest.num_rows
             self.rows += size
-            frame = self.plan.to_pandas(chunk, threads=False)
+            frame = self.plan.to_pandas(self.plan.decode(chunk), threads=False)
             _release_unused()
             yield frame

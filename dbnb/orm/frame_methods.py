@@ -13,14 +13,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from dbnb.frames import aread, read, write
-
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
-    from dbnb.frames.dtypes import DtypeBackend, UuidAs
+    from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
     from dbnb.frames.write import OnConflict
     from dbnb.orm.filters import OrderBy
     from dbnb.orm.statements import Statements
@@ -49,6 +47,7 @@ class FrameMethods(Generic[M]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         **lookups: Any,
     ) -> pd.DataFrame:
         """SELECT the matching rows into a DataFrame through COPY, dtypes from the column types.
@@ -56,7 +55,8 @@ class FrameMethods(Generic[M]):
         Same filters and soft-delete visibility as :meth:`list`; ``columns`` picks columns by
         name. Without ``order_by`` (or ``limit``/``offset``) rows come in the server's order.
         dtypes follow the table in :mod:`dbnb.frames.dtypes` (``dtype_backend="pyarrow"``,
-        ``decimal=True`` and ``uuid_as="uuid"`` change them); an empty result keeps them.
+        ``decimal=True``, ``uuid_as="uuid"`` and ``json_as="string"`` change them); an empty
+        result keeps them.
 
         Example::
 
@@ -65,9 +65,12 @@ class FrameMethods(Generic[M]):
         """
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
+        from dbnb.frames import read
+
         with self._session() as s:
             return read.read_frame(
-                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
+                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as,
+                json_as=json_as,
             )
 
     def iter_frames(
@@ -79,6 +82,7 @@ class FrameMethods(Generic[M]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         progress: bool | None = None,
         **lookups: Any,
     ) -> Iterator[pd.DataFrame]:
@@ -94,10 +98,12 @@ class FrameMethods(Generic[M]):
         """
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=None, offset=None)
+        from dbnb.frames import read
+
         with self._session() as s:
             yield from read.iter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as, progress=progress,
+                uuid_as=uuid_as, json_as=json_as, progress=progress,
             )
 
     def from_frame(
@@ -120,6 +126,8 @@ class FrameMethods(Generic[M]):
 
             n = products.from_frame(df, on_conflict="update", on=["sku"])
         """
+        from dbnb.frames import write
+
         with self._session() as s:
             return write.write_frame(
                 s, self.model, frame, on_conflict=on_conflict,
@@ -146,14 +154,18 @@ class AsyncFrameMethods(Generic[M]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         **lookups: Any,
     ) -> pd.DataFrame:
         """Await :meth:`Repository.to_frame` (asyncpg COPY)."""
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
+        from dbnb.frames import aread
+
         async with self._session() as s:
             return await aread.aread_frame(
-                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
+                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as,
+                json_as=json_as,
             )
 
     async def iter_frames(
@@ -165,16 +177,19 @@ class AsyncFrameMethods(Generic[M]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         progress: bool | None = None,
         **lookups: Any,
     ) -> AsyncIterator[pd.DataFrame]:
         """Iterate :meth:`Repository.iter_frames` with ``async for``."""
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=None, offset=None)
+        from dbnb.frames import aread
+
         async with self._session() as s:
             async for frame in aread.aiter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as, progress=progress,
+                uuid_as=uuid_as, json_as=json_as, progress=progress,
             ):
                 yield frame
 
@@ -188,6 +203,8 @@ class AsyncFrameMethods(Generic[M]):
         progress: bool | None = None,
     ) -> int:
         """Await :meth:`Repository.from_frame` (asyncpg COPY)."""
+        from dbnb.frames import write
+
         async with self._session() as s:
             return await write.awrite_frame(
                 s, self.model, frame, on_conflict=on_conflict,

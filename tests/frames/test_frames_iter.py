@@ -12,7 +12,8 @@ from sqlalchemy import BigInteger, Column, MetaData, Numeric, Table, Text, func,
 
 import dbnb
 from dbnb.frames.chunks import CsvChunker
-from dbnb.frames.dtypes import DtypeBackend, ReadPlan, ResultColumn
+from dbnb.frames.columns import DtypeBackend, ResultColumn
+from dbnb.frames.plan import ReadPlan
 
 metadata = MetaData()
 events = Table(

@@ -1,0 +1,156 @@
+"""Bulk decoders: the columns the CSV reader cannot type by itself, decoded a column at a time.
+
+IO-free, and never one Python call per value: each works on a parsed column's Arrow buffers
+(numpy over the bytes, pyarrow's JSON reader, or one ``json.loads`` per block of rows). What
+the server sends for them is chosen in :mod:`dbnb.frames.dtypes`:
+
+- JSON values (and arrays read as lists) arrive as ``value,`` texts, so a block's bytes are the
+  body of one JSON array: :func:`json_values` parses them with a single ``json.loads``;
+- arrays the pyarrow backend types arrive as ``{"v": [...]}`` objects, back to back: pyarrow's
+  JSON reader parses a block into ``list<...>`` with the element type fixed up front;
+- ``bytea`` arrives as ``\\x`` + hex digits (``bytea_output=hex``), decoded with numpy;
+- ``interval`` arrives as its three fields (months, days, microseconds), assembled into Arrow's
+  ``month_day_nano_interval``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from dbnb.errors import FrameError
+
+__all__ = ["hex_bytes", "intervals", "json_values", "typed_lists"]
+
+_NIBBLES = np.zeros(256, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _NIBBLES[_c] = _i
+for _i, _c in enumerate(b"ABCDEF", start=10):
+    _NIBBLES[_c] = _i
+
+
+def _offsets(chunk: pa.Array) -> np.ndarray[Any, np.dtype[np.int32]]:
+    """The offsets of a (32-bit) binary/string array, sliced to the array's own values."""
+    buffer = chunk.buffers()[1]
+    return np.frombuffer(buffer, dtype=np.int32, count=len(chunk) + 1, offset=chunk.offset * 4)
+
+
+def _values(chunk: pa.Array) -> memoryview:
+    """The bytes of all of a binary/string array's values, back to back (no copy)."""
+    offsets = _offsets(chunk)
+    data = chunk.buffers()[2]
+    if data is None:
+        return memoryview(b"")
+    return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
+
+
+def json_values(array: pa.ChunkedArray) -> list[Any]:
+    """Parse a column of ``value,`` JSON texts into Python values: one ``json.loads`` per block."""
+    values: list[Any] = []
+    for chunk in array.chunks:
+        if len(chunk) == 0:
+            continue
+        body = _values(chunk)
+        text = bytearray(len(body) + 1)
+        text[0] = ord("[")
+        text[1:] = body
+        text[-1] = ord("]")  # in place of the last value's comma
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise FrameError(f"could not parse a JSON column: {exc}") from exc
+        if len(parsed) != len(chunk):
+            raise FrameError("a JSON column's values did not parse one per row")
+        values.extend(parsed)
+    return values
+
+
+def typed_lists(element: pa.DataType) -> Callable[[list[pa.ChunkedArray]], pa.ChunkedArray]:
+    """A decoder of ``{"v": [...]}`` objects into ``list<element>``, with pyarrow's JSON reader."""
+    schema = pa.schema([("v", pa.list_(element))])
+    parse_options = pajson.ParseOptions(explicit_schema=schema, newlines_in_values=False)
+
+    def decode(arrays: list[pa.ChunkedArray]) -> pa.ChunkedArray:
+        (array,) = arrays
+        chunks: list[pa.Array] = []
+        for chunk in array.chunks:
+            if len(chunk) == 0:
+                continue
+            body = _values(chunk)
+            # One block for the whole chunk: the objects are not separated by newlines.
+            read_options = pajson.ReadOptions(use_threads=False, block_size=len(body) + 1)
+            try:
+                table = pajson.read_json(
+                    pa.py_buffer(body), read_options=read_options, parse_options=parse_options
+                )
+            except pa.ArrowInvalid as exc:
+                raise FrameError(
+                    f"could not read an array column as list<{element}> ({exc}); arrays of "
+                    "several dimensions read as lists with the default dtype_backend"
+                ) from exc
+            if table.num_rows != len(chunk):
+                raise FrameError("an array column's values did not parse one per row")
+            chunks.extend(table.column(0).chunks)
+        return pa.chunked_array(chunks, type=pa.list_(element))
+
+    return decode
+
+
+def _unhex(chunk: pa.Array) -> pa.Array:
+    """``\\x``-prefixed hex texts -> the bytes they spell (nulls stay null)."""
+    n = len(chunk)
+    offsets = _offsets(chunk).astype(np.int64)
+    valid = chunk.is_valid()
+    valid_np = valid.to_numpy(zero_copy_only=False)
+    starts = offsets[:-1] - offsets[0]
+    text = np.frombuffer(_values(chunk), dtype=np.uint8)
+    keep = np.ones(len(text), dtype=bool)
+    keep[starts[valid_np]] = False  # the backslash
+    keep[starts[valid_np] + 1] = False  # the x
+    digits = _NIBBLES[text[keep]]
+    data = (digits[0::2] << 4) | digits[1::2]
+    prefixes = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(valid_np, out=prefixes[1:])
+    new_offsets = ((offsets - offsets[0] - 2 * prefixes) // 2).astype(np.int32)
+    validity = valid.buffers()[1] if chunk.null_count else None
+    return pa.Array.from_buffers(
+        pa.binary(), n, [validity, pa.py_buffer(new_offsets), pa.py_buffer(data)],
+        null_count=chunk.null_count,
+    )
+
+
+def hex_bytes(arrays: list[pa.ChunkedArray]) -> pa.ChunkedArray:
+    """Decode a ``bytea`` column sent as hex (``\\x0a1b...``) into Arrow ``binary``."""
+    (array,) = arrays
+    return pa.chunked_array([_unhex(c) for c in array.chunks], type=pa.binary())
+
+
+_MDN = np.dtype([("months", "<i4"), ("days", "<i4"), ("nanoseconds", "<i8")])
+
+
+def _interval_chunk(months: pa.Array, days: pa.Array, micros: pa.Array) -> pa.Array:
+    n = len(months)
+    fields = np.empty(n, dtype=_MDN)
+    fields["months"] = months.fill_null(0).to_numpy()
+    fields["days"] = days.fill_null(0).to_numpy()
+    fields["nanoseconds"] = micros.fill_null(0).to_numpy() * 1000
+    validity = months.is_valid().buffers()[1] if months.null_count else None
+    return pa.Array.from_buffers(
+        pa.month_day_nano_interval(), n, [validity, pa.py_buffer(fields)],
+        null_count=months.null_count,
+    )
+
+
+def intervals(arrays: list[pa.ChunkedArray]) -> pa.ChunkedArray:
+    """Assemble an interval's months, days and microseconds into ``month_day_nano_interval``."""
+    months, days, micros = arrays
+    chunks = [
+        _interval_chunk(m, d, u)
+        for m, d, u in zip(months.chunks, days.chunks, micros.chunks, strict=True)
+    ]
+    return pa.chunked_array(chunks, type=pa.month_day_nano_interval())
