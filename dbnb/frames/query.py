@@ -185,9 +185,9 @@ def plan_for(target: Target, columns: list[ResultColumn], options: dict[str, Any
             column = ResultColumn(column.name, column.oid, precision,
                                   getattr(declared[i], "scale", None))
         planned.append(column)
-    from dbnb.frames.plan import ReadPlan
+    from dbnb.frames.plan import cached_plan
 
-    return ReadPlan(planned, **options)
+    return cached_plan(tuple(planned), tuple(sorted(options.items())))
 
 
 def explain_sql(query: str) -> str:
