@@ -25,7 +25,6 @@ from sqlalchemy import MetaData
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, QueryError, mask_secrets
-from dbnb.migrations.config import NOTEBOOK
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
 from dbnb.phrasing import speaking
 from dbnb.settings import conceal, safe_url
@@ -133,6 +132,8 @@ class DbMagics(Magics):
         if command.name == "connect":
             return self._connect(**kwargs)
         if kwargs.get("models") is not None:
+            from dbnb.migrations.config import NOTEBOOK
+
             found = self._models(str(kwargs["models"]))
             # init records where the models are: the notebook's own variable, by name.
             named = command.name == "init" and not isinstance(found, str)
