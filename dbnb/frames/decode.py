@@ -6,8 +6,9 @@ the server sends for them is chosen in :mod:`dbnb.frames.dtypes`:
 
 - JSON values (and arrays read as lists) arrive as ``value,`` texts, so a block's bytes are the
   body of one JSON array: :func:`json_values` parses them with a single ``json.loads``;
-- arrays the pyarrow backend types arrive as ``{"v": [...]}`` objects, back to back: pyarrow's
-  JSON reader parses a block into ``list<...>`` with the element type fixed up front;
+- arrays of booleans, numbers, text and uuids arrive as ``{"v": [...]}`` objects, back to back:
+  pyarrow's JSON reader parses a block into ``list<...>`` with the element type fixed up front
+  (the default backend then takes them as Python lists);
 - ``bytea`` arrives as ``\\x`` + hex digits (``bytea_output=hex``), decoded with numpy;
 - ``interval`` arrives as its three fields (months, days, microseconds), assembled into Arrow's
   ``month_day_nano_interval``.
@@ -25,7 +26,7 @@ import pyarrow.json as pajson
 
 from dbnb.errors import FrameError
 
-__all__ = ["hex_bytes", "intervals", "json_values", "typed_lists"]
+__all__ = ["hex_bytes", "intervals", "json_values", "python_lists", "typed_lists"]
 
 _NIBBLES = np.zeros(256, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
@@ -70,35 +71,76 @@ def json_values(array: pa.ChunkedArray) -> list[Any]:
     return values
 
 
+def _list_chunk(chunk: pa.Array, element: pa.DataType) -> pa.Array:
+    """Parse one chunk of ``{"v": [...]}`` objects into ``list<element>``.
+
+    Floats travel as text (``NaN`` and ``Infinity`` are not JSON numbers) and are cast here.
+
+    Raises:
+        pa.ArrowInvalid: a value is not a one-dimensional list of ``element``.
+    """
+    floats = pa.types.is_floating(element)
+    parsed_type = pa.list_(pa.string() if floats else element)
+    options = pajson.ParseOptions(
+        explicit_schema=pa.schema([("v", parsed_type)]), newlines_in_values=False
+    )
+    body = _values(chunk)
+    # One block for the whole chunk: the objects are not separated by newlines.
+    read_options = pajson.ReadOptions(use_threads=False, block_size=len(body) + 1)
+    table = pajson.read_json(pa.py_buffer(body), read_options=read_options, parse_options=options)
+    if table.num_rows != len(chunk):
+        raise FrameError("an array column's values did not parse one per row")
+    lists = table.column(0).combine_chunks()
+    return lists.cast(pa.list_(element)) if floats else lists
+
+
 def typed_lists(element: pa.DataType) -> Callable[[list[pa.ChunkedArray]], pa.ChunkedArray]:
     """A decoder of ``{"v": [...]}`` objects into ``list<element>``, with pyarrow's JSON reader."""
-    schema = pa.schema([("v", pa.list_(element))])
-    parse_options = pajson.ParseOptions(explicit_schema=schema, newlines_in_values=False)
 
     def decode(arrays: list[pa.ChunkedArray]) -> pa.ChunkedArray:
         (array,) = arrays
-        chunks: list[pa.Array] = []
-        for chunk in array.chunks:
-            if len(chunk) == 0:
-                continue
-            body = _values(chunk)
-            # One block for the whole chunk: the objects are not separated by newlines.
-            read_options = pajson.ReadOptions(use_threads=False, block_size=len(body) + 1)
-            try:
-                table = pajson.read_json(
-                    pa.py_buffer(body), read_options=read_options, parse_options=parse_options
-                )
-            except pa.ArrowInvalid as exc:
-                raise FrameError(
-                    f"could not read an array column as list<{element}> ({exc}); arrays of "
-                    "several dimensions read as lists with the default dtype_backend"
-                ) from exc
-            if table.num_rows != len(chunk):
-                raise FrameError("an array column's values did not parse one per row")
-            chunks.extend(table.column(0).chunks)
+        try:
+            chunks = [_list_chunk(c, element) for c in array.chunks if len(c)]
+        except pa.ArrowInvalid as exc:
+            raise FrameError(
+                f"could not read an array column as list<{element}> ({exc}); arrays of "
+                "several dimensions read as lists with the default dtype_backend"
+            ) from exc
         return pa.chunked_array(chunks, type=pa.list_(element))
 
     return decode
+
+
+def python_lists(array: pa.ChunkedArray, element: pa.DataType) -> list[Any]:
+    """``{"v": [...]}`` objects as Python lists: Arrow's reader, else (nested arrays) json."""
+    values: list[Any] = []
+    for chunk in array.chunks:
+        if not len(chunk):
+            continue
+        try:
+            values.extend(_list_chunk(chunk, element).to_pylist())
+        except pa.ArrowInvalid:
+            values.extend(_nested_lists(chunk, element))
+    return values
+
+
+def _nested_lists(chunk: pa.Array, element: pa.DataType) -> list[Any]:
+    """The slow way, for what Arrow cannot type (arrays of several dimensions): one per row."""
+    decoder = json.JSONDecoder()
+    text = bytes(_values(chunk)).decode()
+    values: list[Any] = []
+    position = 0
+    floats = pa.types.is_floating(element)
+    while position < len(text):
+        found, position = decoder.raw_decode(text, position)
+        values.append(_floats_in(found["v"]) if floats else found["v"])
+    return values
+
+
+def _floats_in(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_floats_in(v) for v in value]
+    return None if value is None else float(value)
 
 
 def _unhex(chunk: pa.Array) -> pa.Array:

@@ -38,8 +38,9 @@ without a declared precision has no ``decimal128`` type, so with the pyarrow bac
 ``double[pyarrow]`` (``object`` of ``Decimal`` with ``decimal=True``). In JSON, SQL ``NULL``
 and JSON ``null`` both read as ``None``; ``json_as="string"`` keeps the text (and the
 difference). Arrays of booleans, integers, floats, text and uuids are Arrow lists with the
-pyarrow backend; other arrays (numeric, timestamps, json...) and multi-dimensional ones are
-lists of their JSON values.
+pyarrow backend (one dimension; more is an error there) and Python lists of the same values by
+default (``NaN`` a float); other arrays (numeric, timestamps, json...) are lists of their JSON
+values (timestamps as ISO text).
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ _MAX_DECIMAL128_PRECISION = 38
 # as JSON null, so one column's text is one JSON array's body: parsed in one call.
 _JSON_ITEM = "coalesce({c}::text, 'null') || ','"
 _JSON_ARRAY_ITEM = "coalesce(to_json({c})::text, 'null') || ','"
-# Arrays the pyarrow backend types: {"v": [...]} objects, one after the other, for pyarrow.json.
+# Arrays with an Arrow element type: {"v": [...]} objects, one after the other, for pyarrow.json
+# (floats as text: NaN and Infinity are not JSON numbers).
 _LIST_OBJECT = "json_build_object('v', {c})::text"
+_FLOAT_LIST_OBJECT = "json_build_object('v', {c}::text[])::text"
 # An interval's three fields, exactly (extract is exact numeric from PostgreSQL 14 on).
 _INTERVAL_PARTS = (
     "(extract(year from {c}) * 12 + extract(month from {c}))::int4",
@@ -151,9 +154,12 @@ def rule_for(
         return Rule((Wire(_JSON_ITEM, pa.binary()),), None, _json_objects)
     if oid in ARRAY_ELEMENTS:
         element = _LIST_ELEMENTS.get(ARRAY_ELEMENTS[oid] or 0)
-        if arrow and element is not None:
-            return Rule((Wire(_LIST_OBJECT, pa.binary()),), decode.typed_lists(element))
-        return Rule((Wire(_JSON_ARRAY_ITEM, pa.binary()),), None, _json_objects)
+        if element is None:
+            return Rule((Wire(_JSON_ARRAY_ITEM, pa.binary()),), None, _json_objects)
+        sql = _FLOAT_LIST_OBJECT if pa.types.is_floating(element) else _LIST_OBJECT
+        if arrow:
+            return Rule((Wire(sql, pa.binary()),), decode.typed_lists(element))
+        return Rule((Wire(sql, pa.binary()),), None, _python_lists(element))
     # pandas keeps its Arrow-backed `string` in large_string: parsing straight into it spares
     # a copy of every text column (the pyarrow backend keeps Arrow's plain `string`).
     return _plain(pa.string() if arrow else pa.large_string())
@@ -189,6 +195,13 @@ def _uuids(array: pa.ChunkedArray) -> pd.Series[Any]:
 
 def _json_objects(array: pa.ChunkedArray) -> pd.Series[Any]:
     return _objects(decode.json_values(array))
+
+
+def _python_lists(element: pa.DataType) -> Callable[[pa.ChunkedArray], Any]:
+    def finish(array: pa.ChunkedArray) -> pd.Series[Any]:
+        return _objects(decode.python_lists(array, element))
+
+    return finish
 
 
 def _dates(array: pa.ChunkedArray) -> pd.Series[Any]:
