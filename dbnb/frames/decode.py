@@ -7,8 +7,7 @@ the server sends for them is chosen in :mod:`dbnb.frames.dtypes`:
 - JSON values (and arrays read as lists) arrive as ``value,`` texts, so a block's bytes are the
   body of one JSON array: :func:`json_values` parses them with a single ``json.loads``;
 - arrays of booleans, numbers, text and uuids arrive as ``{"v": [...]}`` objects, back to back:
-  pyarrow's JSON reader parses a block into ``list<...>`` with the element type fixed up front
-  (the default backend then takes them as Python lists);
+  pyarrow's JSON reader parses a block into ``list<...>`` with the element type fixed up front;
 - ``bytea`` arrives as ``\\x`` + hex digits (``bytea_output=hex``), decoded with numpy;
 - ``interval`` arrives as its three fields (months, days, microseconds), assembled into Arrow's
   ``month_day_nano_interval``.
@@ -16,8 +15,10 @@ the server sends for them is chosen in :mod:`dbnb.frames.dtypes`:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ import pyarrow.json as pajson
 
 from dbnb.errors import FrameError
 
-__all__ = ["hex_bytes", "intervals", "json_values", "python_lists", "typed_lists"]
+__all__ = ["hex_bytes", "intervals", "json_values", "no_cyclic_gc", "typed_lists"]
 
 _NIBBLES = np.zeros(256, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
@@ -50,6 +51,24 @@ def _values(chunk: pa.Array) -> memoryview:
     return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
 
 
+@contextlib.contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while parsed values are built.
+
+    Values built from a column (JSON dicts and lists, DateOffsets) cannot form reference
+    cycles, yet building a million of them sets off hundreds of collections, each walking
+    every object of a long-lived process (a notebook kernel holds many): that tripled a JSON
+    column's parse time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def json_values(array: pa.ChunkedArray) -> list[Any]:
     """Parse a column of ``value,`` JSON texts into Python values: one ``json.loads`` per block."""
     values: list[Any] = []
@@ -62,7 +81,8 @@ def json_values(array: pa.ChunkedArray) -> list[Any]:
         text[1:] = body
         text[-1] = ord("]")  # in place of the last value's comma
         try:
-            parsed = json.loads(text)
+            with no_cyclic_gc():
+                parsed = json.loads(text)
         except ValueError as exc:
             raise FrameError(f"could not parse a JSON column: {exc}") from exc
         if len(parsed) != len(chunk):
@@ -95,46 +115,54 @@ def _list_chunk(chunk: pa.Array, element: pa.DataType) -> pa.Array:
 
 
 def typed_lists(element: pa.DataType) -> Callable[[list[pa.ChunkedArray]], pa.ChunkedArray]:
-    """A decoder of ``{"v": [...]}`` objects into ``list<element>``, with pyarrow's JSON reader."""
+    """A decoder of ``{"v": [...]}`` objects into ``list<element>``, with pyarrow's JSON reader.
+
+    Arrays of several dimensions (which the same column type allows) cannot go through the
+    reader: they are parsed row by row and become lists of lists of ``element``.
+    """
 
     def decode(arrays: list[pa.ChunkedArray]) -> pa.ChunkedArray:
         (array,) = arrays
+        chunks = [c for c in array.chunks if len(c)]
         try:
-            chunks = [_list_chunk(c, element) for c in array.chunks if len(c)]
-        except pa.ArrowInvalid as exc:
-            raise FrameError(
-                f"could not read an array column as list<{element}> ({exc}); arrays of "
-                "several dimensions read as lists with the default dtype_backend"
-            ) from exc
-        return pa.chunked_array(chunks, type=pa.list_(element))
+            return pa.chunked_array([_list_chunk(c, element) for c in chunks],
+                                    type=pa.list_(element))
+        except pa.ArrowInvalid:
+            return _nested_lists(chunks, element)
 
     return decode
 
 
-def python_lists(array: pa.ChunkedArray, element: pa.DataType) -> list[Any]:
-    """``{"v": [...]}`` objects as Python lists: Arrow's reader, else (nested arrays) json."""
-    values: list[Any] = []
-    for chunk in array.chunks:
-        if not len(chunk):
-            continue
-        try:
-            values.extend(_list_chunk(chunk, element).to_pylist())
-        except pa.ArrowInvalid:
-            values.extend(_nested_lists(chunk, element))
-    return values
-
-
-def _nested_lists(chunk: pa.Array, element: pa.DataType) -> list[Any]:
-    """The slow way, for what Arrow cannot type (arrays of several dimensions): one per row."""
+def _nested_lists(chunks: list[pa.Array], element: pa.DataType) -> pa.ChunkedArray:
+    """The slow way, for arrays of several dimensions: each row parsed by itself."""
     decoder = json.JSONDecoder()
-    text = bytes(_values(chunk)).decode()
-    values: list[Any] = []
-    position = 0
     floats = pa.types.is_floating(element)
-    while position < len(text):
-        found, position = decoder.raw_decode(text, position)
-        values.append(_floats_in(found["v"]) if floats else found["v"])
-    return values
+    values: list[Any] = []
+    with no_cyclic_gc():
+        for chunk in chunks:
+            text = bytes(_values(chunk)).decode()
+            position = 0
+            while position < len(text):
+                found, position = decoder.raw_decode(text, position)
+                values.append(_floats_in(found["v"]) if floats else found["v"])
+    nested = element
+    for _ in range(max((_depth(v) for v in values if v is not None), default=1)):
+        nested = pa.list_(nested)
+    try:
+        return pa.chunked_array([pa.array(values, type=nested)])
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise FrameError(
+            f"could not read an array column as {nested} (are its arrays of different "
+            f"dimensions?): {exc}"
+        ) from exc
+
+
+def _depth(value: Any) -> int:
+    depth = 0
+    while isinstance(value, list):
+        depth += 1
+        value = next((v for v in value if v is not None), None)
+    return depth
 
 
 def _floats_in(value: Any) -> Any:

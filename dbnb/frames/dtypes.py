@@ -18,29 +18,37 @@ timestamptz               ``datetime64[us, UTC]``             ``timestamp[us, tz
 timestamp                 ``datetime64[us]``                  ``timestamp[us][pyarrow]``
 date                      ``datetime64[s]``                   ``date32[day][pyarrow]``
 time                      ``object`` of ``datetime.time``     ``time64[us][pyarrow]``
-interval                  ``object`` of ``pd.DateOffset``     ``month_day_nano_interval[pyarrow]``
-                          (months, days, nanoseconds)
+interval                  ``object`` of ``pd.DateOffset`` (both backends)
 bytea                     ``object`` of ``bytes``             ``binary[pyarrow]``
 uuid                      ``string``; ``uuid_as="uuid"``:     ``string[pyarrow]``
                           ``object`` of ``UUID``
 json / jsonb              ``object`` (parsed values);         ``object``; ``json_as="string"``:
                           ``json_as="string"``: ``string``    ``string[pyarrow]``
-arrays                    ``object`` (lists)                  ``list<...>[pyarrow]`` (else lists)
+arrays of bool, numbers,  ``list<...>[pyarrow]`` (both backends)
+text, uuid
+other arrays              ``object`` (lists of JSON values)   ``object``
 anything else (inet...)   ``string`` (PostgreSQL's text)      ``string[pyarrow]``
 ========================  ==================================  ====================================
 
-Dates are ``datetime64[s]`` rather than objects of ``date``: vectorised, ``.dt``-capable, and
-wide enough for any PostgreSQL date. pandas has no time-of-day or interval dtype, so the
-default backend gives the Python objects (``datetime.time``; ``DateOffset``, which keeps months,
-days and nanoseconds apart: a month is never 30 days); the pyarrow backend keeps Arrow's exact
-types. ``time`` ``24:00:00`` has no Python or Arrow value and fails the read. A ``numeric``
-without a declared precision has no ``decimal128`` type, so with the pyarrow backend it is
-``double[pyarrow]`` (``object`` of ``Decimal`` with ``decimal=True``). In JSON, SQL ``NULL``
-and JSON ``null`` both read as ``None``; ``json_as="string"`` keeps the text (and the
-difference). Arrays of booleans, integers, floats, text and uuids are Arrow lists with the
-pyarrow backend (one dimension; more is an error there) and Python lists of the same values by
-default (``NaN`` a float); other arrays (numeric, timestamps, json...) are lists of their JSON
-values (timestamps as ISO text).
+The default backend uses pandas' own dtypes where one holds the values exactly, Python objects
+where they are the natural value and cheap to make, and Arrow dtypes where neither holds:
+
+- dates are ``datetime64[s]`` rather than objects of ``date``: vectorised, ``.dt``-capable, and
+  wide enough for any PostgreSQL date; ``time`` is ``datetime.time`` objects (pandas has no
+  time-of-day dtype; ``24:00:00`` has no Python or Arrow value and fails the read);
+- an ``interval`` is a ``pd.DateOffset`` in both backends, months, days and nanoseconds kept
+  apart (a month is never 30 days), ready for timestamp arithmetic. Arrow's exact type is
+  ``month_day_nano_interval`` (what the read decodes to), but pandas 3 cannot display or
+  ``describe`` a column of it; a DateOffset takes microseconds to build, so one is made per
+  distinct interval and shared;
+- arrays of booleans, integers, floats, text and uuids are Arrow lists in both backends (each
+  value reads as a Python list, ``NaN`` a float; ``.list`` gives vectorised access; arrays of
+  several dimensions are lists of lists); other arrays (numeric, timestamps, json...) are
+  Python lists of their JSON values (timestamps as ISO text);
+- a ``numeric`` without a declared precision has no ``decimal128`` type, so with the pyarrow
+  backend it is ``double[pyarrow]`` (``object`` of ``Decimal`` with ``decimal=True``);
+- in JSON, SQL ``NULL`` and JSON ``null`` both read as ``None``; ``json_as="string"`` keeps the
+  text (and the difference).
 """
 
 from __future__ import annotations
@@ -157,9 +165,7 @@ def rule_for(
         if element is None:
             return Rule((Wire(_JSON_ARRAY_ITEM, pa.binary()),), None, _json_objects)
         sql = _FLOAT_LIST_OBJECT if pa.types.is_floating(element) else _LIST_OBJECT
-        if arrow:
-            return Rule((Wire(sql, pa.binary()),), decode.typed_lists(element))
-        return Rule((Wire(sql, pa.binary()),), None, _python_lists(element))
+        return Rule((Wire(sql, pa.binary()),), decode.typed_lists(element))
     # pandas keeps its Arrow-backed `string` in large_string: parsing straight into it spares
     # a copy of every text column (the pyarrow backend keeps Arrow's plain `string`).
     return _plain(pa.string() if arrow else pa.large_string())
@@ -195,13 +201,6 @@ def _uuids(array: pa.ChunkedArray) -> pd.Series[Any]:
 
 def _json_objects(array: pa.ChunkedArray) -> pd.Series[Any]:
     return _objects(decode.json_values(array))
-
-
-def _python_lists(element: pa.DataType) -> Callable[[pa.ChunkedArray], Any]:
-    def finish(array: pa.ChunkedArray) -> pd.Series[Any]:
-        return _objects(decode.python_lists(array, element))
-
-    return finish
 
 
 def _dates(array: pa.ChunkedArray) -> pd.Series[Any]:

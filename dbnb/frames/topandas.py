@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from dbnb.frames.columns import DtypeBackend
+from dbnb.frames.decode import no_cyclic_gc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,12 +140,47 @@ def _default(column: pa.ChunkedArray) -> Any:
         return _dates(column)
     if pa.types.is_large_string(t):
         return _strings(column)
+    if pa.types.is_list(t):
+        return _arrow(column)  # no pandas dtype, and Python lists are slow to build
+    if pa.types.is_interval(t):
+        return _date_offsets(column)
     return _objects(column)
+
+
+def _date_offsets(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """``pd.DateOffset`` objects, one per distinct interval (a DateOffset takes microseconds).
+
+    pandas can hold Arrow's ``month_day_nano_interval`` but not display it, so both backends
+    get the objects pyarrow itself makes (months, days and nanoseconds apart, all exact).
+    """
+    import pandas as pd
+
+    fields = np.dtype([("months", "<i4"), ("days", "<i4"), ("nanoseconds", "<i8")])
+    values = np.empty(len(column), dtype=fields)
+    start = 0
+    for chunk in column.chunks:
+        n = len(chunk)
+        if n:
+            values[start : start + n] = np.frombuffer(
+                chunk.buffers()[1], dtype=fields, count=n, offset=chunk.offset * 16
+            )
+        start += n
+    distinct, where = np.unique(values, return_inverse=True)
+    made = np.empty(len(distinct), dtype=object)
+    with no_cyclic_gc():
+        made[:] = [pd.DateOffset(months=m, days=d, nanoseconds=ns)
+                   for m, d, ns in distinct.tolist()]
+    out: np.ndarray[Any, Any] = made[where]
+    if column.null_count:
+        out[_nulls(column)] = None
+    return out
 
 
 def _arrow(column: pa.ChunkedArray) -> Any:
     import pandas as pd
 
+    if pa.types.is_interval(column.type):
+        return _date_offsets(column)  # see _date_offsets: pandas cannot display the Arrow type
     return pd.arrays.ArrowExtensionArray(column)
 
 

@@ -41,12 +41,14 @@ ODD_COLUMNS = (
 )
 
 DEFAULT_DTYPES = {
-    "id": "Int32", "t": "object", "iv": "object", "b": "object", "ip": "string",
-    "num": "float64", "doc": "object", "js": "object", "tags": "object", "ints": "object",
-    "floats": "object", "flags": "object", "nums": "object", "tz": "string", "stamps": "object",
+    "id": "Int32", "t": "object", "iv": "object", "b": "object",
+    "ip": "string", "num": "float64", "doc": "object", "js": "object",
+    "tags": "list<item: string>[pyarrow]", "ints": "list<item: int32>[pyarrow]",
+    "floats": "list<item: double>[pyarrow]", "flags": "list<item: bool>[pyarrow]",
+    "nums": "object", "tz": "string", "stamps": "object",
 }
 ARROW_DTYPES = {
-    "id": pa.int32(), "t": pa.time64("us"), "iv": pa.month_day_nano_interval(),
+    "id": pa.int32(), "t": pa.time64("us"),
     "b": pa.binary(), "ip": pa.string(), "tags": pa.list_(pa.string()),
     "ints": pa.list_(pa.int32()),
     "floats": pa.list_(pa.float64()), "flags": pa.list_(pa.bool_()), "tz": pa.string(),
@@ -78,13 +80,14 @@ def rows(frame: pd.DataFrame) -> dict[int, dict[str, Any]]:
     return {int(r["id"]): r for r in frame.to_dict("records")}
 
 
-def _offset(months: int, days: int, micros: int) -> dict[str, int]:
+def _interval(months: int, days: int, micros: int) -> dict[str, int]:
     return {"months": months, "days": days, "nanoseconds": micros * 1000}
 
 
 async def test_default_dtypes(db: dbnb.Database, shell: str) -> None:
     frame = await read(db, shell, "SELECT * FROM oddities ORDER BY id")
     assert {k: str(v) for k, v in frame.dtypes.items()} == DEFAULT_DTYPES
+    assert "12:34:56.789012" in repr(frame) and "192.168.0.1/24" in frame._repr_html_()
 
 
 async def test_default_values_are_exact(db: dbnb.Database, shell: str) -> None:
@@ -92,11 +95,12 @@ async def test_default_values_are_exact(db: dbnb.Database, shell: str) -> None:
     one, empty, three, four = got[1], got[2], got[3], got[4]
     assert one["t"] == dt.time(12, 34, 56, 789012)
     assert three["t"] == dt.time(0, 0) and four["t"] == dt.time(23, 59, 59, 999999)
-    assert isinstance(one["iv"], pd.DateOffset)
     # Months and days stay apart from the time of day: never a 30-day month.
-    assert one["iv"].kwds == _offset(14, 3, ((4 * 60 + 5) * 60 + 6) * 1_000_000 + 789_000)
-    assert three["iv"].kwds == _offset(-1, 2, -(3 * 3600 * 1_000_000 + 1))
-    assert four["iv"].kwds == _offset(0, 0, 100 * 3600 * 1_000_000)
+    assert isinstance(one["iv"], pd.DateOffset)
+    assert one["iv"].kwds == _interval(14, 3, ((4 * 60 + 5) * 60 + 6) * 1_000_000 + 789_000)
+    assert three["iv"].kwds == _interval(-1, 2, -(3 * 3600 * 1_000_000 + 1))
+    assert four["iv"].kwds == _interval(0, 0, 100 * 3600 * 1_000_000)
+    assert pd.Timestamp("2024-01-31") + one["iv"] == pd.Timestamp("2025-04-03 04:05:06.789")
     assert one["b"] == b"\x00\xff\x10" and three["b"] == b"" and four["b"] == b"\xab" * 300
     assert one["ip"] == "192.168.0.1/24" and three["ip"] == "::1"
     assert one["num"] == 12345678901234.123456 and three["num"] == -0.000001
@@ -106,6 +110,7 @@ async def test_default_values_are_exact(db: dbnb.Database, shell: str) -> None:
     assert one["tags"] == ["a,b", 'q"uote', None, "new\nline", "", "é ✓"]
     assert one["ints"] == [1, None, 3] and four["ints"] == [2147483647, -2147483648]
     assert one["floats"] == [1.5, None, -0.25] and one["flags"] == [True, False, None]
+    assert len(four["floats"]) == 1 and pd.isna(four["floats"][0])  # NaN stays a float
     assert one["nums"] == [1.5, 2] and four["nums"] == [None]
     assert one["stamps"] == ["2024-01-02T03:04:05+00:00"]
     assert three["tags"] == [] and four["tags"] == [None]
@@ -118,14 +123,15 @@ async def test_pyarrow_backend(db: dbnb.Database, shell: str) -> None:
     for name, arrow_type in ARROW_DTYPES.items():
         assert frame[name].dtype == pd.ArrowDtype(arrow_type), name
     assert frame["doc"].dtype == object and frame["nums"].dtype == object
+    assert frame["iv"].dtype == object  # DateOffsets: pandas cannot show Arrow's interval type
+    assert frame["iv"].iloc[2].kwds == _interval(-1, 2, -(3 * 3600 * 1_000_000 + 1))
+    repr(frame)
     # asyncpg describes no typmod, so SQL text's numeric(20, 6) has no declared precision there.
     exact = pd.ArrowDtype(pa.decimal128(20, 6) if shell == "sync" else pa.float64())
     assert frame["num"].dtype == exact
     table = pa.Table.from_pandas(frame[[*ARROW_DTYPES, "num"]], preserve_index=False)
     one, empty, three = (table.slice(i, 1).to_pylist()[0] for i in range(3))
     assert one["t"] == dt.time(12, 34, 56, 789012)
-    assert one["iv"] == pa.MonthDayNano([14, 3, 14_706_789_000_000])
-    assert three["iv"] == pa.MonthDayNano([-1, 2, -10_800_000_001_000])
     assert one["b"] == b"\x00\xff\x10" and three["b"] == b""
     if shell == "sync":
         assert one["num"] == Decimal("12345678901234.123456")
@@ -185,13 +191,24 @@ async def test_streamed_chunks_and_many_blocks_keep_the_values(
     assert sample[0]["doc"] == {"a": [1, 2, {"b": None}], "t": 'x,y\n"z"'}
     assert sample[5]["tags"] == [None] and sample[4]["ints"] == [1, None, 3]
     assert arrow["ints"].iloc[11_999] == [2147483647, -2147483648]
-    assert arrow["iv"].iloc[2] == pa.MonthDayNano([-1, 2, -10_800_000_001_000])
+    assert arrow["iv"].iloc[2].kwds == _interval(-1, 2, -(3 * 3600 * 1_000_000 + 1))
+    assert whole["iv"].iloc[4] is whole["iv"].iloc[0]  # one DateOffset per distinct interval
+
+
+@pytest.mark.parametrize("backend", [None, "pyarrow"])
+async def test_arrays_of_several_dimensions(
+    db: dbnb.Database, shell: str, backend: str | None
+) -> None:
+    grid = await read(db, shell, "SELECT '{{1,2},{3,NULL}}'::int[] AS grid, "
+                      "'{{1.5},{NaN}}'::float8[] AS f UNION ALL SELECT NULL, NULL",
+                      dtype_backend=backend)
+    assert grid["grid"].dtype == pd.ArrowDtype(pa.list_(pa.list_(pa.int32())))
+    assert grid["grid"].iloc[0] == [[1, 2], [3, None]] and pd.isna(grid["grid"].iloc[1])
+    assert grid["f"].iloc[0][0] == [1.5] and pd.isna(grid["f"].iloc[0][1][0])
+    with pytest.raises(dbnb.FrameError, match="different dimensions"):
+        await read(db, shell, "SELECT '{1,2}'::int[] AS a UNION ALL SELECT '{{1,2}}'")
 
 
 async def test_what_cannot_be_read_says_why(db: dbnb.Database, shell: str) -> None:
-    with pytest.raises(dbnb.FrameError, match="several dimensions"):
-        await read(db, shell, "SELECT '{{1,2},{3,4}}'::int[] AS grid", dtype_backend="pyarrow")
-    grid = await read(db, shell, "SELECT '{{1,2},{3,4}}'::int[] AS grid")
-    assert grid["grid"].iloc[0] == [[1, 2], [3, 4]]
     with pytest.raises(dbnb.FrameError, match="json_as="):
         await read(db, shell, "SELECT 1", json_as="dict")  # type: ignore[arg-type]
