@@ -205,6 +205,7 @@ def to_frame(
         columns[i] = None  # the list held the last reference: the Arrow memory goes with it
         arrays.append(finished[i] if i in finished else convert(column))
         del column
+        pa.default_memory_pool().release_unused()
     # What pandas' own readers use: DataFrame(dict) re-checks every array and builds an Index
     # of the keys, a third of a small result's conversion time.
     frame: pd.DataFrame = pd.DataFrame._from_arrays(  # type: ignore[attr-defined]
