@@ -45,12 +45,12 @@ if TYPE_CHECKING:
 
     from dbnb.frames.plan import ReadPlan
 
-__all__ = ["aiter_frames", "aread_frame", "arun_statement"]
+__all__ = ["aiter_frames", "aread_frame", "arun_statement", "asent", "inlined"]
 
 INLINE_PARSE = 1 << 20  # a whole result below this is parsed on the event loop's thread
 
 
-async def _asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
+async def asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
     """What asyncpg would be sent for ``target`` (SQL and parameters), without sending it."""
     conn = (await session.connection()).sync_connection
     assert conn is not None
@@ -69,7 +69,7 @@ async def _asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
     raise FrameError("the statement ran no SQL, so it has no rows to read")
 
 
-async def _inlined(raw: Any, sql: str, types: tuple[Any, ...], args: Any) -> str:
+async def inlined(raw: Any, sql: str, types: tuple[Any, ...], args: Any) -> str:
     """``sql`` with each ``$n`` replaced by its value, quoted by the server as its type."""
     if not args:
         return sql
@@ -94,14 +94,14 @@ class _AsyncOpened:
     ) -> _AsyncOpened:
         import asyncpg
 
-        statement, parameters = await _asent(session, target)
+        statement, parameters = await asent(session, target)
         raw = (await (await session.connection()).get_raw_connection()).driver_connection
         # Through the session: it begins the transaction the describe and the COPY run in, and
         # keeps the settings the read changes (put back after it).
         await session.execute(text(SAVE_SETTINGS))
         try:
             columns, types = await adescribe(raw, statement)
-            sql = await _inlined(raw, statement, types, parameters)
+            sql = await inlined(raw, statement, types, parameters)
         except asyncpg.PostgresError as exc:
             raise driver_error(exc, statement, target) from exc
         opened = cls(raw, target, sql)

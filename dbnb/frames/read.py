@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from dbnb.frames.plan import ReadPlan
 
-__all__ = ["iter_frames", "read_frame", "run_statement"]
+__all__ = ["iter_frames", "parsed_blocks", "read_frame", "rows_out", "run_statement", "sent"]
 
 
 def _copy_started(pgconn: Any, encoding: str) -> None:
@@ -53,9 +53,10 @@ def _copy_started(pgconn: Any, encoding: str) -> None:
     import psycopg.errors
     from psycopg import pq
 
+    done = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
     while True:
         result = pgconn.get_result()
-        if result is not None and result.status == pq.ExecStatus.TUPLES_OK:
+        if result is not None and result.status in done:
             continue
         if result is not None and result.status == pq.ExecStatus.COPY_OUT:
             return
@@ -66,7 +67,7 @@ def _copy_started(pgconn: Any, encoding: str) -> None:
         raise psycopg.errors.error_from_result(result, encoding=encoding)
 
 
-def _rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray]:
+def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray]:
     """Send ``message`` (ending in a COPY ... TO STDOUT and more statements); yield byte blocks.
 
     psycopg's ``Copy.read()`` costs a Python generator round per row (seconds per million
@@ -119,7 +120,7 @@ def _rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray]:
             raise psycopg.errors.error_from_result(failed, encoding=encoding)
 
 
-def _sent(session: Session, target: Target) -> tuple[str, Any]:
+def sent(session: Session, target: Target) -> tuple[str, Any]:
     """What psycopg would send for ``target`` (SQL and parameters), without sending it."""
     conn = session.connection()
     listener = stop_before_sending(conn)
@@ -143,7 +144,7 @@ class _Opened:
     def __init__(self, session: Session, target: Target, options: dict[str, Any]) -> None:
         import psycopg
 
-        statement, parameters = _sent(session, target)
+        statement, parameters = sent(session, target)
         raw = session.connection().connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
         self.raw, self.target = raw, target
@@ -171,7 +172,7 @@ class _Opened:
         query = plan.copy_query(self.sql, wraps_cleanly=self.target.wraps_cleanly)
         message = copy_message(query)
         try:
-            yield from _rows_out(self.raw, message, block_bytes)
+            yield from rows_out(self.raw, message, block_bytes)
         except psycopg.Error as exc:
             raise driver_error(exc, message, self.target) from exc
 

@@ -48,6 +48,7 @@ class FrameMethods(Generic[M]):
         decimal: bool = False,
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
+        partitions: int | None = None,
         **lookups: Any,
     ) -> pd.DataFrame:
         """SELECT the matching rows into a DataFrame through COPY, dtypes from the column types.
@@ -58,20 +59,34 @@ class FrameMethods(Generic[M]):
         ``decimal=True``, ``uuid_as="uuid"`` and ``json_as="string"`` change them); an empty
         result keeps them.
 
+        ``partitions=N`` reads in N streams on N more connections that share one snapshot (the
+        rows are still those of one query at one moment): ranges of pages, or of the first
+        ``order_by`` column (which must then be a column of the table); not with ``limit`` or
+        ``offset``. See :mod:`dbnb.frames.parallel` for when it reads one stream anyway.
+
         Example::
 
             df = users.to_frame(is_active=True, age__gte=30,
                                 columns=["email", "age", "created_at"], order_by="email")
         """
+        from dbnb.frames.partitions import check_partitions
+
+        streams = check_partitions(partitions, limit=limit, offset=offset)
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
-        from dbnb.frames import read
-
+        options: dict[str, Any] = {
+            "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
+            "json_as": json_as,
+        }
         with self._session() as s:
-            return read.read_frame(
-                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as,
-                json_as=json_as,
-            )
+            if streams > 1:
+                from dbnb.frames import parallel
+
+                table, key = self._q.partitioning(order_by)
+                return parallel.read_partitioned(s, stmt, table, streams, key=key, **options)
+            from dbnb.frames import read
+
+            return read.read_frame(s, stmt, **options)
 
     def iter_frames(
         self,
@@ -155,18 +170,30 @@ class AsyncFrameMethods(Generic[M]):
         decimal: bool = False,
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
+        partitions: int | None = None,
         **lookups: Any,
     ) -> pd.DataFrame:
-        """Await :meth:`Repository.to_frame` (asyncpg COPY)."""
+        """Await :meth:`Repository.to_frame` (asyncpg COPY; partitions on several connections)."""
+        from dbnb.frames.partitions import check_partitions
+
+        streams = check_partitions(partitions, limit=limit, offset=offset)
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
-        from dbnb.frames import aread
-
+        options: dict[str, Any] = {
+            "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
+            "json_as": json_as,
+        }
         async with self._session() as s:
-            return await aread.aread_frame(
-                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as,
-                json_as=json_as,
-            )
+            if streams > 1:
+                from dbnb.frames import aparallel
+
+                table, key = self._q.partitioning(order_by)
+                return await aparallel.aread_partitioned(
+                    s, stmt, table, streams, key=key, **options
+                )
+            from dbnb.frames import aread
+
+            return await aread.aread_frame(s, stmt, **options)
 
     async def iter_frames(
         self,

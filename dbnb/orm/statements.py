@@ -10,12 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, Delete, Select, Update, delete, func, inspect, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Select,
+    Table,
+    Update,
+    delete,
+    func,
+    inspect,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import Executable
 
 from dbnb.errors import FilterError, PaginationError
+from dbnb.frames.partitions import OrderKey, order_key
 from dbnb.orm.filters import (
     OrderBy,
     check_values,
@@ -161,6 +173,16 @@ class Statements(Generic[M]):
                 f"(in columns=); valid columns: {', '.join(self.columns)}"
             )
         return stmt.with_only_columns(*(self.columns[c] for c in columns))
+
+    def partitioning(self, order_by: OrderBy) -> tuple[Table, OrderKey | None]:
+        """What a partitioned frame read cuts: the model's table, and the ordering to keep.
+
+        Raises:
+            FrameError: the ordering does not start with a column of the table.
+        """
+        table = inspect(self.model).local_table
+        assert isinstance(table, Table)
+        return table, order_key(order_by_clauses(self.model, order_by), table)
 
     def get(self, ident: Any) -> Select[Any]:
         """SELECT one row by primary key."""
