@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, Table, text
 
-from dbnb.frames.aread import INLINE_PARSE, aread_frame, asent, inlined
+from dbnb.frames.aread import BlockParser, aread_frame, asent, inlined
 from dbnb.frames.describe import adescribe
 from dbnb.frames.partitions import (
     EXPORT_SNAPSHOT,
@@ -24,7 +24,7 @@ from dbnb.frames.partitions import (
     key_ranges,
     pages_query,
 )
-from dbnb.frames.query import PIPELINED, SET_SETTINGS, Target, driver_error, plan_for
+from dbnb.frames.query import SET_SETTINGS, Target, driver_error, plan_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,7 +108,10 @@ async def aread_partitioned(
     found = await asyncio.gather(
         *(_on_new_connection(engine, read, i) for i in range(len(read.queries)))
     )
-    return read.plan.combine([table for tables in found for table in tables])
+    tables = [table for part in found for table in part]
+    for part in found:
+        part.clear()  # the tasks hold these lists: the blocks must be the frame's alone
+    return read.plan.combine(tables)
 
 
 async def _on_new_connection(engine: AsyncEngine, read: PartitionedRead, index: int
@@ -126,34 +129,13 @@ async def aread_partition(raw: Any, read: PartitionedRead, index: int) -> list[p
     """
     import asyncpg
 
-    plan = read.plan
-    loop = asyncio.get_running_loop()
-    block = bytearray()
-    parsed: list[asyncio.Future[Any]] = []
-
-    async def sink(data: bytes) -> None:
-        nonlocal block
-        block += data
-        if len(block) >= PIPELINED:
-            parsed.append(loop.run_in_executor(None, plan.parse, block))
-            block = bytearray()
-
+    parser = BlockParser(read.plan)
     query = read.queries[index]
     try:
         await raw.execute(f"{read.begin()}; {SET_SETTINGS}")
-        await raw.copy_from_query(query, output=sink, format="csv")
+        await raw.copy_from_query(query, output=parser.sink, format="csv")
         await raw.execute("COMMIT")
     except asyncpg.PostgresError as exc:
         await raw.execute("ROLLBACK")
         raise driver_error(exc, query) from exc
-    if block:
-        small = not parsed and len(block) < INLINE_PARSE
-        parsed.append(loop.run_in_executor(None, plan.parse, block) if not small else
-                      _done(loop, plan.parse(block)))
-    return list(await asyncio.gather(*parsed))
-
-
-def _done(loop: asyncio.AbstractEventLoop, value: Any) -> asyncio.Future[Any]:
-    future: asyncio.Future[Any] = loop.create_future()
-    future.set_result(value)
-    return future
+    return await parser.tables()

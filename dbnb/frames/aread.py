@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
@@ -17,10 +18,12 @@ from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
+from dbnb.frames.blocks import PIECE, BlockBuffer
 from dbnb.frames.chunks import CsvChunker
 from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import adescribe
 from dbnb.frames.query import (
+    AHEAD,
     PIPELINED,
     RESTORE_SETTINGS,
     SAVE_SETTINGS,
@@ -41,13 +44,15 @@ from dbnb.frames.query import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from dbnb.frames.plan import ReadPlan
 
-__all__ = ["aiter_frames", "aread_frame", "arun_statement", "asent", "inlined"]
+__all__ = [
+    "BlockParser", "aiter_frames", "aread_frame", "arun_statement", "asent", "inlined"
+]
 
-INLINE_PARSE = 1 << 20  # a whole result below this is parsed on the event loop's thread
 
 
 async def asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
@@ -131,25 +136,76 @@ class _AsyncOpened:
             raise driver_error(exc, copy_sql(query), self.target) from exc
 
 
+class BlockParser:
+    """COPY bytes in, parsed blocks out: parsed on a thread of the read's own while the loop
+    keeps receiving (:meth:`sink` is asyncpg's ``output``).
+
+    Bytes gather in Arrow blocks (:class:`~dbnb.frames.blocks.BlockBuffer`); at most
+    :data:`AHEAD` blocks wait for the parser (the sink waits, asyncpg and the server with it).
+    The thread ends with the read: Arrow's allocator keeps a live thread's freed pages, and
+    the tables are kept here rather than as futures' results, which asyncio may still hold
+    while the frame is built (either kept the blocks resident: half again the peak memory).
+    """
+
+    def __init__(self, plan: ReadPlan) -> None:
+        self.plan = plan
+        self._piece = bytearray()
+        self._blocks = BlockBuffer(PIPELINED)
+        self._parsed: list[asyncio.Future[None]] = []
+        self._tables: list[pa.Table | None] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _parse_into(self, index: int, block: pa.Buffer) -> None:
+        self._tables[index] = self.plan.parse(block)
+
+    def _submit(self, block: pa.Buffer) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse")
+        loop = asyncio.get_running_loop()
+        self._tables.append(None)
+        index = len(self._tables) - 1
+        self._parsed.append(loop.run_in_executor(self._pool, self._parse_into, index, block))
+
+    async def sink(self, data: bytes) -> None:
+        """Take bytes of whole rows; hand a block to the parser once it is full."""
+        self._piece += data
+        if len(self._piece) < PIECE:
+            return
+        full = self._blocks.add(self._piece)
+        self._piece = bytearray()
+        if full is None:
+            return
+        self._submit(full)
+        del full
+        pending = [f for f in self._parsed if not f.done()]
+        while len(pending) > AHEAD:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending = [f for f in pending if not f.done()]
+
+    async def tables(self) -> list[pa.Table]:
+        """Every block parsed, in order (a small result is parsed here, with no thread)."""
+        piece, self._piece = self._piece, bytearray()
+        if not self._parsed and not self._blocks.started:
+            return [self.plan.parse(piece)] if piece else []
+        last = (self._blocks.add(piece) if piece else None) or self._blocks.take()
+        if last is not None:
+            self._submit(last)
+        del last, piece
+        try:
+            await asyncio.gather(*self._parsed)
+        finally:
+            self._parsed.clear()
+            if self._pool is not None:
+                self._pool.shutdown()  # idle by now: its thread just ends
+        tables = [t for t in self._tables if t is not None]
+        self._tables.clear()
+        return tables
+
+
 async def _aread(opened: _AsyncOpened, plan: ReadPlan) -> pd.DataFrame:
-    loop = asyncio.get_running_loop()
-    block = bytearray()
-    parsed: list[asyncio.Future[Any]] = []
-
-    async def sink(data: bytes) -> None:
-        nonlocal block
-        block += data
-        if len(block) >= PIPELINED:
-            # Parse on a worker thread while asyncpg keeps receiving.
-            parsed.append(loop.run_in_executor(None, plan.parse, block))
-            block = bytearray()
-
-    await opened.run(plan, sink)
-    if not parsed and len(block) < INLINE_PARSE:
-        return plan.combine([plan.parse(block)] if block else [])  # small: no thread hand-off
-    if block:
-        parsed.append(loop.run_in_executor(None, plan.parse, block))
-    return plan.combine(list(await asyncio.gather(*parsed)))
+    parser = BlockParser(plan)
+    await opened.run(plan, parser.sink)
+    return plan.combine(await parser.tables())
 
 
 def _no_rows(target: Target) -> FrameError:

@@ -47,12 +47,12 @@ class CsvChunker:
         self.chunksize = chunksize
         self.block_bytes = block_bytes
         self.rows = 0
-        self._pieces: list[bytes | bytearray] = []
+        self._pieces: list[bytes | bytearray | pa.Buffer] = []
         self._size = 0
         self._tables: list[pa.Table] = []
         self._pending = 0
 
-    def feed(self, data: bytes | bytearray) -> Iterator[pd.DataFrame]:
+    def feed(self, data: bytes | bytearray | pa.Buffer) -> Iterator[pd.DataFrame]:
         """Add bytes of whole rows; yield every frame that is complete."""
         self._pieces.append(data)
         self._size += len(data)

@@ -119,6 +119,8 @@ def read_partitioned(
     with ThreadPoolExecutor(count, thread_name_prefix="dbnb-partition") as pool:
         futures = [pool.submit(_on_new_connection, engine, read, i) for i in range(count)]
         tables = [table for future in futures for table in future.result()]
+        for future in futures:
+            future.result().clear()  # the futures hold these lists: the blocks are the frame's
     return read.plan.combine(tables)
 
 

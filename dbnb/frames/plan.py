@@ -100,7 +100,7 @@ class ReadPlan:
             return f"SELECT {', '.join(exprs)} FROM ({sql}\n) AS q({names})"
         return f"WITH q({names}) AS ({sql}\n) SELECT {', '.join(exprs)} FROM q"
 
-    def parse(self, data: bytes | bytearray, *, threads: bool = True) -> pa.Table:
+    def parse(self, data: bytes | bytearray | pa.Buffer, *, threads: bool = True) -> pa.Table:
         """Parse CSV bytes (whole rows) into the wire table, every column's type fixed.
 
         ``threads=False`` parses on the calling thread only: slower for one big result, but

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from dbnb.frames.plan import ReadPlan
 
 __all__ = [
+    "AHEAD",
     "BLOCK",
     "PIPELINED",
     "READ_SETTINGS",
@@ -65,6 +66,9 @@ READ_SETTINGS = {
 }
 BLOCK = 1 << 17  # bytes of CSV iter_frames pulls from libpq at a time: small keeps memory flat
 PIPELINED = 1 << 24  # read_frame: blocks parsed on a worker thread while the COPY goes on
+#: Blocks received but not parsed yet, at most: past it the read waits for the parser (and the
+#: server for the read), so a fast connection cannot pile up the whole CSV in memory.
+AHEAD = 1
 #: Execution option that makes :func:`stop_before_sending` stop a statement (and only it: an
 #: autoflush running before it still executes).
 STOP = "dbnb_stop_before_sending"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import select
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
@@ -20,10 +20,12 @@ from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
+from dbnb.frames.blocks import PIECE, BlockBuffer
 from dbnb.frames.chunks import CsvChunker
 from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import describe
 from dbnb.frames.query import (
+    AHEAD,
     BLOCK,
     PIPELINED,
     STOP,
@@ -41,6 +43,7 @@ from dbnb.frames.query import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     from sqlalchemy.orm import Session
 
     from dbnb.frames.plan import ReadPlan
@@ -67,12 +70,13 @@ def _copy_started(pgconn: Any, encoding: str) -> None:
         raise psycopg.errors.error_from_result(result, encoding=encoding)
 
 
-def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray]:
+def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray | pa.Buffer]:
     """Send ``message`` (ending in a COPY ... TO STDOUT and more statements); yield byte blocks.
 
     psycopg's ``Copy.read()`` costs a Python generator round per row (seconds per million
     rows), so the rows are pulled straight from libpq (``PQgetCopyData``) into blocks of
-    about ``block_bytes``. Leaving early cancels the COPY on the server.
+    about ``block_bytes`` of whole rows (:class:`~dbnb.frames.blocks.BlockBuffer`; a result
+    smaller than a piece comes as one ``bytearray``). Leaving early cancels the COPY.
     """
     import psycopg.errors
     from psycopg import pq
@@ -85,6 +89,8 @@ def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray]:
     _copy_started(pgconn, encoding)
     get = pgconn.get_copy_data
     socket = pgconn.socket
+    piece_bytes = min(PIECE, block_bytes)
+    blocks = BlockBuffer(block_bytes)
     buf = bytearray()
     finished = False
     try:
@@ -92,9 +98,11 @@ def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray]:
             nbytes, data = get(1)
             if nbytes > 0:
                 buf += data
-                if len(buf) >= block_bytes:
-                    yield buf
+                if len(buf) >= piece_bytes:
+                    full = blocks.add(buf)
                     buf = bytearray()
+                    if full is not None:
+                        yield full
             elif nbytes == 0:
                 # Wait without holding the GIL, so a parser thread works meanwhile.
                 select.select([socket], [], [])
@@ -104,8 +112,13 @@ def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray]:
             else:
                 raise psycopg.OperationalError(pgconn.get_error_message())
         finished = True
-        if buf:
-            yield buf
+        if not blocks.started:
+            if buf:
+                yield buf  # a small result: one piece, no block allocated
+        else:
+            last = (blocks.add(buf) if buf else None) or blocks.take()
+            if last is not None:
+                yield last
     finally:
         if not finished:
             raw.cancel_safe()
@@ -165,7 +178,7 @@ class _Opened:
             raise driver_error(exc, explain_sql(self.sql), self.target) from exc
         return planned_rows(explained[0] if explained else None)
 
-    def blocks(self, plan: ReadPlan, block_bytes: int) -> Iterator[bytearray]:
+    def blocks(self, plan: ReadPlan, block_bytes: int) -> Iterator[bytearray | pa.Buffer]:
         """COPY the rows out in blocks of whole rows, with the read settings in place."""
         import psycopg
 
@@ -177,7 +190,7 @@ class _Opened:
             raise driver_error(exc, message, self.target) from exc
 
 
-def parsed_blocks(blocks: Iterator[bytearray], plan: ReadPlan) -> list[Any]:
+def parsed_blocks(blocks: Iterator[bytearray | pa.Buffer], plan: ReadPlan) -> list[Any]:
     """Parse ``blocks`` in order: a worker thread parses while the rest arrives.
 
     The thread starts with the second block, so a result of one block (every small one) is
@@ -192,8 +205,15 @@ def parsed_blocks(blocks: Iterator[bytearray], plan: ReadPlan) -> list[Any]:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse") as parser:
         parsed = [parser.submit(plan.parse, first), parser.submit(plan.parse, second)]
         del first, second
-        parsed += [parser.submit(plan.parse, block) for block in blocks]
-    return [p.result() for p in parsed]
+        for block in blocks:
+            parsed.append(parser.submit(plan.parse, block))
+            del block
+            waiting = [p for p in parsed[-AHEAD - 1 :] if not p.done()]
+            if len(waiting) > AHEAD:  # the parser is behind: let it catch up before pulling on
+                wait(waiting[:1])
+    tables = [p.result() for p in parsed]
+    parsed.clear()
+    return tables
 
 
 def _read(opened: _Opened, plan: ReadPlan) -> pd.DataFrame:
