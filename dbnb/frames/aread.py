@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from sqlalchemy import event, text
 from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.blocks import PIECE, BlockBuffer
-from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
 from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import adescribe
 from dbnb.frames.query import (
@@ -44,13 +45,13 @@ from dbnb.frames.query import (
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from dbnb.frames.plan import ReadPlan
 
 __all__ = [
-    "BlockParser", "aiter_frames", "aread_frame", "arun_statement", "asent", "inlined"
+    "BlockParser", "BlockStream", "aiter_frames", "aread_frame", "arun_statement", "asent",
+    "inlined",
 ]
 
 
@@ -202,6 +203,61 @@ class BlockParser:
         return tables
 
 
+class BlockStream:
+    """COPY bytes in (:meth:`sink`), parsed blocks out in order (:meth:`tables`), streaming.
+
+    Blocks are parsed on a thread of the stream's own as they fill; at most :data:`AHEAD`
+    wait for the reader (the sink waits, asyncpg and the server with it), so memory stays flat
+    whatever the result's size. :meth:`end` marks the end of the input; :meth:`drop` makes
+    the sink discard what still arrives when the reader left early.
+    """
+
+    def __init__(self, plan: ReadPlan, block_bytes: int) -> None:
+        self.plan = plan
+        self._piece = bytearray()
+        self._size = block_bytes  # small blocks: bytearrays cost malloc nothing to give back
+        self._queue: asyncio.Queue[asyncio.Future[pa.Table] | None] = asyncio.Queue(AHEAD + 1)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse")
+        self._dropping = False
+
+    async def _put(self, block: bytearray) -> None:
+        loop = asyncio.get_running_loop()
+        await self._queue.put(loop.run_in_executor(self._pool, self.plan.parse_streamed, block))
+
+    async def sink(self, data: bytes) -> None:
+        """Take bytes of whole rows (asyncpg's ``output``)."""
+        if self._dropping:
+            return
+        self._piece += data
+        if len(self._piece) >= self._size:
+            block, self._piece = self._piece, bytearray()
+            await self._put(block)
+
+    async def end(self) -> None:
+        """The input is over: parse what is left, then tell the reader."""
+        if self._dropping:
+            return
+        if self._piece:
+            block, self._piece = self._piece, bytearray()
+            await self._put(block)
+        await self._queue.put(None)
+
+    async def tables(self) -> AsyncIterator[pa.Table]:
+        """The parsed blocks, in order, until the end of the input."""
+        while (parsed := await self._queue.get()) is not None:
+            yield await parsed
+
+    def drop(self) -> None:
+        """Discard what still arrives (the reader left early)."""
+        self._dropping = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def close(self) -> None:
+        """End the parse thread (and anything it had still to parse)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 async def _aread(opened: _AsyncOpened, plan: ReadPlan) -> pd.DataFrame:
     parser = BlockParser(plan)
     await opened.run(plan, parser.sink)
@@ -279,15 +335,9 @@ async def aiter_frames(
     if chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
     nested = await session.begin_nested()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+    stream: BlockStream | None = None
     task: asyncio.Task[None] | None = None
-    dropping = False
     done = False
-
-    async def sink(data: bytes) -> None:
-        if not dropping:
-            await queue.put(data)
-
     try:
         opened = await _AsyncOpened.open(
             session, target, options_of(dtype_backend, decimal, uuid_as, json_as)
@@ -298,40 +348,41 @@ async def aiter_frames(
                 "aiter_frames() streams what COPY can read (SELECT, VALUES, WITH, ... RETURNING);"
                 " read this statement with aread_frame()"
             )
+        stream = BlockStream(plan, STREAM_BLOCK)
 
         async def produce() -> None:
-            assert plan is not None
+            assert plan is not None and stream is not None
             try:
-                await opened.run(plan, sink)
+                await opened.run(plan, stream.sink)
             finally:
-                if not dropping:
-                    await queue.put(None)
+                await stream.end()
 
         bar = Progress(progress, desc="reading")
         if bar.wants_total:
             bar.set_total(await opened.planned_rows(), estimate=True)
         task = asyncio.create_task(produce())
-        chunker = CsvChunker(plan, chunksize)
+        chunker = TableChunker(plan, chunksize)
         with bar:
-            while (piece := await queue.get()) is not None:
-                for frame in chunker.feed(piece):
+            async for table in stream.tables():
+                for frame in chunker.feed(table):
                     bar.update(len(frame))
                     yield frame
+                del table
             await task
             for frame in chunker.finish():
                 bar.update(len(frame))
                 yield frame
         done = True
     finally:
-        if task is not None and not task.done():
+        if task is not None and stream is not None and not task.done():
             # Left early: drop what still arrives and have the server cancel the COPY. Task
             # cancellation would leave asyncpg's protocol mid-COPY; a cancel from another
             # pooled connection ends it the way the server reports any cancelled statement.
-            dropping = True
-            while not queue.empty():
-                queue.get_nowait()
+            stream.drop()
             await _cancel_backend(session, opened.raw)
             await asyncio.gather(task, return_exceptions=True)
+        if stream is not None:
+            stream.close()
         if done:
             await nested.commit()
         elif nested.is_active:

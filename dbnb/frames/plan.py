@@ -100,11 +100,18 @@ class ReadPlan:
             return f"SELECT {', '.join(exprs)} FROM ({sql}\n) AS q({names})"
         return f"WITH q({names}) AS ({sql}\n) SELECT {', '.join(exprs)} FROM q"
 
-    def parse(self, data: bytes | bytearray | pa.Buffer, *, threads: bool = True) -> pa.Table:
+    def parse(
+        self,
+        data: bytes | bytearray | pa.Buffer,
+        *,
+        threads: bool = True,
+        pool: pa.MemoryPool | None = None,
+    ) -> pa.Table:
         """Parse CSV bytes (whole rows) into the wire table, every column's type fixed.
 
         ``threads=False`` parses on the calling thread only: slower for one big result, but
-        it keeps a streaming read's working memory small.
+        it keeps a streaming read's working memory small. ``pool`` is the Arrow memory pool
+        the table is allocated from (Arrow's default pool when None).
         """
         if len(data) == 0:
             return self._empty_wires()
@@ -112,14 +119,27 @@ class ReadPlan:
         try:
             if threads and len(data) >= self._serial_options.block_size:
                 return pacsv.read_csv(
-                    source, read_options=self.read_options, convert_options=self.convert_options
+                    source, read_options=self.read_options, convert_options=self.convert_options,
+                    memory_pool=pool,
                 )
             # The streaming reader: a quarter of read_csv's fixed cost on a small result.
             return pacsv.open_csv(
-                source, read_options=self._serial_options, convert_options=self.convert_options
+                source, read_options=self._serial_options, convert_options=self.convert_options,
+                memory_pool=pool,
             ).read_all()
         except pa.ArrowInvalid as exc:
             raise FrameError(f"could not parse the result as its column types: {exc}") from exc
+
+    def parse_streamed(self, data: bytes | bytearray | pa.Buffer) -> pa.Table:
+        """Parse a block of a stream on this thread alone, in the C library's memory.
+
+        Arrow's default allocator (mimalloc) keeps each thread's freed pages, which in a
+        stream, where every chunk is freed as the next arrives, came to two chunks' worth of
+        memory on top; the system allocator gives them back.
+        """
+        table = self.parse(data, threads=False)
+        pa.default_memory_pool().release_unused()
+        return table
 
     def _empty_wires(self) -> pa.Table:
         arrays = [pa.array([], type=w.parse) for rule in self.rules for w in rule.wires]

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AHEAD",
-    "BLOCK",
     "PIPELINED",
     "READ_SETTINGS",
     "RESTORE_SETTINGS",
@@ -64,7 +63,6 @@ __all__ = [
 READ_SETTINGS = {
     "TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1", "bytea_output": "hex",
 }
-BLOCK = 1 << 17  # bytes of CSV iter_frames pulls from libpq at a time: small keeps memory flat
 PIPELINED = 1 << 24  # read_frame: blocks parsed on a worker thread while the COPY goes on
 #: Blocks received but not parsed yet, at most: past it the read waits for the parser (and the
 #: server for the read), so a fast connection cannot pile up the whole CSV in memory.

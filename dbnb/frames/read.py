@@ -11,22 +11,23 @@ while the rest arrives. The async twin is :mod:`dbnb.frames.aread`.
 from __future__ import annotations
 
 import select
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from sqlalchemy import event
 from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.blocks import PIECE, BlockBuffer
-from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
 from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import describe
 from dbnb.frames.query import (
     AHEAD,
-    BLOCK,
     PIPELINED,
     STOP,
     Target,
@@ -43,12 +44,11 @@ from dbnb.frames.query import (
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
     from sqlalchemy.orm import Session
 
     from dbnb.frames.plan import ReadPlan
 
-__all__ = ["iter_frames", "parsed_blocks", "read_frame", "rows_out", "run_statement", "sent"]
+__all__ = ["iter_frames", "parse_ahead", "read_frame", "rows_out", "run_statement", "sent"]
 
 
 def _copy_started(pgconn: Any, encoding: str) -> None:
@@ -70,13 +70,16 @@ def _copy_started(pgconn: Any, encoding: str) -> None:
         raise psycopg.errors.error_from_result(result, encoding=encoding)
 
 
-def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray | pa.Buffer]:
+def rows_out(
+    raw: Any, message: str, block_bytes: int, pool: pa.MemoryPool | None = None
+) -> Iterator[bytearray | pa.Buffer]:
     """Send ``message`` (ending in a COPY ... TO STDOUT and more statements); yield byte blocks.
 
     psycopg's ``Copy.read()`` costs a Python generator round per row (seconds per million
     rows), so the rows are pulled straight from libpq (``PQgetCopyData``) into blocks of
-    about ``block_bytes`` of whole rows (:class:`~dbnb.frames.blocks.BlockBuffer`; a result
-    smaller than a piece comes as one ``bytearray``). Leaving early cancels the COPY.
+    about ``block_bytes`` of whole rows (:class:`~dbnb.frames.blocks.BlockBuffer`, allocated
+    from ``pool``; a result smaller than a piece comes as one ``bytearray``). Leaving early
+    cancels the COPY.
     """
     import psycopg.errors
     from psycopg import pq
@@ -89,8 +92,10 @@ def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray | p
     _copy_started(pgconn, encoding)
     get = pgconn.get_copy_data
     socket = pgconn.socket
-    piece_bytes = min(PIECE, block_bytes)
-    blocks = BlockBuffer(block_bytes)
+    # Small blocks (streaming) stay bytearrays: below malloc's threshold they cost nothing.
+    direct = block_bytes <= 2 * PIECE
+    piece_bytes = block_bytes if direct else PIECE
+    blocks = BlockBuffer(block_bytes, pool)
     buf = bytearray()
     finished = False
     try:
@@ -99,7 +104,7 @@ def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray | p
             if nbytes > 0:
                 buf += data
                 if len(buf) >= piece_bytes:
-                    full = blocks.add(buf)
+                    full = buf if direct else blocks.add(buf)
                     buf = bytearray()
                     if full is not None:
                         yield full
@@ -114,7 +119,7 @@ def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray | p
         finished = True
         if not blocks.started:
             if buf:
-                yield buf  # a small result: one piece, no block allocated
+                yield buf  # a small result (or block): one piece, no Arrow block
         else:
             last = (blocks.add(buf) if buf else None) or blocks.take()
             if last is not None:
@@ -178,46 +183,55 @@ class _Opened:
             raise driver_error(exc, explain_sql(self.sql), self.target) from exc
         return planned_rows(explained[0] if explained else None)
 
-    def blocks(self, plan: ReadPlan, block_bytes: int) -> Iterator[bytearray | pa.Buffer]:
+    def blocks(
+        self, plan: ReadPlan, block_bytes: int, pool: pa.MemoryPool | None = None
+    ) -> Iterator[bytearray | pa.Buffer]:
         """COPY the rows out in blocks of whole rows, with the read settings in place."""
         import psycopg
 
         query = plan.copy_query(self.sql, wraps_cleanly=self.target.wraps_cleanly)
         message = copy_message(query)
         try:
-            yield from rows_out(self.raw, message, block_bytes)
+            yield from rows_out(self.raw, message, block_bytes, pool)
         except psycopg.Error as exc:
             raise driver_error(exc, message, self.target) from exc
 
 
-def parsed_blocks(blocks: Iterator[bytearray | pa.Buffer], plan: ReadPlan) -> list[Any]:
-    """Parse ``blocks`` in order: a worker thread parses while the rest arrives.
+def parse_ahead(
+    blocks: Iterator[bytearray | pa.Buffer], plan: ReadPlan, *, streamed: bool = False
+) -> Generator[pa.Table, None, None]:
+    """Parse ``blocks`` in order, on a thread of the read's own while the next ones arrive.
 
-    The thread starts with the second block, so a result of one block (every small one) is
-    parsed on the calling thread, with no thread to start.
+    At most :data:`AHEAD` blocks wait for the parser (past it, the pull waits, and the server
+    with it). The thread starts with the second block, so a result of one block (every small
+    one) is parsed on the calling thread with no thread to start; it ends with the read
+    (Arrow's allocator keeps the freed pages of a live thread).
     """
+    parse = plan.parse_streamed if streamed else plan.parse
     first = next(blocks, None)
     if first is None:
-        return []
+        return
     second = next(blocks, None)
     if second is None:
-        return [plan.parse(first)]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse") as parser:
-        parsed = [parser.submit(plan.parse, first), parser.submit(plan.parse, second)]
+        yield parse(first)
+        return
+    parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse")
+    try:
+        pending = deque([parser.submit(parse, first), parser.submit(parse, second)])
         del first, second
         for block in blocks:
-            parsed.append(parser.submit(plan.parse, block))
+            pending.append(parser.submit(parse, block))
             del block
-            waiting = [p for p in parsed[-AHEAD - 1 :] if not p.done()]
-            if len(waiting) > AHEAD:  # the parser is behind: let it catch up before pulling on
-                wait(waiting[:1])
-    tables = [p.result() for p in parsed]
-    parsed.clear()
-    return tables
+            while pending and (pending[0].done() or len(pending) > AHEAD + 1):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        parser.shutdown(cancel_futures=True)
 
 
 def _read(opened: _Opened, plan: ReadPlan) -> pd.DataFrame:
-    return plan.combine(parsed_blocks(opened.blocks(plan, PIPELINED), plan))
+    return plan.combine(list(parse_ahead(opened.blocks(plan, PIPELINED), plan)))
 
 
 def _no_rows(target: Target) -> FrameError:
@@ -306,21 +320,24 @@ def iter_frames(
                 "iter_frames() streams what COPY can read (SELECT, VALUES, WITH, ... RETURNING); "
                 "read this statement with read_frame()"
             )
-        chunker = CsvChunker(opened.plan, chunksize)
+        chunker = TableChunker(opened.plan, chunksize)
         bar = Progress(progress, desc="reading")
         if bar.wants_total:
             bar.set_total(opened.planned_rows(), estimate=True)
-        stream = opened.blocks(opened.plan, BLOCK)
+        stream = opened.blocks(opened.plan, STREAM_BLOCK)
+        tables = parse_ahead(stream, opened.plan, streamed=True)
         try:
             with bar:
-                for piece in stream:
-                    for frame in chunker.feed(piece):
+                for table in tables:
+                    for frame in chunker.feed(table):
                         bar.update(len(frame))
                         yield frame
+                    del table
                 for frame in chunker.finish():
                     bar.update(len(frame))
                     yield frame
         finally:
+            tables.close()
             stream.close()  # type: ignore[attr-defined]
         done = True
     finally:
