@@ -36,7 +36,7 @@ from dbnb.server.sessions import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dbnb.frames.dtypes import DtypeBackend, UuidAs
+    from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
     from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["AsyncDatabase"]
@@ -123,6 +123,7 @@ class AsyncDatabase(Generic[D]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         **params: Any,
     ) -> pd.DataFrame:
         """Await a query with ``:name`` bound parameters; return its rows as a DataFrame."""
@@ -130,7 +131,7 @@ class AsyncDatabase(Generic[D]):
         async with self.session() as s:
             report, _ = await arun_script(
                 s, targets, last="read", dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as,
+                uuid_as=uuid_as, json_as=json_as,
             )
         assert report.frame is not None
         return report.frame

@@ -40,7 +40,7 @@ from dbnb.settings import Settings, safe_url
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dbnb.frames.dtypes import DtypeBackend, UuidAs
+    from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
     from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["Database"]
@@ -213,6 +213,7 @@ class Database:
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         **params: Any,
     ) -> pd.DataFrame:
         """Run a query with ``:name`` bound parameters; return its rows as a DataFrame.
@@ -233,7 +234,7 @@ class Database:
         with self.session() as s:
             report, _ = run_script(
                 s, targets, last="read", dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as,
+                uuid_as=uuid_as, json_as=json_as,
             )
         assert report.frame is not None
         return report.frame

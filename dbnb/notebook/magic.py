@@ -28,7 +28,6 @@ from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, QueryError, mask_secrets
-from dbnb.migrations.config import NOTEBOOK
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
 from dbnb.phrasing import speaking
 from dbnb.settings import conceal, safe_url
@@ -166,6 +165,8 @@ class DbMagics(Magics):
         if command.name == "persist":
             kwargs["frame"] = self._frame(str(kwargs["frame"]))
         if kwargs.get("models") is not None:
+            from dbnb.migrations.config import NOTEBOOK
+
             found = self._models(str(kwargs["models"]))
             # init records where the models are: the notebook's own variable, by name.
             named = command.name == "init" and not isinstance(found, str)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ColumnElement,
     Delete,
     Select,
+    Table,
     Update,
     and_,
     delete,
@@ -28,6 +29,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import Executable
 
 from dbnb.errors import FilterError, PaginationError
+from dbnb.frames.partitions import OrderKey, order_key
 from dbnb.orm import cursors
 from dbnb.orm.filters import (
     OrderBy,
@@ -192,6 +194,16 @@ class Statements(Generic[M]):
                 f"(in columns=); valid columns: {', '.join(self.columns)}"
             )
         return stmt.with_only_columns(*(self.columns[c] for c in columns))
+
+    def partitioning(self, order_by: OrderBy) -> tuple[Table, OrderKey | None]:
+        """What a partitioned frame read cuts: the model's table, and the ordering to keep.
+
+        Raises:
+            FrameError: the ordering does not start with a column of the table.
+        """
+        table = inspect(self.model).local_table
+        assert isinstance(table, Table)
+        return table, order_key(order_by_clauses(self.model, order_by), table)
 
     def get(self, ident: Any) -> Select[Any]:
         """SELECT one row by primary key."""
