@@ -21,7 +21,10 @@ from typing_extensions import TypeVar
 
 from dbnb.engine import health as _health
 from dbnb.engine import profile as _profile
-from dbnb.engine.scripts import ScriptRows, arun_script, targets_of
+from dbnb.engine import replication as _replication
+from dbnb.engine.replicas import Use, check_use
+from dbnb.engine.routing import arun_routed
+from dbnb.engine.scripts import ScriptRows, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import translate
@@ -82,10 +85,25 @@ class AsyncDatabase(Generic[D]):
         return repr(self._owner).replace("<Database", "<AsyncDatabase", 1)
 
     @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """Open an AsyncSession; commit when the block ends, roll back (and re-raise) on error."""
-        async with self._sessions.async_scope() as session:
+    async def session(
+        self, *, read_only: bool = False, use: Use = None, read_your_writes: bool = False
+    ) -> AsyncIterator[AsyncSession]:
+        """Open an AsyncSession; commit when the block ends, roll back (and re-raise) on error.
+
+        ``read_only``, ``use`` and ``read_your_writes`` route it among read replicas as in
+        :meth:`Database.session`.
+        """
+        check_use(use)
+        async with self._sessions.async_scope(
+            read=read_only or use == "replica", use=use, read_your_writes=read_your_writes
+        ) as session:
             yield session
+
+    def use(self, where: Use) -> contextlib.AbstractContextManager[None]:
+        """Send the routed reads to ``where`` while the block runs (see :meth:`Database.use`)."""
+        check_use(where)
+        replicas = self._sessions.replicas
+        return contextlib.nullcontext() if replicas is None else replicas.use(where)
 
     def transaction(self, session: AsyncSession | None = None) -> TransactionScope:
         """Begin a transaction for ``async with``; given a session, a SAVEPOINT."""
@@ -102,15 +120,14 @@ class AsyncDatabase(Generic[D]):
         async with self.session() as session:
             yield session
 
-    async def execute(self, sql: str, /, **params: Any) -> ScriptRows:
+    async def execute(self, sql: str, /, *, use: Use = None, **params: Any) -> ScriptRows:
         """Run SQL (one statement or a script) on asyncpg in one transaction; commit.
 
         The awaitable twin of :meth:`Database.execute`: the last statement's rows, with
-        ``steps``.
+        ``steps``; a script that only reads goes to a replica when there is one.
         """
         targets = targets_of(sql, params, what="db.asyncio.execute()")
-        async with self.session() as s:
-            report, rows = await arun_script(s, targets)
+        report, rows = await arun_routed(self.session, targets, use=check_use(use))
         found = ScriptRows(rows)
         found.steps = report.steps
         return found
@@ -124,15 +141,15 @@ class AsyncDatabase(Generic[D]):
         decimal: bool = False,
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
+        use: Use = None,
         **params: Any,
     ) -> pd.DataFrame:
         """Await a query with ``:name`` bound parameters; return its rows as a DataFrame."""
         targets = targets_of(sql, params, what="db.asyncio.frame()")
-        async with self.session() as s:
-            report, _ = await arun_script(
-                s, targets, last="read", dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as, json_as=json_as,
-            )
+        report, _ = await arun_routed(
+            self.session, targets, use=check_use(use), last="read",
+            dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as, json_as=json_as,
+        )
         assert report.frame is not None
         return report.frame
 
@@ -210,7 +227,11 @@ class AsyncDatabase(Generic[D]):
         return _profile.histogram_frame(chosen, rows, bins)
 
     async def health(self) -> _health.HealthReport:
-        """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises."""
+        """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises.
+
+        With read replicas, every replica is looked at too (over asyncpg): one row per node.
+        """
+        replicas = self._sessions.replicas
         try:
             engine = self.engine
             start = time.perf_counter()
@@ -218,13 +239,35 @@ class AsyncDatabase(Generic[D]):
                 await conn.execute(text("SELECT 1"))
                 latency = (time.perf_counter() - start) * 1000
                 version = (await conn.execute(text("SHOW server_version"))).scalar_one()
-            return _health.HealthReport(True, "asyncpg", latency, str(version))
+                behind = await _replication.astreamed(conn) if replicas is not None else {}
+            report = _health.HealthReport(True, "asyncpg", latency, str(version))
         except Exception as exc:
-            return _health.failed_report("asyncpg", exc)
+            report, behind = _health.failed_report("asyncpg", exc), {}
+        if replicas is None:
+            return report
+        await replicas.acheck_all()
+        return _replication.with_nodes(report, replicas, behind, self.url)
+
+    async def wait_for_replicas(self, max_wait: float = 30.0) -> None:
+        """Await :meth:`Database.wait_for_replicas` (over asyncpg)."""
+        replicas = self._sessions.replicas
+        if replicas is None:
+            return
+        try:
+            async with self.engine.connect() as conn:
+                found = await conn.execute(text(_replication.CURRENT_LSN_SQL))
+                lsn = str(found.scalar_one())
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        await replicas.await_replay(lsn, max_wait)
 
     def pool_status(self) -> _health.PoolReport:
-        """Snapshot both engines' pools (no I/O, so not a coroutine)."""
-        return self._engines.pool_report()
+        """Snapshot both engines' pools (no I/O, so not a coroutine); with replicas, each node."""
+        report = self._engines.pool_report()
+        replicas = self._sessions.replicas
+        if replicas is None:
+            return report
+        return _replication.pools_with_nodes(report, replicas, self.url)
 
     async def info(self) -> _health.ServerInfo:
         """Ask the server (over asyncpg) for version, size, connections and idle transactions."""
@@ -257,8 +300,12 @@ class AsyncDatabase(Generic[D]):
     async def refresh_pools(self) -> None:
         """Replace both pools' connections, awaiting the async ones' graceful close."""
         await self._engines.arefresh()
+        if self._sessions.replicas is not None:
+            await self._sessions.replicas.arefresh()
 
     async def close(self) -> None:
         """Dispose both engines, awaiting the asyncpg connections' close."""
         await self._engines.aclose_async()
+        if self._sessions.replicas is not None:
+            await self._sessions.replicas.aclose_async()
         self._sessions.close()

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
@@ -21,9 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dbnb.engine import health as _health
 from dbnb.engine import profile as _profile
+from dbnb.engine import replication as _replication
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.lifecycle import Engines
-from dbnb.engine.scripts import ScriptResult, ScriptRows, run_script, targets_of
+from dbnb.engine.replica_settings import ReplicaSettings
+from dbnb.engine.replicas import ReplicaSet, Use, check_use
+from dbnb.engine.routing import run_routed
+from dbnb.engine.scripts import ScriptResult, ScriptRows, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import ConfigError, translate
@@ -65,13 +70,23 @@ class Database:
             s.execute(text("SELECT 1"))
     """
 
-    def __init__(self, settings: Settings, *, embedded: EmbeddedServer | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedded: EmbeddedServer | None = None,
+        replicas: ReplicaSettings | None = None,
+    ) -> None:
         if settings.url is None:
             raise ConfigError("Database needs a URL; use dbnb.connect() for the embedded default")
         self.settings = settings
         self.embedded = embedded
+        self.replicas = replicas or ReplicaSettings()
         self._engines = Engines(settings)
-        self._sessions = Sessions(self._engines)
+        self._replicas = ReplicaSet(settings, self.replicas) if self.replicas.urls else None
+        if self._replicas is not None:
+            self._engines.followers.append(self._replicas.refresh)
+        self._sessions = Sessions(self._engines, self._replicas)
         self.asyncio: AsyncDatabase[Database] = AsyncDatabase(self, self._sessions)
 
     # -- identity -------------------------------------------------------------------------------
@@ -134,17 +149,52 @@ class Database:
 
     # -- session scopes -------------------------------------------------------------------------
 
-    def session(self) -> AbstractContextManager[Session]:
+    def session(
+        self, *, read_only: bool = False, use: Use = None, read_your_writes: bool = False
+    ) -> AbstractContextManager[Session]:
         """Open a Session; commit when the block ends, roll back (and re-raise) on error.
 
         Database errors leave as dbnb errors (``UniqueViolation``, ``ConnectionFailed``...).
+        A session runs on the primary; with read replicas (``connect(..., replicas=[...])``):
+
+        Args:
+            read_only: a session that only reads: it runs on the next usable replica (round
+                robin; one that fails or lags is skipped), or the primary when none is.
+            use: ``"primary"`` sends even a read-only session to the primary; ``"replica"``
+                makes it a read-only session that ignores ``db.use()`` and read-your-writes.
+            read_your_writes: while the block runs, once anything committed on the primary
+                (this session, a repository bound to the Database, a transaction), this
+                Database's reads in the block go to the primary, which has those rows.
 
         Example::
 
             with db.session() as s:
                 s.add(User(email="ana@example.com", name="Ana"))
+            with db.session(read_your_writes=True):
+                users.create(email="bo@example.com", name="Bo")
+                users.get_by(email="bo@example.com")          # the primary: found
         """
-        return self._sessions.scope()
+        check_use(use)
+        return self._sessions.scope(
+            read=read_only or use == "replica", use=use, read_your_writes=read_your_writes
+        )
+
+    def use(self, where: Use) -> AbstractContextManager[None]:
+        """Send this Database's routed reads to ``where`` while the block runs.
+
+        Reads that would go to a replica (repositories bound to the Database, ``db.frame``,
+        ``%%db``) go to ``"primary"`` (or, with ``"replica"``, to a replica even in a
+        read-your-writes block that wrote). Without replicas nothing changes.
+
+        Example::
+
+            with db.use("primary"):
+                users.list(is_active=True)        # the primary, not a replica
+        """
+        check_use(where)
+        if self._replicas is None:
+            return contextlib.nullcontext()
+        return self._replicas.use(where)
 
     def async_session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """Open an AsyncSession (asyncpg); commit at the end, roll back on error."""
@@ -187,13 +237,15 @@ class Database:
 
     # -- queries on the sync engine -------------------------------------------------------------
 
-    def execute(self, sql: str, /, **params: Any) -> ScriptRows:
+    def execute(self, sql: str, /, *, use: Use = None, **params: Any) -> ScriptRows:
         """Run SQL (one statement or a script) with ``:name`` bound parameters; commit.
 
         Several statements run in order in one transaction: all or nothing. Returns the last
         statement's rows (a list; empty when it returns none), whose ``steps`` report what each
         statement did. SQL is taken as people write it: comments, trailing ``;``, casts,
-        dollar quotes; ``:name`` is a parameter only where a value can stand.
+        dollar quotes; ``:name`` is a parameter only where a value can stand. A script that
+        only reads goes to a replica when the Database has one (``use="primary"`` keeps it on
+        the primary; ``use`` is an option, not a parameter).
 
         Example::
 
@@ -201,8 +253,7 @@ class Database:
                        "SELECT stock FROM products WHERE sku = :sku", sku="KB-001")
         """
         targets = targets_of(sql, params, what="db.execute()")
-        with self.session() as s:
-            report, rows = run_script(s, targets)
+        report, rows = run_routed(self.session, targets, use=check_use(use))
         return _rows(report, rows)
 
     def frame(
@@ -214,6 +265,7 @@ class Database:
         decimal: bool = False,
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
+        use: Use = None,
         **params: Any,
     ) -> pd.DataFrame:
         """Run a query with ``:name`` bound parameters; return its rows as a DataFrame.
@@ -222,8 +274,9 @@ class Database:
         read through ``COPY`` in a short transaction; ``... RETURNING`` and data-modifying CTEs
         work too. A script runs in one transaction and its last statement's rows come back.
         A statement that returns no rows raises ``FrameError`` before it runs (and rolls the
-        script back). ``dtype_backend``, ``decimal`` and ``uuid_as`` are options, not
-        parameters.
+        script back). A query that only reads goes to a replica when the Database has one
+        (``use="primary"``: the primary). ``dtype_backend``, ``decimal``, ``uuid_as``,
+        ``json_as`` and ``use`` are options, not parameters.
 
         Example::
 
@@ -231,11 +284,10 @@ class Database:
                           "GROUP BY kind", since=t0)
         """
         targets = targets_of(sql, params, what="db.frame()")
-        with self.session() as s:
-            report, _ = run_script(
-                s, targets, last="read", dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as, json_as=json_as,
-            )
+        report, _ = run_routed(
+            self.session, targets, use=check_use(use), last="read",
+            dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as, json_as=json_as,
+        )
         assert report.frame is not None
         return report.frame
 
@@ -369,7 +421,11 @@ class Database:
     # -- snapshots ------------------------------------------------------------------------------
 
     def health(self) -> _health.HealthReport:
-        """Run ``SELECT 1`` on the sync engine and report latency and version; never raises."""
+        """Run ``SELECT 1`` on the sync engine and report latency and version; never raises.
+
+        With read replicas, every replica is looked at too (one row per node: role, latency,
+        lag, whether reads go there): a skipped replica that recovered goes back into rotation.
+        """
         try:
             engine = self.engine
             start = time.perf_counter()
@@ -377,13 +433,49 @@ class Database:
                 conn.execute(text("SELECT 1"))
                 latency = (time.perf_counter() - start) * 1000
                 version = conn.execute(text("SHOW server_version")).scalar_one()
-            return _health.HealthReport(True, "psycopg", latency, str(version))
+                behind = _replication.streamed(conn) if self._replicas is not None else {}
+            report = _health.HealthReport(True, "psycopg", latency, str(version))
         except Exception as exc:
-            return _health.failed_report("psycopg", exc)
+            report, behind = _health.failed_report("psycopg", exc), {}
+        if self._replicas is None:
+            return report
+        self._replicas.check_all()
+        return _replication.with_nodes(report, self._replicas, behind, self.url)
+
+    def wait_for_replicas(self, max_wait: float = 30.0) -> None:
+        """Wait until the replicas in rotation have replayed every commit made so far.
+
+        Asks the primary where its WAL ends (``pg_current_wal_lsn()``) and each replica
+        whether it has replayed that far (``pg_last_wal_replay_lsn()``); after a load, reads
+        on the replicas then see it. Without replicas it returns at once.
+
+        Raises:
+            ReplicasBehind: a replica had not caught up within ``max_wait`` seconds.
+
+        Example::
+
+            events.from_frame(df)                 # the primary
+            db.wait_for_replicas()
+            events.to_frame()                     # a replica, with the new rows
+        """
+        if self._replicas is None:
+            return
+        try:
+            with self.engine.connect() as conn:
+                lsn = str(conn.execute(text(_replication.CURRENT_LSN_SQL)).scalar_one())
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        self._replicas.wait(lsn, max_wait)
 
     def pool_status(self) -> _health.PoolReport:
-        """Snapshot both engines' pools from their counters (no I/O)."""
-        return self._engines.pool_report()
+        """Snapshot both engines' pools from their counters (no I/O).
+
+        With read replicas, one row per node too: its state, lag, routed reads and pools.
+        """
+        report = self._engines.pool_report()
+        if self._replicas is None:
+            return report
+        return _replication.pools_with_nodes(report, self._replicas, self.url)
 
     def info(self) -> _health.ServerInfo:
         """Ask the server for version, size, our connections and idle-in-transaction sessions."""

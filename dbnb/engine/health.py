@@ -15,6 +15,7 @@ from sqlalchemy.pool import Pool, QueuePool
 
 from dbnb.display.tables import Record, Table
 from dbnb.display.values import Count, Duration, Percent, Size, Status
+from dbnb.engine.nodes import NodeStatus, NodeTable
 from dbnb.errors import mask_secrets, translate
 
 __all__ = [
@@ -143,9 +144,10 @@ _POOL_COLUMNS = (
 
 @dataclass(frozen=True)
 class PoolReport:
-    """Both engines' pools of one Database."""
+    """Both engines' pools of one Database (and, with read replicas, each node's state)."""
 
     pools: tuple[PoolStatus, ...]
+    nodes: tuple[NodeStatus, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -159,7 +161,7 @@ class PoolReport:
         raise KeyError(f"no pool named {engine!r}; have {[p.engine for p in self.pools]}")
 
     def __repr__(self) -> str:
-        return "\n".join(repr(p) for p in self.pools)
+        return "\n".join([*(repr(p) for p in self.pools), *self._nodes_text()])
 
     def _table(self) -> Table:
         return Table(
@@ -167,11 +169,15 @@ class PoolReport:
             empty="no connection pools", ok=self.healthy,
         )
 
+    def _nodes_text(self) -> list[str]:
+        return [repr(NodeTable(self.nodes, pools=True))] if self.nodes else []
+
     def __str__(self) -> str:
-        return self._table().text()
+        return "\n".join([self._table().text(), *self._nodes_text()])
 
     def _repr_html_(self) -> str:
-        return self._table().html()
+        nodes = NodeTable(self.nodes, pools=True)._repr_html_() if self.nodes else ""
+        return self._table().html() + nodes
 
 
 def pool_status_of(
@@ -198,6 +204,7 @@ class HealthReport:
     """Whether the server answers, how fast, and which version it runs.
 
     ``ok=False`` carries the error class and a message with secrets masked; it is never raised.
+    With read replicas, ``nodes`` has one row per server (role, latency, lag, ok).
     """
 
     ok: bool
@@ -206,6 +213,7 @@ class HealthReport:
     server_version: str | None = None
     error: str | None = None
     message: str | None = None
+    nodes: tuple[NodeStatus, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain values."""
@@ -216,17 +224,20 @@ class HealthReport:
             "server_version": self.server_version,
             "error": self.error,
             "message": self.message,
+            **({"nodes": [n.as_dict() for n in self.nodes]} if self.nodes else {}),
         }
 
     def __repr__(self) -> str:
+        nodes = "\n" + repr(NodeTable(self.nodes)) if self.nodes else ""
         if self.ok:
             return (
                 f"HealthReport(ok=True, driver={self.driver!r}, "
                 f"latency_ms={self.latency_ms:.2f}, server_version={self.server_version!r})"
+                + nodes
             )
         return (
             f"HealthReport(ok=False, driver={self.driver!r}, error={self.error!r}, "
-            f"message={self.message!r})"
+            f"message={self.message!r})" + nodes
         )
 
     @property
@@ -241,7 +252,7 @@ class HealthReport:
         return f"unhealthy: {self.driver}: {self.error}: {self.message}"
 
     def __str__(self) -> str:
-        return self.summary
+        return self.summary + ("\n" + repr(NodeTable(self.nodes)) if self.nodes else "")
 
     def _repr_html_(self) -> str:
         latency = None if self.latency_ms is None else Duration(self.latency_ms / 1000)
@@ -254,7 +265,8 @@ class HealthReport:
             "message": self.message,
         }
         shown = {k: v for k, v in fields.items() if v is not None}
-        return Record("health", shown, ok=self.ok).html()
+        nodes = NodeTable(self.nodes)._repr_html_() if self.nodes else ""
+        return Record("health", shown, ok=self.ok).html() + nodes
 
 
 def failed_report(driver: str, exc: BaseException) -> HealthReport:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -54,6 +55,8 @@ class Engines:
         # when no loop is available to await their graceful close.
         self._async_raw: set[Any] = set()
         self._pending: set[asyncio.Task[None]] = set()
+        # Called by refresh() too: the replicas replay the primary's DDL (dbnb.engine.replicas).
+        self.followers: list[Callable[[], None]] = []
 
     @property
     def closed(self) -> bool:
@@ -193,6 +196,8 @@ class Engines:
         each psycopg connection is replaced the next time it is checked out, and the asyncpg
         adapter drops its prepared statements and reloads its type cache before the next one.
         """
+        for follower in self.followers:
+            follower()
         with self.lock:
             self.generation += 1
             if self._async is not None:

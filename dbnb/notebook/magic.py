@@ -27,6 +27,7 @@ from dbnb.engine import connections
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
+from dbnb.engine.replicas import USES, check_use
 from dbnb.errors import DbnbError, QueryError, mask_secrets
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
 from dbnb.phrasing import speaking
@@ -59,10 +60,11 @@ class _CellOptions:
     sandbox: bool = False
     path: str | None = None
     db: str | None = None
+    use: str | None = None
 
 
 def _cell_options(line: str) -> _CellOptions:
-    """Read ``-o NAME``, ``--sandbox``, ``-f FILE`` and ``--db NAME`` from the ``%%db`` line."""
+    """Read ``-o``, ``--sandbox``, ``-f``, ``--db`` and ``--use`` from the ``%%db`` line."""
     words = shlex.split(line)
     found: dict[str, Any] = {}
     while words:
@@ -77,10 +79,12 @@ def _cell_options(line: str) -> _CellOptions:
             found["path"] = words.pop(0)
         elif word == "--db" and words:
             found["db"] = words.pop(0)
+        elif word == "--use" and words and words[0] in USES:
+            found["use"] = words.pop(0)
         else:
             raise UsageError(
                 f"%%db: unexpected {word!r}; usage: %%db [-o NAME] [--sandbox] [-f FILE.sql] "
-                "[--db CONNECTION], SQL on the next lines"
+                "[--db CONNECTION] [--use primary|replica], SQL on the next lines"
             )
     return _CellOptions(**found)
 
@@ -131,7 +135,8 @@ class DbMagics(Magics):
         [-f FILE]`` runs the cell's SQL (``%db -f FILE`` a file's): several statements run in one
         transaction, each reported; the last one's rows come back as a DataFrame; ``:name``
         is bound from the notebook variable ``name`` as a parameter (``\\:`` for a literal
-        colon). ``--sandbox`` rolls it all back.
+        colon). ``--sandbox`` rolls it all back. With read replicas, a cell that only reads
+        runs on one; ``--use primary`` keeps it on the primary.
         """
         try:
             with speaking("magic"):
@@ -287,11 +292,18 @@ class DbMagics(Magics):
         if not sql.strip():
             raise UsageError("%%db: the cell has no SQL")
         db = self._database_named(options.db) if options.db else None
-        return self._sql(sql, out=out, sandbox=sandbox, db=db)
+        return self._sql(sql, out=out, sandbox=sandbox, db=db, use=options.use)
 
     def _sql(
-        self, sql: str, *, out: str | None, sandbox: bool, db: Database | None = None
+        self,
+        sql: str,
+        *,
+        out: str | None,
+        sandbox: bool,
+        db: Database | None = None,
+        use: str | None = None,
     ) -> pd.DataFrame | None:
+        from dbnb.engine.routing import run_routed
         from dbnb.engine.scripts import run_script, targets_of
 
         statements = split(sql)
@@ -308,8 +320,11 @@ class DbMagics(Magics):
             )
         targets = targets_of(sql, {n: namespace[n] for n in names}, what="%%db")
         db = db or self._current()
-        with db.sandbox() if sandbox else db.session() as session:
-            result, _ = run_script(session, targets, last="run")
+        if sandbox:
+            with db.sandbox() as session:
+                result, _ = run_script(session, targets, last="run")
+        else:  # a cell that only reads goes to a replica when the Database has one
+            result, _ = run_routed(db.session, targets, use=check_use(use), last="run")
         if len(result.steps) > 1:
             print(result.report() + ("\n(rolled back: --sandbox)" if sandbox else ""))
         elif result.frame is None:

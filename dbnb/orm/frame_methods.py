@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
+    from dbnb.engine.replicas import Use
     from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
     from dbnb.frames.write import OnConflict
     from dbnb.orm.filters import OrderBy
@@ -34,7 +35,7 @@ class FrameMethods(Generic[M]):
     model: type[M]
     _q: Statements[M]
 
-    def _session(self) -> AbstractContextManager[Session]:
+    def _session(self, *, read: bool = False, use: Use = None) -> AbstractContextManager[Session]:
         raise NotImplementedError
 
     def to_frame(
@@ -49,6 +50,7 @@ class FrameMethods(Generic[M]):
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
         partitions: int | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> pd.DataFrame:
         """SELECT the matching rows into a DataFrame through COPY, dtypes from the column types.
@@ -64,6 +66,9 @@ class FrameMethods(Generic[M]):
         ``order_by`` column (which must then be a column of the table); not with ``limit`` or
         ``offset``. See :mod:`dbnb.frames.parallel` for when it reads one stream anyway.
 
+        Bound to a Database with read replicas, the read goes to one of them (its partitions
+        too); ``use="primary"`` reads the primary.
+
         Example::
 
             df = users.to_frame(is_active=True, age__gte=30,
@@ -78,7 +83,7 @@ class FrameMethods(Generic[M]):
             "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
             "json_as": json_as,
         }
-        with self._session() as s:
+        with self._session(read=True, use=use) as s:
             if streams > 1:
                 from dbnb.frames import parallel
 
@@ -99,6 +104,7 @@ class FrameMethods(Generic[M]):
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
         progress: bool | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> Iterator[pd.DataFrame]:
         """Yield the matching rows as DataFrames of ``chunksize`` rows, in bounded memory.
@@ -115,7 +121,7 @@ class FrameMethods(Generic[M]):
                             limit=None, offset=None)
         from dbnb.frames import read
 
-        with self._session() as s:
+        with self._session(read=True, use=use) as s:
             yield from read.iter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
                 uuid_as=uuid_as, json_as=json_as, progress=progress,
@@ -156,7 +162,9 @@ class AsyncFrameMethods(Generic[M]):
     model: type[M]
     _q: Statements[M]
 
-    def _session(self) -> AbstractAsyncContextManager[AsyncSession]:
+    def _session(
+        self, *, read: bool = False, use: Use = None
+    ) -> AbstractAsyncContextManager[AsyncSession]:
         raise NotImplementedError
 
     async def to_frame(
@@ -171,6 +179,7 @@ class AsyncFrameMethods(Generic[M]):
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
         partitions: int | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> pd.DataFrame:
         """Await :meth:`Repository.to_frame` (asyncpg COPY; partitions on several connections)."""
@@ -183,7 +192,7 @@ class AsyncFrameMethods(Generic[M]):
             "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
             "json_as": json_as,
         }
-        async with self._session() as s:
+        async with self._session(read=True, use=use) as s:
             if streams > 1:
                 from dbnb.frames import aparallel
 
@@ -206,6 +215,7 @@ class AsyncFrameMethods(Generic[M]):
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
         progress: bool | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> AsyncIterator[pd.DataFrame]:
         """Iterate :meth:`Repository.iter_frames` with ``async for``."""
@@ -213,7 +223,7 @@ class AsyncFrameMethods(Generic[M]):
                             limit=None, offset=None)
         from dbnb.frames import aread
 
-        async with self._session() as s:
+        async with self._session(read=True, use=use) as s:
             async for frame in aread.aiter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
                 uuid_as=uuid_as, json_as=json_as, progress=progress,
