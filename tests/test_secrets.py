@@ -60,7 +60,7 @@ def test_query_string_passwords_are_hidden_too(db: dbnb.Database) -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        f"mysql://root:{SECRET}@localhost/x",
+        f"oracle://root:{SECRET}@localhost/x",
         f"postgresql://root:{SECRET}@localhost:port/x",
         f"postgresql://root@/x?password={SECRET}&host=/nonexistent-dir",
     ],
@@ -116,7 +116,7 @@ SHAPES = [
     f"//app:{SECRET}@db.example.com/app",
     f"postgresql:///app:{SECRET}@db.example.com:notaport/app",
     f"postgresql://app:{SECRET}@db.example.com:99999/app",
-    f"mysql://app:{SECRET}@db.example.com/app",
+    f"mssql://app:{SECRET}@db.example.com/app",
     f"postgresql+nope://app:{SECRET}@db.example.com/app",
     f"  {SECRET}  ",
     f"host=db.example.com password={SECRET}",

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
 from dbnb.engine import health as _health
+from dbnb.engine import probes
+from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptRows, arun_script, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
@@ -134,38 +136,51 @@ class AsyncDatabase(Generic[D]):
         return report.frame
 
     async def health(self) -> _health.HealthReport:
-        """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises."""
+        """Run ``SELECT 1`` on the async engine and report latency and version; never raises."""
+        caps = self._engines.caps
         try:
             engine = self.engine
             start = time.perf_counter()
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
                 latency = (time.perf_counter() - start) * 1000
-                version = (await conn.execute(text("SHOW server_version"))).scalar_one()
-            return _health.HealthReport(True, "asyncpg", latency, str(version))
+                version = (await conn.execute(text(probes.version_sql(caps)))).scalar_one()
+            return _health.HealthReport(
+                True, caps.async_driver, latency, str(version), backend=caps.label
+            )
         except Exception as exc:
-            return _health.failed_report("asyncpg", exc)
+            return _health.failed_report(caps.async_driver, exc)
 
     def pool_status(self) -> _health.PoolReport:
         """Snapshot both engines' pools (no I/O, so not a coroutine)."""
         return self._engines.pool_report()
 
     async def info(self) -> _health.ServerInfo:
-        """Ask the server (over asyncpg) for version, size, connections and idle transactions."""
+        """Ask the server (async engine) for version, size, connections and idle transactions."""
+        asks = probes.info_queries(self._engines.caps)
+
+        async def rows(sql: str | None) -> list[Any] | None:
+            return None if sql is None else list(await conn.execute(text(sql)))
+
         async with self.engine.connect() as conn:
             try:
-                head = (await conn.execute(text(_health.SERVER_INFO_SQL))).one()
-                connections = list(await conn.execute(text(_health.CONNECTIONS_SQL)))
-                idle = list(await conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
-                long = list(await conn.execute(text(_health.LONG_RUNNING_SQL)))
+                head = (await conn.execute(text(asks.head))).one()
+                connections = await rows(asks.connections)
+                idle, long = await rows(asks.idle), await rows(asks.long)
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle, long)
+        return _health.server_info_from_rows(
+            head, connections, idle or [], long or [], backend=self._engines.caps.label
+        )
 
     async def sessions(
         self, *, stale: bool = False, terminate: int | str | None = None, everyone: bool = False
     ) -> SessionList:
         """Await :meth:`Database.sessions` (list dbnb's sessions; end one or the stale ones)."""
+        self._engines.caps.require(
+            "sessions",
+            "list and end connections with the server's own tools (MySQL: SHOW PROCESSLIST, KILL)",
+        )
         async with self.engine.connect() as conn:
             try:
                 rows = list(await conn.execute(text(SESSIONS_SQL), {"everyone": everyone}))
@@ -177,6 +192,17 @@ class AsyncDatabase(Generic[D]):
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
         return SessionList(found, pids)
+
+    async def create_all(self, models: Any) -> list[str]:
+        """Await :meth:`Database.create_all` (CREATE the missing tables) on the async engine."""
+        tables = metadata_of(models)
+        async with self.engine.begin() as conn:
+            try:
+                created: list[str] = await conn.run_sync(create_missing, tables)
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+        self._engines.refresh()
+        return created
 
     async def refresh_pools(self) -> None:
         """Replace both pools' connections, awaiting the async ones' graceful close."""

@@ -45,23 +45,29 @@ def connect(
     reset: bool = False,
     **options: Any,
 ) -> Database:
-    """Connect to PostgreSQL; with no URL anywhere, to the embedded server.
+    """Connect to a database; with no URL anywhere, to the embedded PostgreSQL.
 
-    The URL comes from the argument, else ``DBNB_URL``, else ``DATABASE_URL``; with none set, an
-    embedded PostgreSQL is started (or reused) in ``DBNB_HOME``. Calling ``connect`` again with
-    the same URL and options returns the same open Database, so re-running a cell leaks nothing.
+    The URL comes from the argument, else ``DBNB_URL``, else ``DATABASE_URL`` (a ``.env`` file
+    counts); with none set, an embedded PostgreSQL is started (or reused) in ``DBNB_HOME``.
+    Calling ``connect`` again with the same URL and options returns the same open Database, so
+    re-running a cell leaks nothing.
 
     Args:
-        url: ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg`` URL.
+        url: ``postgresql://`` (``postgres://``, ``+psycopg``, ``+asyncpg``),
+            ``sqlite:///file.db`` or ``sqlite:///:memory:``, ``mysql://`` or ``mariadb://``.
         database: use this database on the same server instead of the URL's; it is created
             if missing (which needs the CREATEDB privilege on servers other than the embedded).
-        reset: drop and recreate ``database`` first, for a fresh, deterministic start.
-        **options: pool_size, max_overflow, pool_timeout, pool_recycle, echo,
-            statement_timeout, connect_timeout, application_name.
+            For SQLite, the database file to use.
+        reset: drop and recreate ``database`` first, for a fresh, deterministic start (SQLite:
+            delete the file).
+        **options: pool_size, max_overflow, pool_timeout, pool_recycle, pool_pre_ping, echo,
+            echo_pool, statement_timeout, connect_timeout, application_name, slow_query_ms,
+            dotenv (``False``: read no ``.env``); see :class:`~dbnb.Settings`.
 
     Example::
 
         db = dbnb.connect(database="tutorial_01", reset=True)
+        db = dbnb.connect("sqlite:///shop.db")
     """
     url = conceal(url)  # a traceback printed with its variables must not show a password
     settings = Settings.resolve(url, **options)
@@ -80,6 +86,10 @@ def connect(
         for stale in [k for k, v in _registry.items() if v.closed]:
             del _registry[stale]
         db = _registry.get(key)
+        if db is not None and reset and not db.capabilities.server_settings:
+            # SQLite's file or MySQL's database goes away under the pooled connections.
+            db.close()
+            db = None
         if db is not None and reset:
             db.refresh_pools()
         if database is not None or server is not None:

@@ -8,13 +8,27 @@ what it builds, on a Session or an AsyncSession.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, Delete, Select, Update, delete, func, inspect, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Select,
+    Update,
+    and_,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import Executable
 
+from dbnb.dialects import POSTGRESQL, Capabilities
 from dbnb.errors import FilterError, PaginationError
 from dbnb.orm.filters import (
     OrderBy,
@@ -27,13 +41,32 @@ from dbnb.orm.filters import (
 from dbnb.orm.models import SoftDelete
 from dbnb.orm.pagination import DEFAULT_MAX_PAGE_SIZE, KeysetPlan, PagePlan, check_size
 from dbnb.orm.softdelete import INCLUDE_DELETED, ONLY_DELETED
+from dbnb.orm.types import utc_now
 
-__all__ = ["Statements", "Visibility"]
+__all__ = ["Statements", "Visibility", "Write"]
 
 M = TypeVar("M")
 Visibility = Literal["alive", "all", "deleted"]
 # Returned rows replace stale copies in the session's identity map.
 REFRESH: dict[str, Any] = {"populate_existing": True}
+# INSERT … ON CONFLICT, as each backend's SQLAlchemy dialect spells it.
+_ON_CONFLICT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+@dataclass(frozen=True)
+class Write:
+    """A write of one row and how its row comes back.
+
+    ``returning``: ``statement`` returns the row itself. Otherwise (MySQL, MariaDB's UPDATE)
+    the row is read with ``before`` (a DELETE: it will be gone) or ``after`` the statement, in
+    the same transaction; ``counted`` says whether a rowcount of 0 means "no such row".
+    """
+
+    statement: Executable
+    returning: bool
+    before: Select[Any] | None = None
+    after: Select[Any] | None = None
+    counted: bool = True
 
 
 class Statements(Generic[M]):
@@ -43,8 +76,11 @@ class Statements(Generic[M]):
     rows, ``"all"`` shows every row, ``"deleted"`` only the soft-deleted ones.
     """
 
-    def __init__(self, model: type[M], visibility: Visibility = "alive") -> None:
+    def __init__(
+        self, model: type[M], visibility: Visibility = "alive", caps: Capabilities = POSTGRESQL
+    ) -> None:
         self.model = model
+        self.caps = caps
         self.columns = columns_of(model)
         self.soft = issubclass(model, SoftDelete)
         if visibility != "alive" and not self.soft:
@@ -297,17 +333,38 @@ class Statements(Generic[M]):
                 checked.setdefault(key, None)
         return self.model(**checked)
 
-    def insert_many(self) -> Executable:
-        """INSERT … RETURNING the model, executed with a list of rows (batched by SQLAlchemy)."""
+    def insert_many(self) -> Executable | None:
+        """INSERT … RETURNING the model, executed with a list of rows (batched by SQLAlchemy).
+
+        None where INSERT returns no rows (MySQL): the shells add instances and flush instead.
+        """
+        if not self.caps.insert_returning:
+            return None
         return insert(self.model).returning(self.model)
 
-    def update(self, ident: Any, values: Mapping[str, Any]) -> Update:
-        """UPDATE one row by key, RETURNING it; ``updated_at`` moves through its onupdate."""
+    def _by_key(self, ident: Any, visibility: Visibility = "all") -> Select[Any]:
+        """SELECT one row by key with ``visibility``, replacing stale copies in the session."""
+        options = {INCLUDE_DELETED: True} if visibility == "all" else {}
         return (
-            self._update([self._pk_clause(ident)], self.values(values, what="in update"))
-            .returning(self.model)
-            .execution_options(**REFRESH)
+            select(self.model)
+            .where(self._pk_clause(ident), *self._dml_visibility(visibility))
+            .execution_options(**options, **REFRESH)
         )
+
+    def _write(
+        self, stmt: Update | Delete, ident: Any, *, returns: bool, gone: bool = False
+    ) -> Write:
+        """The Write of ``stmt`` on one row: RETURNING where the backend can, else a SELECT."""
+        if returns:
+            return Write(stmt.returning(self.model).execution_options(**REFRESH), True)
+        if gone:
+            return Write(stmt, False, before=self._by_key(ident))
+        return Write(stmt, False, after=self._by_key(ident))
+
+    def update(self, ident: Any, values: Mapping[str, Any]) -> Write:
+        """UPDATE one row by key, RETURNING it; ``updated_at`` moves through its onupdate."""
+        stmt = self._update([self._pk_clause(ident)], self.values(values, what="in update"))
+        return self._write(stmt, ident, returns=self.caps.update_returning)
 
     def update_many(
         self, values: Mapping[str, Any], where: Iterable[Any], lookups: Mapping[str, Any]
@@ -327,7 +384,7 @@ class Statements(Generic[M]):
         # Set explicitly, so every repository UPDATE moves it even where a model's own
         # updated_at column has no onupdate.
         if "updated_at" in self.columns and "updated_at" not in values:
-            values["updated_at"] = func.now()
+            values["updated_at"] = utc_now()
         return (
             Update(self.model)
             .where(*where, *self._dml_visibility(visibility))
@@ -337,18 +394,27 @@ class Statements(Generic[M]):
 
     def upsert(
         self, values: Mapping[str, Any], *, on: Sequence[str], update: Sequence[str] | None
-    ) -> Executable:
-        """INSERT … ON CONFLICT (on) DO UPDATE … RETURNING the model."""
+    ) -> Write:
+        """INSERT … ON CONFLICT (on) DO UPDATE … RETURNING the model.
+
+        MySQL/MariaDB: ``INSERT … ON DUPLICATE KEY UPDATE``, then the row is read by ``on``
+        (there the conflict is on any unique key, so ``on`` must name the one that matters).
+        """
         checked = self.values(values, what="in upsert")
         targets = list(self.values(dict.fromkeys(on), what="in on"))
         if not targets:
             raise FilterError("upsert needs on=[column, …] naming a unique key")
         names = update if update is not None else [k for k in checked if k not in targets]
         self.values(dict.fromkeys(names), what="in update")
-        stmt = insert(self.model).values(checked)
+        missing = [t for t in targets if t not in checked]
+        if self.caps.upsert == "on_duplicate_key":
+            if missing:
+                raise FilterError(f"upsert on={targets} needs values for {missing}")
+            return self._upsert_duplicate_key(checked, targets, names)
+        stmt: Any = _ON_CONFLICT[self.caps.name](self.model).values(checked)
         new: dict[str, Any] = {n: stmt.excluded[n] for n in names}
         if new and "updated_at" in self.columns:
-            new["updated_at"] = func.now()
+            new["updated_at"] = utc_now()
         # DO UPDATE even with nothing to change (a no-op SET), so RETURNING yields the row.
         new = new or {targets[0]: stmt.excluded[targets[0]]}
         # A partial unique index (WHERE deleted_at IS NULL) is only inferred with its predicate.
@@ -356,26 +422,43 @@ class Statements(Generic[M]):
         stmt = stmt.on_conflict_do_update(
             index_elements=targets, index_where=alive[0] if alive else None, set_=new
         )
-        return stmt.returning(self.model).execution_options(**REFRESH)
+        return Write(stmt.returning(self.model).execution_options(**REFRESH), True)
+
+    def _upsert_duplicate_key(
+        self, checked: dict[str, Any], targets: list[str], names: Sequence[str]
+    ) -> Write:
+        stmt = mysql.insert(self.model).values(checked)
+        new: dict[str, Any] = {n: stmt.inserted[n] for n in names}
+        if new and "updated_at" in self.columns:
+            new["updated_at"] = utc_now()
+        # A no-op SET when nothing is to change, as on the other backends.
+        new = new or {targets[0]: getattr(self.model, targets[0])}
+        found = (
+            select(self.model)
+            .where(and_(*(self.columns[t] == checked[t] for t in targets)),
+                   *self._dml_visibility("alive"))
+            .execution_options(**REFRESH)
+        )
+        return Write(stmt.on_duplicate_key_update(**new), False, after=found, counted=False)
 
     def soft_delete(self, where: list[ColumnElement[bool]]) -> Update:
         """UPDATE … SET deleted_at = now() on alive matching rows."""
-        return self._update(where, {"deleted_at": func.now()}, "alive")
+        return self._update(where, {"deleted_at": utc_now()}, "alive")
 
-    def restore(self, ident: Any) -> Update:
+    def restore(self, ident: Any) -> Write:
         """UPDATE … SET deleted_at = NULL on one soft-deleted row, RETURNING it."""
         if not self.soft:
             raise TypeError(f"{self.model.__name__} has no soft delete (no SoftDelete mixin)")
         stmt = self._update([self._pk_clause(ident)], {"deleted_at": None}, "deleted")
-        return stmt.returning(self.model).execution_options(**REFRESH)
+        return self._write(stmt, ident, returns=self.caps.update_returning)
 
-    def delete(self, ident: Any) -> Executable:
+    def delete(self, ident: Any) -> Write:
         """Soft-delete one row (UPDATE) for SoftDelete models, else DELETE it; RETURNING it."""
         if self.soft:
-            stmt: Update | Delete = self.soft_delete([self._pk_clause(ident)])
-        else:
-            stmt = delete(self.model).where(self._pk_clause(ident))
-        return stmt.returning(self.model).execution_options(**REFRESH)
+            stmt = self.soft_delete([self._pk_clause(ident)])
+            return self._write(stmt, ident, returns=self.caps.update_returning)
+        gone = delete(self.model).where(self._pk_clause(ident))
+        return self._write(gone, ident, returns=self.caps.delete_returning, gone=True)
 
     def delete_many(self, where: Iterable[Any], lookups: Mapping[str, Any]) -> Update | Delete:
         """Soft-delete (or DELETE, without SoftDelete) the matching rows; a filter is required."""
@@ -384,11 +467,7 @@ class Statements(Generic[M]):
             return self.soft_delete(clauses)
         return delete(self.model).where(*clauses).execution_options(synchronize_session="fetch")
 
-    def hard_delete(self, ident: Any) -> Executable:
+    def hard_delete(self, ident: Any) -> Write:
         """DELETE one row by key whatever its soft-delete state, RETURNING it."""
-        return (
-            delete(self.model)
-            .where(self._pk_clause(ident))
-            .returning(self.model)
-            .execution_options(**REFRESH)
-        )
+        stmt = delete(self.model).where(self._pk_clause(ident))
+        return self._write(stmt, ident, returns=self.caps.delete_returning, gone=True)
