@@ -51,6 +51,11 @@ _MYSQL_STATES = {
     1146: "42P01", 1054: "42703", 1049: "3D000", 1045: "28000", 2003: "08006", 2006: "08006",
     2013: "08006",
 }
+# SQLite's generic SQLITE_ERROR, by what its message says.
+_SQLITE_MESSAGES = (
+    ("no such table", "42P01"), ("no such column", "42703"), ("syntax error", "42601"),
+    ("already exists", "42P07"),
+)
 _SQLITE_FAILED = re.compile(r"constraint failed: (?P<what>[^,\s]+)")
 _MYSQL_KEY = re.compile(r"for key '(?:[^'.]*\.)?(?P<key>[^']+)'")
 _MYSQL_CONSTRAINT = re.compile(r"CONSTRAINT `(?P<name>[^`]+)`")
@@ -64,8 +69,12 @@ def _other_backends(orig: BaseException) -> dict[str, str]:
         message = str(orig)
         found = {"message": message}
         state = _SQLITE_STATES.get(name) or _SQLITE_STATES.get("_".join(name.split("_")[:2]))
-        if state:
-            found["sqlstate"] = state
+        if state is None:
+            # Any other SQLite error is about the statement, never the connection (a file
+            # that cannot be opened is SQLITE_CANTOPEN above).
+            said = next((s for text, s in _SQLITE_MESSAGES if text in message), None)
+            state = said or ("23000" if "CONSTRAINT" in name else "42000")
+        found["sqlstate"] = state
         failed = _SQLITE_FAILED.search(message)
         if failed:
             what = failed.group("what")
@@ -82,6 +91,8 @@ def _other_backends(orig: BaseException) -> dict[str, str]:
         found = {"message": message}
         if args[0] in _MYSQL_STATES:
             found["sqlstate"] = _MYSQL_STATES[args[0]]
+        elif args[0] < 2000:  # the server's errors; 2000 and up are the client's (connection)
+            found["sqlstate"] = "HY000"
         for pattern, key, group in (
             (_MYSQL_KEY, "constraint", "key"),
             (_MYSQL_CONSTRAINT, "constraint", "name"),

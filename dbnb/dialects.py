@@ -16,7 +16,7 @@ COPY                   yes         no          no
 partial indexes        yes         yes         no (generated column in the unique key)
 RETURNING              yes         yes         MariaDB: INSERT and DELETE; MySQL: none
 upsert                 ON CONFLICT ON CONFLICT ON DUPLICATE KEY UPDATE
-advisory locks         yes         no          no (GET_LOCK is per session, not used)
+advisory locks         yes         no          GET_LOCK (named, per session)
 server sessions        yes         no          no
 savepoints             yes         yes         yes
 pooler profile         yes         no          no
@@ -54,13 +54,17 @@ class Capabilities:
     update_returning: bool
     delete_returning: bool
     upsert: Upsert
-    advisory_locks: bool
+    advisory_locks: bool  # pg_advisory_lock; MySQL's GET_LOCK is named below
     server_sessions: bool
     savepoints: bool
     pooler: bool
     server_settings: bool  # statement_timeout, idle_in_transaction_session_timeout, ...
     timezones: bool  # a timestamp column keeps its zone (timestamptz)
     transactional_ddl: bool
+    #: The server normalises and reports partial-index predicates (pg_get_expr).
+    index_predicates: bool = False
+    #: Alembic must rebuild a table to alter it (batch mode).
+    batch_migrations: bool = False
     #: Identity columns draw from a sequence that explicit ids do not move (PostgreSQL).
     sequences: bool = False
     #: A timestamp column keeps fractions of a second only when declared so (DATETIME(6)).
@@ -106,14 +110,14 @@ POSTGRESQL = Capabilities(
     copy=True, partial_index=True, insert_returning=True, update_returning=True,
     delete_returning=True, upsert="on_conflict", advisory_locks=True, server_sessions=True,
     savepoints=True, pooler=True, server_settings=True, timezones=True, transactional_ddl=True,
-    sequences=True,
+    sequences=True, index_predicates=True,
 )
 SQLITE = Capabilities(
     name="sqlite", label="SQLite", sync_driver="pysqlite", async_driver="aiosqlite",
     copy=False, partial_index=True, insert_returning=True, update_returning=True,
     delete_returning=True, upsert="on_conflict", advisory_locks=False, server_sessions=False,
     savepoints=True, pooler=False, server_settings=False, timezones=False,
-    transactional_ddl=True, extra="sqlite",
+    transactional_ddl=True, batch_migrations=True, extra="sqlite",
 )
 MYSQL = Capabilities(
     name="mysql", label="MySQL", sync_driver="pymysql", async_driver="aiomysql",

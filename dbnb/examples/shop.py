@@ -329,10 +329,10 @@ _INSERT_OR_SKIP: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sq
 
 def _insert_missing(session: Session, model: type[Base], rows: Iterable[dict[str, Any]]) -> int:
     caps = capabilities(session.get_bind())
+    table: Any = model.__table__
     if caps.upsert == "on_duplicate_key":
-        ignored = mysql.insert(model).prefix_with("IGNORE")
-        return int(session.execute(ignored, list(rows)).rowcount)  # type: ignore[attr-defined]
-    table = model.__table__
+        ignored = mysql.insert(table).prefix_with("IGNORE")
+        return int(session.connection().execute(ignored, list(rows)).rowcount)
     stmt = _INSERT_OR_SKIP[caps.name](model).on_conflict_do_nothing(index_elements=["id"])
     return len(session.execute(stmt.returning(table.c.id), list(rows)).all())
 

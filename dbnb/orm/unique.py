@@ -70,6 +70,7 @@ def unique_while_alive(name: str, *columns: str) -> Index:
         name, *columns, unique=True, postgresql_where=text(_ALIVE), sqlite_where=text(_ALIVE)
     )
     index.ddl_if(callable_=_partial)
+    index.info[ALIVE_COLUMN] = True  # what migrations look for (dbnb.migrations.config)
 
     @event.listens_for(index, "after_parent_attach")
     def attached(target: Index, table: Table) -> None:

@@ -106,7 +106,7 @@ def _create_elsewhere(url: URL, name: str, *, reset: bool) -> bool:
 
     _check_name(name)
     caps = capabilities(url)
-    server = url.set(drivername=f"{caps.name}+{caps.sync_driver}", database=None)
+    server = url.set(drivername=f"{caps.name}+{caps.sync_driver}")._replace(database=None)
     engine = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=_null_pool(),
                            connect_args={"connect_timeout": 5})
     quoted = engine.dialect.identifier_preparer.quote(name)

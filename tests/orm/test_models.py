@@ -15,6 +15,9 @@ import dbnb
 from dbnb.examples import shop
 from dbnb.orm.models import ModelList
 
+#: Run on each backend (tests/conftest.py); a difference shows as a failing case.
+BACKENDS = ("postgresql", "sqlite", "mariadb")
+
 
 def test_shop_models_use_their_own_metadata_with_the_naming_convention() -> None:
     assert shop.metadata is not dbnb.Base.metadata
