@@ -61,6 +61,8 @@ class Capabilities:
     server_settings: bool  # statement_timeout, idle_in_transaction_session_timeout, ...
     timezones: bool  # a timestamp column keeps its zone (timestamptz)
     transactional_ddl: bool
+    #: PostgreSQL's catalog (pg_class, pg_stat_*, to_regclass) answers what is in the database.
+    server_catalog: bool = False
     #: The server normalises and reports partial-index predicates (pg_get_expr).
     index_predicates: bool = False
     #: Alembic must rebuild a table to alter it (batch mode).
@@ -110,7 +112,7 @@ POSTGRESQL = Capabilities(
     copy=True, partial_index=True, insert_returning=True, update_returning=True,
     delete_returning=True, upsert="on_conflict", advisory_locks=True, server_sessions=True,
     savepoints=True, pooler=True, server_settings=True, timezones=True, transactional_ddl=True,
-    sequences=True, index_predicates=True,
+    sequences=True, index_predicates=True, server_catalog=True,
 )
 SQLITE = Capabilities(
     name="sqlite", label="SQLite", sync_driver="pysqlite", async_driver="aiosqlite",
