@@ -161,8 +161,10 @@ def _move(
     script = ScriptDirectory.from_config(cfg)
     try:
         with alembic_connection(db, cfg, lock=True) as conn:
-            before = _stamped(conn)
+            # The watch asks the server first: _stamped() then ends that transaction, so
+            # Alembic begins (and commits) its own per revision.
             watch = _watch(db, conn)
+            before = _stamped(conn)
             try:
                 with watch:
                     run(cfg, before)
