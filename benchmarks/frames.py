@@ -407,6 +407,10 @@ def main() -> None:
     command = "python benchmarks/frames.py " + " ".join(sys.argv[1:])
     print(table)
     print(f"\n(total {elapsed:.0f} s)")
+    # benchmarks/backends.py keeps its SQLite and MariaDB section in the same file.
+    kept = args.output.read_text() if args.output.exists() else ""
+    marker = "<!-- benchmarks/backends.py: begin -->"
+    backends = "\n\n" + marker + kept.split(marker, 1)[1] if marker in kept else ""
     args.output.write_text(
         "# DataFrame benchmark results\n\n"
         f"Command: `{command.strip()}` (from the README environment plus `pip install -e "
@@ -414,7 +418,7 @@ def main() -> None:
         f"Machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}; "
         "embedded PostgreSQL over a unix socket, in a temporary DBNB_HOME; the machine was "
         f"shared with other work while this ran. Total run time {elapsed:.0f} s.\n\n"
-        f"Versions: {versions()}\n\n{table}\n\n{NOTES}"
+        f"Versions: {versions()}\n\n{table}\n\n{NOTES}{backends}"
     )
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -111,96 +111,144 @@ def _uuid_text(array: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "-")
 
 
-def _arrow(column: _Column, values: list[Any], decimal: bool, uuid_as: UuidAs) -> Any:
-    """Convert one column's values; return an Arrow array, or a list of Python objects."""
-    kind = column.kind
-    try:
-        if kind in ("int16", "int32", "int64"):
-            return pa.array(values, type=pa.int64()).cast(getattr(pa, kind)())
-        if kind in ("float32", "float64"):
-            return pa.array(values, type=pa.float64()).cast(getattr(pa, kind)())
-        if kind == "numeric":
-            if decimal:
-                return [None if v is None else Decimal(str(v)) for v in values]
-            return pa.array(values, from_pandas=True).cast(pa.float64())
-        if kind == "bool":
-            return pa.array(values).cast(pa.bool_())
-        if kind in ("ts", "tstz"):
-            zone = "UTC" if kind == "tstz" else None
-            found = pa.array(values)
-            if pa.types.is_string(found.type) or pa.types.is_large_string(found.type):
-                found = found.cast(pa.timestamp("us"))
-            return found.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz=zone))
-        if kind == "date":
-            found = pa.array(values)
-            return found.cast(pa.date32())
-        if kind == "uuid":
-            text = _uuid_text(pa.array([None if v is None else str(v) for v in values]))
-            if uuid_as == "uuid":
-                return [None if v is None else uuid.UUID(v) for v in text.to_pylist()]
-            return text
-        if kind == "json":
-            return [None if v is None else json.loads(v) if isinstance(v, str | bytes) else v
-                    for v in values]
-        if kind == "text":
-            return pa.array(values, type=pa.large_string())
-        return pa.array(values, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        if kind == "any":
-            return list(values)  # mixed values stay Python objects
-        raise FrameError(
-            f"column {column.name!r}: its values do not fit its declared type ({kind})"
-        ) from None
-
-
-_EMPTY_TYPES: dict[str, pa.DataType] = {
+# MySQL's column type codes (PyMySQL's FIELD_TYPE) -> kind, for SQL text without declarations.
+_MYSQL_KINDS = {
+    1: "int16", 2: "int16", 3: "int32", 8: "int64", 9: "int32", 13: "int16", 4: "float32",
+    5: "float64", 0: "numeric", 246: "numeric", 7: "ts", 12: "ts", 10: "date", 14: "date",
+    245: "json", 15: "text", 253: "text", 254: "text", 247: "text", 248: "text",
+}
+_ARROW: dict[str, pa.DataType] = {
     "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
     "float64": pa.float64(), "numeric": pa.float64(), "bool": pa.bool_(),
     "text": pa.large_string(), "ts": pa.timestamp("us"), "tstz": pa.timestamp("us", tz="UTC"),
-    "date": pa.date32(), "uuid": pa.large_string(),
+    "date": pa.date32(), "uuid": pa.large_string(), "json": pa.large_string(),
 }
+_STRINGS = (pa.types.is_string, pa.types.is_large_string)
 
 
-def _series(column: _Column, converted: Any, backend: DtypeBackend) -> pd.Series[Any]:
+def _arrow(column: _Column, values: Sequence[Any] | pa.Array) -> pa.Array:
+    """One column's values as Arrow, cast to its kind (numbers and times parsed from text)."""
+    kind = column.kind
+    try:
+        found = values if isinstance(values, pa.Array) else pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        if kind != "any":
+            raise FrameError(
+                f"column {column.name!r}: its values do not fit its declared type ({kind})"
+            ) from None
+        return pa.array([None if v is None else str(v) for v in values], pa.large_string())
+    if kind == "any":
+        return found
+    if kind == "uuid":
+        return _uuid_text(found if not pa.types.is_null(found.type) else found.cast(pa.string()))
+    target = _ARROW[kind]
+    try:
+        if kind in ("ts", "tstz") and pa.types.is_timestamp(found.type):
+            found = found.cast(pa.timestamp("us"))
+        elif kind in ("ts", "tstz") and not pa.types.is_null(found.type):
+            found = found.cast(pa.string()).cast(pa.timestamp("us"))
+        if kind == "tstz":
+            return found.cast(pa.timestamp("us")).cast(target)
+        if kind == "bool" and any(test(found.type) for test in _STRINGS):
+            found = found.cast(pa.int8())
+        if kind == "json" and not any(test(found.type) for test in _STRINGS):
+            return found  # the driver parsed it already
+        return found.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise FrameError(
+            f"column {column.name!r}: its values do not fit its declared type ({kind}): {exc}"
+        ) from None
+
+
+def _finish(column: _Column, array: pa.ChunkedArray, options: dict[str, Any]) -> Any:
+    """Columns that leave Arrow as Python objects: exact decimals, UUIDs, JSON; else None."""
     import pandas as pd
 
-    if isinstance(converted, list):
-        return pd.Series(converted, dtype=object, name=column.name)
-    array = converted
-    if pa.types.is_null(array.type) and column.kind in _EMPTY_TYPES:
-        array = array.cast(_EMPTY_TYPES[column.kind])
+    if column.kind == "uuid" and options["uuid_as"] == "uuid":
+        values = [None if v is None else uuid.UUID(v) for v in array.to_pylist()]
+    elif column.kind == "json" and any(test(array.type) for test in _STRINGS):
+        values = [None if v is None else json.loads(v) for v in array.to_pylist()]
+    elif column.kind == "date" and options["dtype_backend"] is None:
+        return pd.Series(array.to_pandas(date_as_object=False)).astype("datetime64[s]")
+    else:
+        return None
+    return pd.Series(values, dtype=object)
+
+
+def _mapper(backend: DtypeBackend) -> Callable[[pa.DataType], Any]:
+    import pandas as pd
+
     if backend == "pyarrow":
-        if pa.types.is_large_string(array.type):
-            array = array.cast(pa.string())
-        return pd.Series(pd.arrays.ArrowExtensionArray(array), name=column.name)
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        return pd.Series(array.to_pandas(), name=column.name).astype(pd.StringDtype("pyarrow"))
-    if pa.types.is_date32(array.type):
-        return pd.Series(array.to_pandas(date_as_object=False), name=column.name).astype(
-            "datetime64[s]"
-        )
+        return pd.ArrowDtype
     nullable: dict[pa.DataType, Any] = {
         pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
-        pa.bool_(): pd.BooleanDtype(),
+        pa.bool_(): pd.BooleanDtype(), pa.large_string(): pd.StringDtype("pyarrow"),
+        pa.string(): pd.StringDtype("pyarrow"),
     }
-    if array.type in nullable:
-        return pd.Series(pd.array(array.to_pandas(), dtype=nullable[array.type]),
-                         name=column.name)
-    return pd.Series(array.to_pandas(), name=column.name)
+    return nullable.get
+
+
+_SAMPLE_TYPES: tuple[tuple[type, pa.DataType], ...] = (
+    (bool, pa.bool_()), (int, pa.int64()), (float, pa.float64()), (str, pa.string()),
+    (bytes, pa.binary()),
+)
+
+
+def _transposed(rows: list[Any], width: int) -> list[Any]:
+    """The rows' columns: Arrow arrays in one C pass when every column holds one Python type.
+
+    ``pa.array`` reads the row tuples as a struct array of the types the first values have (the
+    transposition ``zip(*rows)`` costs as much as fetching); a column whose values differ in
+    type (SQLite allows it) falls back to tuples of Python values.
+    """
+    fields = []
+    for i in range(width):
+        sample = next((row[i] for row in rows if row[i] is not None), None)
+        arrow = next((t for cls, t in _SAMPLE_TYPES if type(sample) is cls), None)
+        if sample is not None and arrow is None:
+            break
+        fields.append(pa.field(f"c{i}", arrow or pa.null()))
+    else:
+        try:
+            return list(pa.array(rows, type=pa.struct(fields)).flatten())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            pass
+    return list(zip(*rows, strict=True))
 
 
 def _frame(columns: list[_Column], rows: list[Any], options: dict[str, Any]) -> pd.DataFrame:
+    """Rows (tuples) into the typed DataFrame: one Arrow table, converted once."""
     import pandas as pd
 
-    values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    series = [
-        _series(c, _arrow(c, list(v), options["decimal"], options["uuid_as"]),
-                options["dtype_backend"])
-        for c, v in zip(columns, values, strict=True)
-    ]
-    frame = pd.concat(series, axis=1) if series else pd.DataFrame()
+    values = _transposed(rows, len(columns)) if rows else [() for _ in columns]
+    arrays = []
+    exact: dict[str, Any] = {}
+    for i, (column, found) in enumerate(zip(columns, values, strict=True)):
+        if column.kind == "numeric" and options["decimal"]:
+            # From the driver's own values (MySQL's text is exact; SQLite keeps REALs).
+            raw = found.to_pylist() if isinstance(found, pa.Array) else found
+            exact[f"c{i}"] = pd.Series(
+                [None if v is None else Decimal(str(v)) for v in raw], dtype=object
+            )
+        array = _arrow(column, found)
+        if pa.types.is_null(array.type) and column.kind in _ARROW:
+            array = array.cast(_ARROW[column.kind])
+        if options["dtype_backend"] == "pyarrow" and pa.types.is_large_string(array.type):
+            array = array.cast(pa.string())
+        arrays.append(array)
+    keys = [f"c{i}" for i in range(len(columns))]
+    table = pa.table(arrays, names=keys) if arrays else pa.table({})
+    finished = {k: _finish(c, table.column(k), options) for k, c in zip(keys, columns,
+                                                                          strict=True)}
+    finished.update(exact)
+    frame = table.to_pandas(types_mapper=_mapper(options["dtype_backend"]),
+                            date_as_object=False, split_blocks=True, self_destruct=True)
+    for key, series in finished.items():
+        if series is not None:
+            frame[key] = series.to_numpy() if len(series) else series
     frame.columns = pd.Index([c.name for c in columns])
-    return frame.reset_index(drop=True)
+    result: pd.DataFrame = frame
+    return result
 
 
 class _Cursor:
@@ -223,8 +271,15 @@ class _Cursor:
         if sent is None:
             raise FrameError("the statement ran no SQL, so it has no rows to read")
         self.target = target
-        self.cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        dbapi: Any = conn.connection.dbapi_connection
+        self.cursor = dbapi.cursor()
+        # PyMySQL (and aiomysql) turn every value into a Python object in Python code; with
+        # its decoders off the values stay text, which Arrow parses far faster (in C).
+        driver = getattr(dbapi, "_connection", dbapi)
+        decoders = getattr(driver, "decoders", None)
         try:
+            if decoders is not None:
+                driver.decoders = {}
             self.cursor.execute(*sent)
         except Exception as exc:
             self.cursor.close()
@@ -233,10 +288,18 @@ class _Cursor:
             wrapped = sa_exc.DBAPIError(sent[0], None, exc, hide_parameters=True)
             wrapped.__cause__ = exc
             raise translate(wrapped) from exc
+        finally:
+            if decoders is not None:
+                driver.decoders = decoders
         description = self.cursor.description
         self.columns = None if description is None else _columns(
             target, [str(d[0]) for d in description]
         )
+        if self.columns is not None and decoders is not None:
+            self.columns = [
+                _Column(c.name, _MYSQL_KINDS.get(d[1], "text")) if c.kind == "any" else c
+                for c, d in zip(self.columns, description, strict=True)
+            ]
         self.rowcount = int(getattr(self.cursor, "rowcount", -1))
 
     def fetch(self, n: int) -> list[Any]:
