@@ -225,3 +225,21 @@ def test_text_sql_runs_as_written(db: dbnb.Database) -> None:
     assert [tuple(r) for r in rows] == [(1, "x")]
     with db.session() as s:
         assert s.execute(text("SELECT 2")).scalar_one() == 2
+
+
+async def test_an_in_memory_sqlite_database_is_shared_then_gone() -> None:
+    """The README's test-engine recipe: one database for every session, fresh after close."""
+    db = dbnb.connect("sqlite:///:memory:", dotenv=False)
+    assert db.create_all(Note) == ["backend_notes"]
+    dbnb.Repository(Note, db).create(body="sync")
+    assert await dbnb.AsyncRepository(Note, db).count() == 1  # aiosqlite sees it too
+    with db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM backend_notes")).scalar_one() == 1
+    await db.asyncio.close()
+    db.close()
+    again = dbnb.connect("sqlite:///:memory:", dotenv=False)
+    try:
+        assert again is not db and again.create_all(Note) == ["backend_notes"]
+        assert dbnb.Repository(Note, again).count() == 0
+    finally:
+        again.close()
