@@ -39,15 +39,15 @@ ALL_BACKENDS = ("postgresql", "sqlite", "mariadb")
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     backends = getattr(metafunc.module, "BACKENDS", None)
-    if backends and "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", backends, indirect=True, scope="module")
+    if backends and "db_backend" in metafunc.fixturenames:
+        metafunc.parametrize("db_backend", backends, indirect=True, scope="module")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kept, dropped = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        other = params.get("backend", "postgresql") != "postgresql"
+        other = params.get("db_backend", "postgresql") != "postgresql"
         (dropped if other and item.get_closest_marker("pg_only") else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -219,7 +219,7 @@ def sqlite_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def backend(request: pytest.FixtureRequest) -> str:
+def db_backend(request: pytest.FixtureRequest) -> str:
     """The backend of the module's ``db``: PostgreSQL unless the module sets ``BACKENDS``."""
     return str(getattr(request, "param", "postgresql"))
 
@@ -238,9 +238,9 @@ def backend_url(request: pytest.FixtureRequest, backend: str) -> URL:
 
 
 @pytest.fixture(scope="module")
-def db(backend: str, request: pytest.FixtureRequest) -> Iterator[dbnb.Database]:
+def db(db_backend: str, request: pytest.FixtureRequest) -> Iterator[dbnb.Database]:
     """A Database on a fresh database of its own for this test module (on its backend)."""
-    url = backend_url(request, backend)
+    url = backend_url(request, db_backend)
     database = dbnb.connect(url, database=url.database, reset=True)
     yield database
     database.close()

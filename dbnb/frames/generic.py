@@ -287,7 +287,7 @@ class _Cursor:
 
             wrapped = sa_exc.DBAPIError(sent[0], None, exc, hide_parameters=True)
             wrapped.__cause__ = exc
-            raise translate(wrapped) from exc
+            raise translate(wrapped)  # noqa: B904 (translate() chains it to the driver error)
         finally:
             if decoders is not None:
                 driver.decoders = decoders

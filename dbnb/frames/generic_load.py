@@ -184,7 +184,7 @@ def _run(session: Session, load: _GenericLoad, progress: bool | None) -> int:
 
             wrapped = sa_exc.DBAPIError(load.sql, None, exc, hide_parameters=True)
             wrapped.__cause__ = exc
-            raise translate(wrapped) from exc
+            raise translate(wrapped)  # noqa: B904 (translate() chains it to the driver error)
         finally:
             cursor.close()
     if load.caps.upsert == "on_duplicate_key" and load.on_conflict == "update":

@@ -37,37 +37,37 @@ class Note(UUIDPrimaryKey, Timestamps, SoftDelete, Base):
 
 
 async def test_health_names_the_backend_and_both_drivers(
-    db: dbnb.Database, adb: dbnb.AsyncDatabase, backend: str
+    db: dbnb.Database, adb: dbnb.AsyncDatabase, db_backend: str
 ) -> None:
-    sync_driver, async_driver = DRIVERS[backend]
+    sync_driver, async_driver = DRIVERS[db_backend]
     report = db.health()
-    assert report.ok and report.driver == sync_driver and report.backend == LABELS[backend]
+    assert report.ok and report.driver == sync_driver and report.backend == LABELS[db_backend]
     assert report.summary.startswith(f"healthy: {sync_driver} answered in")
-    assert f"({LABELS[backend]} " in report.summary
+    assert f"({LABELS[db_backend]} " in report.summary
     areport = await adb.health()
     assert areport.ok and areport.driver == async_driver
     assert areport.server_version == report.server_version
 
 
-def test_pool_status_counts_the_drivers_pools(db: dbnb.Database, backend: str) -> None:
+def test_pool_status_counts_the_drivers_pools(db: dbnb.Database, db_backend: str) -> None:
     db.health()
     sync_pool = db.pool_status()["sync"]
-    assert sync_pool.driver == DRIVERS[backend][0] and sync_pool.started
+    assert sync_pool.driver == DRIVERS[db_backend][0] and sync_pool.started
     assert sync_pool.capacity == db.settings.pool_size + db.settings.max_overflow
     assert sync_pool.checked_out == 0 and sync_pool.checked_in >= 1
 
 
 def test_info_shows_what_the_backend_has_and_nothing_else(
-    db: dbnb.Database, backend: str
+    db: dbnb.Database, db_backend: str
 ) -> None:
     info = db.info()
     shown = info.as_dict()
     assert isinstance(info.size_bytes, int) and info.size_bytes >= 0 and shown["version"]
-    if backend == "sqlite":
+    if db_backend == "sqlite":
         assert info.database.endswith(".db")
         assert info.connections is None and "connections" not in shown
         assert "application_name" not in shown and "idle_in_transaction" not in shown
-    elif backend == "mariadb":
+    elif db_backend == "mariadb":
         assert info.database == db.database
         assert info.connections and "application_name" not in shown
         assert "idle_in_transaction" in shown
@@ -75,13 +75,13 @@ def test_info_shows_what_the_backend_has_and_nothing_else(
         assert shown["application_name"].startswith("dbnb:")
 
 
-def test_sessions_are_postgresql_only(db: dbnb.Database, backend: str) -> None:
-    if backend == "postgresql":
+def test_sessions_are_postgresql_only(db: dbnb.Database, db_backend: str) -> None:
+    if db_backend == "postgresql":
         assert db.sessions() is not None
         return
     with pytest.raises(dbnb.UnsupportedOnDialect) as info:
         db.sessions()
-    assert info.value.feature == "sessions" and info.value.backend == LABELS[backend]
+    assert info.value.feature == "sessions" and info.value.backend == LABELS[db_backend]
 
 
 async def test_create_all_in_both_shells_creates_only_what_is_missing(
@@ -89,7 +89,7 @@ async def test_create_all_in_both_shells_creates_only_what_is_missing(
 ) -> None:
     created = db.create_all(Note)
     assert created == ["backend_notes"]
-    assert db.create_all([Note, Note.metadata]) == []  # everything on Base exists now... or not
+    assert db.create_all([Note, Note.__table__]) == []  # it exists now
     assert await adb.create_all(shop.Base) == ["products", "users", "orders", "order_items"]
     assert await adb.create_all(shop.metadata) == []
     notes = dbnb.Repository(Note, db)
@@ -155,9 +155,9 @@ def test_errors_are_dbnb_errors_with_the_sqlstate(db: dbnb.Database) -> None:
 
 
 def test_connect_and_dispose_are_logged_with_a_masked_url(
-    backend: str, caplog: pytest.LogCaptureFixture, db: dbnb.Database
+    db_backend: str, caplog: pytest.LogCaptureFixture, db: dbnb.Database
 ) -> None:
-    url = db.url.set(password="hunter2") if backend != "sqlite" else db.url
+    url = db.url.set(password="hunter2") if db_backend != "sqlite" else db.url
     other = dbnb.connect(url, pool_size=2)  # another Database: its own engines
     caplog.set_level(logging.INFO, logger="dbnb")
     try:
@@ -168,7 +168,7 @@ def test_connect_and_dispose_are_logged_with_a_masked_url(
     disposed = [r for r in caplog.records if r.getMessage().startswith("engine disposed")]
     assert created and disposed
     message = created[0].getMessage()
-    assert DRIVERS[backend][0] in message and "pool 2 + 10" in message
+    assert DRIVERS[db_backend][0] in message and "pool 2 + 10" in message
     assert "hunter2" not in caplog.text
 
 

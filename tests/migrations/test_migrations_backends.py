@@ -65,7 +65,7 @@ def _models(project: Path) -> Path:
 
 
 def test_autogenerate_migrate_check_alter_and_downgrade(
-    db: dbnb.Database, project: Path, backend: str, caplog: pytest.LogCaptureFixture
+    db: dbnb.Database, project: Path, db_backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     ini = project / "alembic.ini"
     first = migrations.revision(db, "customers", autogenerate=True, config=ini)
@@ -90,7 +90,7 @@ def test_autogenerate_migrate_check_alter_and_downgrade(
     second = migrations.revision(db, "age", autogenerate=True, config=ini)
     source = Path(second.path).read_text() if second.path else ""
     assert "add_column" in source
-    assert ("batch_alter_table" in source) is (backend == "sqlite")
+    assert ("batch_alter_table" in source) is (db_backend == "sqlite")
     migrations.upgrade(db, config=ini)
     assert migrations.check(db, config=ini).ok
     assert db.execute("SELECT email, age FROM mig_customers")[0][0] == "a@example.com"
@@ -102,7 +102,7 @@ def test_autogenerate_migrate_check_alter_and_downgrade(
 
 
 def test_sql_is_written_in_the_databases_dialect(
-    db: dbnb.Database, project: Path, backend: str
+    db: dbnb.Database, project: Path, db_backend: str
 ) -> None:
     ini = project / "alembic.ini"
     migrations.revision(db, "customers", autogenerate=True, config=ini)
@@ -111,4 +111,4 @@ def test_sql_is_written_in_the_databases_dialect(
     text = script.sql
     assert "CREATE TABLE mig_customers" in text
     spelled = {"postgresql": "now()", "sqlite": "strftime(", "mariadb": "CURRENT_TIMESTAMP(6)"}
-    assert spelled[backend] in text
+    assert spelled[db_backend] in text

@@ -70,14 +70,14 @@ def test_tables_describe_health_pool_info(ip: InteractiveShell) -> None:
     assert line(ip, "info").database
 
 
-def test_errors_are_one_usage_line(ip: InteractiveShell, backend: str) -> None:
+def test_errors_are_one_usage_line(ip: InteractiveShell, db_backend: str) -> None:
     with pytest.raises(UsageError) as missing:
         line(ip, "describe no_such_table")
     assert str(missing.value).startswith("NotFound: no table named 'no_such_table'")
     with pytest.raises(UsageError) as bad:
         line(ip, "SELECT * FROM no_such_table")
     assert str(bad.value).startswith("QueryError: ")
-    if backend != "postgresql":
+    if db_backend != "postgresql":
         with pytest.raises(UsageError) as unsupported:
             line(ip, "sessions")
         assert str(unsupported.value).startswith(
@@ -95,3 +95,13 @@ def test_the_cli_speaks_to_the_same_database(
     assert out.startswith("healthy: ") and f"({label} " in out
     assert main(["--url", url, "tables"]) == 0
     assert "products" in capsys.readouterr().out
+
+
+def test_a_sandbox_across_cells_rolls_back(ip: InteractiveShell) -> None:
+    line(ip, "sandbox")
+    try:
+        line(ip, "UPDATE products SET stock = 999 WHERE sku = 'LM-007'")
+        assert line(ip, "SELECT stock FROM products WHERE sku = 'LM-007'")["stock"][0] == 999
+    finally:
+        line(ip, "sandbox --end")
+    assert line(ip, "SELECT stock FROM products WHERE sku = 'LM-007'")["stock"][0] == 15
