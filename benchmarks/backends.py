@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import datetime as dt
 import importlib.metadata
+import os
 import platform
 import random
 import shutil
@@ -116,13 +117,14 @@ def mariadb() -> Iterator[str]:
     """A throwaway MariaDB server on a loopback port (as tests/conftest.py starts one)."""
     program = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
     home = Path(tempfile.mkdtemp(prefix="dbnb-bench-mariadb-"))
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={home / 'data'}",
-                    "--user=root", "--auth-root-authentication-method=normal",
-                    "--skip-test-db"], check=True, capture_output=True)
+    user = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={home / 'data'}", *user,
+                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                   check=True, capture_output=True)
     port = free_port()
     process = subprocess.Popen(
         [program, "--no-defaults", f"--datadir={home / 'data'}", f"--socket={home / 'sock'}",
-         f"--port={port}", "--bind-address=127.0.0.1", "--user=root", "--skip-grant-tables",
+         f"--port={port}", "--bind-address=127.0.0.1", *user, "--skip-grant-tables",
          "--innodb-flush-log-at-trx-commit=2", f"--log-error={home / 'error.log'}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

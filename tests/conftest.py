@@ -183,15 +183,17 @@ def mariadb_url() -> Iterator[URL]:
     program = require_component("mariadbd", "mariadb-server", where=("/usr/sbin",))
     installer = require_component("mariadb-install-db", "mariadb-server")
     home = Path(tempfile.mkdtemp(prefix="dbnb-mariadb-"))
+    # As root (CI), mariadbd must be told to stay root; as anyone else it runs as them.
+    user = ["--user=root"] if os.geteuid() == 0 else []
     subprocess.run(
-        [installer, "--no-defaults", f"--datadir={home / 'data'}", "--user=root",
+        [installer, "--no-defaults", f"--datadir={home / 'data'}", *user,
          "--auth-root-authentication-method=normal", "--skip-test-db"],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     port = free_port()
     process = subprocess.Popen(
         [program, "--no-defaults", f"--datadir={home / 'data'}", f"--socket={home / 'sock'}",
-         f"--port={port}", "--bind-address=127.0.0.1", "--user=root", "--skip-grant-tables",
+         f"--port={port}", "--bind-address=127.0.0.1", *user, "--skip-grant-tables",
          f"--pid-file={home / 'pid'}", f"--log-error={home / 'error.log'}",
          "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -18,7 +18,6 @@ from sqlalchemy.sql import Executable
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
-from dbnb.frames import generic
 from dbnb.frames.chunks import CsvChunker
 from dbnb.frames.describe import adescribe
 from dbnb.frames.dtypes import DtypeBackend, ReadPlan, UuidAs
@@ -164,6 +163,8 @@ async def arun_statement(
     The async twin of :func:`~dbnb.frames.read.run_statement`.
     """
     if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
         return await generic.arun_statement(session, target, **options)
     opened = await _AsyncOpened.open(session, target, options_of(**options))
     if opened.plan is None:
@@ -190,6 +191,8 @@ async def aread_frame(
     The async twin of :func:`read_frame`: same statement handling, same dtypes.
     """
     if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
         return await generic.aread_frame(session, stmt, params, dtype_backend=dtype_backend,
                                          decimal=decimal, uuid_as=uuid_as)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="aread_frame()")
@@ -218,6 +221,8 @@ async def aiter_frames(
     memory flat; leaving early cancels the COPY and rolls back to the savepoint.
     """
     if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
         async for found in generic.aiter_frames(
             session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
             decimal=decimal, uuid_as=uuid_as, progress=progress,

@@ -19,7 +19,6 @@ from sqlalchemy.sql import Executable
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
-from dbnb.frames import generic
 from dbnb.frames.chunks import CsvChunker
 from dbnb.frames.describe import describe
 from dbnb.frames.dtypes import DtypeBackend, ReadPlan, UuidAs
@@ -196,6 +195,8 @@ def run_statement(
     back through the COPY reader when COPY can read them (DML with RETURNING too), else fetched.
     """
     if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
         return generic.run_statement(session, target, **options)
     opened = _Opened(session, target, options_of(**options))
     if opened.plan is None:
@@ -228,6 +229,8 @@ def read_frame(
     which have no COPY, are read by :mod:`dbnb.frames.generic`.
     """
     if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
         return generic.read_frame(session, stmt, params, dtype_backend=dtype_backend,
                                   decimal=decimal, uuid_as=uuid_as)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="read_frame()")
@@ -258,6 +261,8 @@ def iter_frames(
     while the loop is open.
     """
     if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
         yield from generic.iter_frames(
             session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
             decimal=decimal, uuid_as=uuid_as, progress=progress,

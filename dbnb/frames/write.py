@@ -24,7 +24,7 @@ from sqlalchemy.sql import Executable
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
-from dbnb.frames import convert, generic_load
+from dbnb.frames import convert
 from dbnb.frames.query import driver_error
 
 if TYPE_CHECKING:
@@ -190,6 +190,8 @@ def write_frame(
     MySQL/MariaDB, which have no COPY, load through :mod:`dbnb.frames.generic_load`.
     """
     if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic_load
+
         return generic_load.write_frame(session, target, frame, on_conflict=on_conflict, on=on,
                                         naive_as=naive_as, progress=progress)
     import psycopg
@@ -259,6 +261,8 @@ async def awrite_frame(
     The async twin of :func:`write_frame`: same checks, same SAVEPOINT, same upsert rules.
     """
     if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic_load
+
         return await generic_load.awrite_frame(
             session, target, frame, on_conflict=on_conflict, on=on, naive_as=naive_as,
             progress=progress,

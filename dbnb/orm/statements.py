@@ -8,7 +8,6 @@ what it builds, on a Session or an AsyncSession.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import (
@@ -16,7 +15,6 @@ from sqlalchemy import (
     Delete,
     Select,
     Update,
-    and_,
     delete,
     func,
     insert,
@@ -24,7 +22,6 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import Executable
 
@@ -42,33 +39,12 @@ from dbnb.orm.models import SoftDelete
 from dbnb.orm.pagination import DEFAULT_MAX_PAGE_SIZE, KeysetPlan, PagePlan, check_size
 from dbnb.orm.softdelete import INCLUDE_DELETED, ONLY_DELETED
 from dbnb.orm.types import utc_now
+from dbnb.orm.writes import REFRESH, Write, one_row_write, upsert_write
 
 __all__ = ["Statements", "Visibility", "Write"]
 
 M = TypeVar("M")
 Visibility = Literal["alive", "all", "deleted"]
-# Returned rows replace stale copies in the session's identity map.
-REFRESH: dict[str, Any] = {"populate_existing": True}
-# INSERT … ON CONFLICT, as each backend's SQLAlchemy dialect spells it.
-_ON_CONFLICT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
-
-@dataclass(frozen=True)
-class Write:
-    """A write of one row and how its row comes back.
-
-    ``returning``: ``statement`` returns the row itself. Otherwise (MySQL, MariaDB's UPDATE)
-    the row is read with ``before`` (a DELETE: it will be gone) or ``after`` the statement, in
-    the same transaction; ``counted`` says whether a rowcount of 0 means "no such row".
-    """
-
-    statement: Executable
-    returning: bool
-    before: Select[Any] | None = None
-    after: Select[Any] | None = None
-    counted: bool = True
-
-
 class Statements(Generic[M]):
     """Build the statements behind every repository method for one model and visibility.
 
@@ -355,11 +331,7 @@ class Statements(Generic[M]):
         self, stmt: Update | Delete, ident: Any, *, returns: bool, gone: bool = False
     ) -> Write:
         """The Write of ``stmt`` on one row: RETURNING where the backend can, else a SELECT."""
-        if returns:
-            return Write(stmt.returning(self.model).execution_options(**REFRESH), True)
-        if gone:
-            return Write(stmt, False, before=self._by_key(ident))
-        return Write(stmt, False, after=self._by_key(ident))
+        return one_row_write(self.model, stmt, self._by_key(ident), returns=returns, gone=gone)
 
     def update(self, ident: Any, values: Mapping[str, Any]) -> Write:
         """UPDATE one row by key, RETURNING it; ``updated_at`` moves through its onupdate."""
@@ -407,39 +379,13 @@ class Statements(Generic[M]):
         names = update if update is not None else [k for k in checked if k not in targets]
         self.values(dict.fromkeys(names), what="in update")
         missing = [t for t in targets if t not in checked]
-        if self.caps.upsert == "on_duplicate_key":
-            if missing:
-                raise FilterError(f"upsert on={targets} needs values for {missing}")
-            return self._upsert_duplicate_key(checked, targets, names)
-        stmt: Any = _ON_CONFLICT[self.caps.name](self.model).values(checked)
-        new: dict[str, Any] = {n: stmt.excluded[n] for n in names}
-        if new and "updated_at" in self.columns:
-            new["updated_at"] = utc_now()
-        # DO UPDATE even with nothing to change (a no-op SET), so RETURNING yields the row.
-        new = new or {targets[0]: stmt.excluded[targets[0]]}
-        # A partial unique index (WHERE deleted_at IS NULL) is only inferred with its predicate.
+        if self.caps.upsert == "on_duplicate_key" and missing:
+            raise FilterError(f"upsert on={targets} needs values for {missing}")
         alive = self._dml_visibility("alive")
-        stmt = stmt.on_conflict_do_update(
-            index_elements=targets, index_where=alive[0] if alive else None, set_=new
+        return upsert_write(
+            self.caps, self.model, checked, targets, names, alive[0] if alive else None,
+            stamp="updated_at" in self.columns,
         )
-        return Write(stmt.returning(self.model).execution_options(**REFRESH), True)
-
-    def _upsert_duplicate_key(
-        self, checked: dict[str, Any], targets: list[str], names: Sequence[str]
-    ) -> Write:
-        stmt = mysql.insert(self.model).values(checked)
-        new: dict[str, Any] = {n: stmt.inserted[n] for n in names}
-        if new and "updated_at" in self.columns:
-            new["updated_at"] = utc_now()
-        # A no-op SET when nothing is to change, as on the other backends.
-        new = new or {targets[0]: getattr(self.model, targets[0])}
-        found = (
-            select(self.model)
-            .where(and_(*(self.columns[t] == checked[t] for t in targets)),
-                   *self._dml_visibility("alive"))
-            .execution_options(**REFRESH)
-        )
-        return Write(stmt.on_duplicate_key_update(**new), False, after=found, counted=False)
 
     def soft_delete(self, where: list[ColumnElement[bool]]) -> Update:
         """UPDATE … SET deleted_at = now() on alive matching rows."""
