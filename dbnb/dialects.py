@@ -61,6 +61,8 @@ class Capabilities:
     server_settings: bool  # statement_timeout, idle_in_transaction_session_timeout, ...
     timezones: bool  # a timestamp column keeps its zone (timestamptz)
     transactional_ddl: bool
+    #: The database lives in this process (a file, or memory), not behind a server (SQLite).
+    in_process: bool = False
     #: PostgreSQL's catalog (pg_class, pg_stat_*, to_regclass) answers what is in the database.
     server_catalog: bool = False
     #: The server normalises and reports partial-index predicates (pg_get_expr).
@@ -119,7 +121,7 @@ SQLITE = Capabilities(
     copy=False, partial_index=True, insert_returning=True, update_returning=True,
     delete_returning=True, upsert="on_conflict", advisory_locks=False, server_sessions=False,
     savepoints=True, pooler=False, server_settings=False, timezones=False,
-    transactional_ddl=True, batch_migrations=True, extra="sqlite",
+    transactional_ddl=True, batch_migrations=True, in_process=True, extra="sqlite",
 )
 MYSQL = Capabilities(
     name="mysql", label="MySQL", sync_driver="pymysql", async_driver="aiomysql",

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from dbnb.dialects import BACKENDS, backend_of
+from dbnb.dialects import BACKENDS, backend_of, capabilities
 from dbnb.errors import ConfigError, mask_secrets
 
 __all__ = ["Concealed", "conceal", "parse_url", "safe_url"]
@@ -118,8 +118,8 @@ def parse_url(value: str | URL, *, source: str = "url") -> URL:
             f"MySQL/MariaDB: use {_ACCEPTED}"
         )
     backend = backend_of(url.drivername)
-    if backend == "sqlite":
-        return url.set(drivername="sqlite")
+    if BACKENDS[backend].in_process:
+        return url.set(drivername=backend)
     try:
         port = url.port
     except ValueError:  # make_url defers port parsing in some versions
@@ -148,8 +148,8 @@ def parse_url(value: str | URL, *, source: str = "url") -> URL:
 
 def safe_url(url: URL) -> str:
     """Render a URL for humans: password hidden, socket directories and options kept."""
-    if url.drivername.startswith("sqlite"):
+    if capabilities(url).in_process:
         memory = not url.database or url.query.get("mode") == "memory"
-        return f"sqlite:///{':memory:' if memory else url.database}"
+        return f"{backend_of(url.drivername)}:///{':memory:' if memory else url.database}"
     query = {k: ("***" if k.lower() == "password" else v) for k, v in url.query.items()}
     return mask_secrets(url.set(query=query).render_as_string(hide_password=True))

@@ -102,3 +102,35 @@ def test_urls_of_other_backends_are_driver_neutral_and_masked(url: str, shown: s
 def test_a_mysql_url_needs_a_database() -> None:
     with pytest.raises(dbnb.ConfigError, match="names no database"):
         Settings.resolve("mysql://app@127.0.0.1", environ={})
+
+
+def test_an_unreachable_mysql_server_fails_without_showing_its_password() -> None:
+    db = dbnb.connect("mysql://app:Sup3r-s3cret@127.0.0.1:1/shop", connect_timeout=2)
+    try:
+        report = db.health()
+        assert not report.ok and report.error == "ConnectionFailed"
+        with pytest.raises(dbnb.ConnectionFailed) as info:
+            db.execute("SELECT 1")
+        shown = [repr(db), repr(db.settings), repr(report), str(info.value)]
+        cause = info.value.__cause__
+        while cause is not None:
+            shown.append(str(cause))
+            cause = cause.__cause__
+        assert all("Sup3r-s3cret" not in text for text in shown)
+    finally:
+        db.close()
+
+
+def test_a_missing_async_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "aiosqlite" else real(name, *a))
+    db = dbnb.connect("sqlite:///:memory:")
+    try:
+        assert db.health().ok  # the sync side needs only the standard library
+        with pytest.raises(dbnb.ConfigError, match=r"pip install 'dbnb\[sqlite\]'"):
+            db.async_engine  # noqa: B018 (creating it is the point)
+    finally:
+        db.close()

@@ -124,7 +124,7 @@ def _memory_url(url: URL) -> URL:
 
 def in_memory(url: URL) -> bool:
     """True for ``sqlite://`` and ``sqlite:///:memory:`` (and their shared-cache form)."""
-    return url.drivername.startswith("sqlite") and (
+    return capabilities(url).in_process and (
         (url.database or "") in ("", ":memory:") or url.query.get("mode") == "memory"
     )
 
@@ -162,7 +162,7 @@ def create_generic(settings: Settings, *, asynchronous: bool) -> Engine | AsyncE
     options: dict[str, Any] = {"echo": settings.echo, "echo_pool": settings.echo_pool,
                                "hide_parameters": True}
     connect_args: dict[str, Any] = {}
-    if caps.name == "sqlite":
+    if caps.in_process:
         # sqlite3's timeout is its busy timeout: how long to wait for another writer's lock.
         connect_args["timeout"] = settings.connect_timeout
         connect_args["check_same_thread"] = False

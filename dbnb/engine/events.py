@@ -115,7 +115,7 @@ def install(
     assert url is not None
     _install_common(engine, settings)
     if not capabilities(url).server_settings:
-        _install_generic(engine, url.drivername.startswith("sqlite"))
+        _install_generic(engine, capabilities(url).in_process)
         return
     server = _where({"host": url.host, "port": url.port} if url.host else dict(url.query))
 
@@ -266,9 +266,9 @@ def _install_common(engine: Engine, settings: Settings) -> None:
             )
 
 
-def _install_generic(engine: Engine, sqlite: bool) -> None:
+def _install_generic(engine: Engine, in_process: bool) -> None:
     """SQLite and MySQL/MariaDB: no PostgreSQL session settings; SQLite's transaction fixes."""
-    if not sqlite:
+    if not in_process:
         return
 
     @event.listens_for(engine, "connect")

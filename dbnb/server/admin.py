@@ -57,7 +57,7 @@ def create_database(url: URL, name: str, *, reset: bool = False, pooled: bool = 
     another caller simply counts as found.
     """
     caps = capabilities(url)
-    if caps.name == "sqlite":
+    if caps.in_process:
         return _reset_file(name) if reset else False
     if not caps.server_settings:
         return _create_elsewhere(url, name, reset=reset)
