@@ -61,6 +61,8 @@ class Capabilities:
     server_settings: bool  # statement_timeout, idle_in_transaction_session_timeout, ...
     timezones: bool  # a timestamp column keeps its zone (timestamptz)
     transactional_ddl: bool
+    #: Named locks held by a session (MySQL's GET_LOCK), what migrations take turns on there.
+    named_locks: bool = False
     #: The database lives in this process (a file, or memory), not behind a server (SQLite).
     in_process: bool = False
     #: PostgreSQL's catalog (pg_class, pg_stat_*, to_regclass) answers what is in the database.
@@ -128,7 +130,8 @@ MYSQL = Capabilities(
     copy=False, partial_index=False, insert_returning=False, update_returning=False,
     delete_returning=False, upsert="on_duplicate_key", advisory_locks=False,
     server_sessions=False, savepoints=True, pooler=False, server_settings=False,
-    timezones=False, transactional_ddl=False, datetime_fsp=True, extra="mysql",
+    timezones=False, transactional_ddl=False, datetime_fsp=True, named_locks=True,
+    extra="mysql",
 )
 # SQLAlchemy's mariadb:// dialect is its MySQL dialect with is_mariadb set; 10.5+ returns rows
 # from INSERT and DELETE (never from UPDATE).

@@ -95,7 +95,7 @@ _NAMED_LOCK = "dbnb_migrations"
 @contextmanager
 def _named_lock(db: Database, *, lock: bool) -> Iterator[Connection]:
     """A connection for Alembic on SQLite (no lock) or MySQL/MariaDB (GET_LOCK, named)."""
-    named = lock and capabilities(db.url).upsert == "on_duplicate_key"
+    named = lock and capabilities(db.url).named_locks
     seconds = QUEUE_TIMEOUT_MS // 1000
     try:
         with db.engine.connect() as conn:
