@@ -12,8 +12,8 @@ connect and every conversion included:
 - writes: dbnb ``Repository.from_frame()`` (sync) against ``DataFrame.to_sql`` (default), both
   from the frame dbnb read.
 
-It prints a table and writes it into benchmarks/RESULTS.md, between the markers of its own
-section (the rest of the file is left as it is)::
+It prints a table and writes it into benchmarks/RESULTS.md as its own section (the rest of the
+file is left as it is)::
 
     python benchmarks/backends.py                   # 200,000 rows
     python benchmarks/backends.py --rows 50000 --backends sqlite
@@ -48,9 +48,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 import dbnb
 from dbnb import AsyncRepository, Repository
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_section  # noqa: E402  (the benchmarks' shared helpers)
+
 HERE = Path(__file__).resolve().parent
-BEGIN = "<!-- benchmarks/backends.py: begin -->"
-END = "<!-- benchmarks/backends.py: end -->"
 
 
 class BenchBase(DeclarativeBase):
@@ -202,7 +203,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,mariadb")
-    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
     args = parser.parse_args()
     started = time.perf_counter()
     source = source_frame(args.rows)
@@ -223,20 +224,16 @@ def main() -> None:
     command = "python benchmarks/backends.py " + " ".join(sys.argv[1:])
     print(table)
     section = (
-        f"{BEGIN}\n## SQLite and MariaDB\n\nCommand: `{command.strip()}`\n\n"
+        f"## SQLite and MariaDB\n\nCommand: `{command.strip()}`\n\n"
         f"Versions: {versions()}; MariaDB from Debian's mariadb-server. Total run time "
         f"{elapsed:.0f} s on the same shared 2-core machine.\n\n{table}\n\n"
         "Reads fetch the rows through the session's DBAPI cursor and build each column in "
         "Arrow with the type the model declares (timestamps parsed from SQLite's text by "
         "Arrow, not by Python); writes are one prepared INSERT run with executemany in "
-        f"batches of 20,000 rows (PyMySQL folds them into multi-row INSERTs).\n{END}"
+        "batches of 20,000 rows (PyMySQL folds them into multi-row INSERTs)."
     )
-    text = args.output.read_text() if args.output.exists() else ""
-    if BEGIN in text and END in text:
-        text = text.split(BEGIN)[0] + section + text.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    args.output.write_text(text)
+    if not args.no_write:
+        write_section("backends", section)
 
 
 if __name__ == "__main__":

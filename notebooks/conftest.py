@@ -20,6 +20,7 @@ import dbnb
 def pytest_sessionstart(session: pytest.Session) -> None:
     for name in ("DBNB_URL", "DATABASE_URL"):
         os.environ.pop(name, None)
+    os.environ["DBNB_CONNECTIONS"] = ""  # no `default` connection from the user's own file
     home = Path(session.config.rootpath) / "build" / "nbval-home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DBNB_HOME"] = str(home)

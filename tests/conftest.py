@@ -33,6 +33,9 @@ from dbnb.settings import parse_url
 for _name in [n for n in os.environ if n.startswith(("DB_", "DATABASE_")) or n == "DBNB_URL"]:
     os.environ.pop(_name, None)
 os.environ["DBNB_DOTENV"] = "0"
+# The user's connections file (and its `default` entry) stays out of the tests; the tests of
+# named connections write their own in a temporary HOME.
+os.environ["DBNB_CONNECTIONS"] = ""
 
 ALL_BACKENDS = ("postgresql", "sqlite", "mariadb")
 
@@ -90,6 +93,48 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
         except OSError:
             time.sleep(0.1)
     pytest.fail(f"nothing listened on port {port} within 15 s")
+
+
+#: The password of :func:`password_server`'s user ``ana``.
+PASSWORD_SERVER_SECRET = "s3cret-Pa55"
+
+
+def _pg_as_owner(program: str, *args: str, check: bool = True) -> None:
+    argv = [program, *args]
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    subprocess.run(argv, check=check, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def password_server() -> Iterator[tuple[str, int]]:
+    """A PostgreSQL 15 cluster (Debian's) on 127.0.0.1 that asks user `ana` for a password.
+
+    scram-sha-256 over TCP, the password being :data:`PASSWORD_SERVER_SECRET`; yields
+    (host, port). Stopped at the end of the session.
+    """
+    from dbnb.engine.registry import open_databases
+
+    initdb = require_component("initdb", "postgresql-15", where=("/usr/lib/postgresql/15/bin",))
+    pg_ctl = str(Path(initdb).with_name("pg_ctl"))
+    home = Path(tempfile.mkdtemp(prefix="dbnb-pwd-"))
+    pwfile = home / "pw"
+    pwfile.write_text(PASSWORD_SERVER_SECRET + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+        shutil.chown(pwfile, "postgres")
+    data, port = str(home / "data"), free_port()
+    _pg_as_owner(initdb, "-D", data, "-U", "ana", "-A", "scram-sha-256", f"--pwfile={pwfile}")
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+    _pg_as_owner(pg_ctl, "-D", data, "-o", options, "-l", str(home / "log"), "-w", "start")
+    try:
+        yield "127.0.0.1", port
+    finally:
+        for db in open_databases():
+            if db.url.port == port:
+                db.close()
+        _pg_as_owner(pg_ctl, "-D", data, "-m", "fast", "-w", "stop", check=False)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -46,3 +46,24 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 def test_py_typed_is_shipped() -> None:
     assert (ROOT / "dbnb" / "py.typed").exists()
+
+
+def test_import_dbnb_leaves_the_heavy_libraries_for_first_use() -> None:
+    """``import dbnb`` imports no pandas, pyarrow, IPython or Alembic; the first frame does."""
+    import subprocess
+    import sys
+
+    heavy = ["pandas", "pyarrow", "IPython", "alembic", "numpy"]
+    probe = (
+        "import sys, dbnb\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+        "dbnb.read_frame\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    at_import, after_use = done.stdout.splitlines()
+    assert at_import == "[]"
+    assert "pyarrow" in after_use
+    assert "read_frame" in dir(dbnb)  # lazy names still show in completion

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
 from sqlalchemy import text
@@ -21,6 +21,7 @@ from typing_extensions import TypeVar
 
 from dbnb.engine import health as _health
 from dbnb.engine import probes
+from dbnb.engine import profile as _profile
 from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptRows, arun_script, targets_of
 from dbnb.engine.sessions import Sessions
@@ -37,7 +38,8 @@ from dbnb.server.sessions import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dbnb.frames.dtypes import DtypeBackend, UuidAs
+    from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
+    from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["AsyncDatabase"]
 
@@ -123,6 +125,7 @@ class AsyncDatabase(Generic[D]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         **params: Any,
     ) -> pd.DataFrame:
         """Await a query with ``:name`` bound parameters; return its rows as a DataFrame."""
@@ -130,10 +133,83 @@ class AsyncDatabase(Generic[D]):
         async with self.session() as s:
             report, _ = await arun_script(
                 s, targets, last="read", dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as,
+                uuid_as=uuid_as, json_as=json_as,
             )
         assert report.frame is not None
         return report.frame
+
+    async def create_table_from_frame(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        /,
+        *,
+        schema: str | None = None,
+        primary_key: str | Sequence[str] | None = None,
+        if_exists: IfExists = "fail",
+        types: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+    ) -> PersistResult:
+        """Await :meth:`Database.create_table_from_frame` (asyncpg COPY, one transaction)."""
+        from dbnb.frames.persist import acreate_table_from_frame
+
+        async with self.session() as s:
+            done = await acreate_table_from_frame(
+                s, name, frame, schema=schema, primary_key=primary_key, if_exists=if_exists,
+                types=types, progress=progress,
+            )
+        if done.action == "replaced":
+            self._engines.refresh()
+        return done
+
+    async def _catalog(self, conn: Any, table: str) -> tuple[str, list[_profile.ProfiledColumn]]:
+        rows = (await conn.execute(text(_profile.COLUMNS_SQL), {"table": table})).all()
+        return _profile.columns_from_rows(rows, table)
+
+    async def profile(
+        self, table: str, *, columns: str | Sequence[str] | None = None, top: int = 5
+    ) -> _profile.TableProfile:
+        """Await :meth:`Database.profile` (the same scans, on asyncpg)."""
+        try:
+            async with self.engine.connect() as conn:
+                relation, found = await self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, columns, table)
+                stats = (await conn.execute(text(_profile.stats_sql(relation, chosen)))).one()
+                groups = (await conn.execute(
+                    text(_profile.groups_sql(relation, chosen)), {"top": top}
+                )).all() if chosen else []
+                await conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.profile_from_rows(relation, chosen, stats, groups)
+
+    async def value_counts(self, table: str, column: str, *, top: int = 20) -> pd.DataFrame:
+        """Await :meth:`Database.value_counts`."""
+        try:
+            async with self.engine.connect() as conn:
+                relation, found = await self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, [column], table)[0]
+                rows = (await conn.execute(
+                    text(_profile.value_counts_sql(relation, chosen)), {"top": top}
+                )).all()
+                await conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.value_counts_frame(chosen, rows)
+
+    async def histogram(self, table: str, column: str, *, bins: int = 20) -> pd.DataFrame:
+        """Await :meth:`Database.histogram`."""
+        try:
+            async with self.engine.connect() as conn:
+                relation, found = await self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, [column], table)[0]
+                rows = (await conn.execute(
+                    text(_profile.histogram_sql(relation, chosen)), {"bins": bins}
+                )).all()
+                await conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.histogram_frame(chosen, rows, bins)
 
     async def health(self) -> _health.HealthReport:
         """Run ``SELECT 1`` on the async engine and report latency and version; never raises."""

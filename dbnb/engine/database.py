@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dbnb.dialects import Capabilities
 from dbnb.engine import health as _health
 from dbnb.engine import probes
+from dbnb.engine import profile as _profile
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.engines import in_memory, shared_memory
 from dbnb.engine.lifecycle import Engines
@@ -43,7 +44,8 @@ from dbnb.settings import Settings, safe_url
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dbnb.frames.dtypes import DtypeBackend, UuidAs
+    from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
+    from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["Database"]
 
@@ -228,6 +230,7 @@ class Database:
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         **params: Any,
     ) -> pd.DataFrame:
         """Run a query with ``:name`` bound parameters; return its rows as a DataFrame.
@@ -248,10 +251,137 @@ class Database:
         with self.session() as s:
             report, _ = run_script(
                 s, targets, last="read", dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as,
+                uuid_as=uuid_as, json_as=json_as,
             )
         assert report.frame is not None
         return report.frame
+
+    def create_table_from_frame(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        /,
+        *,
+        schema: str | None = None,
+        primary_key: str | Sequence[str] | None = None,
+        if_exists: IfExists = "fail",
+        types: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+    ) -> PersistResult:
+        """CREATE TABLE ``name`` with types from the frame's dtypes, COPY the rows in; commit.
+
+        One transaction: the table and its rows appear together, or not at all. Types follow
+        the table in :mod:`dbnb.frames.ddl` (nullable integers stay integers, decimals keep
+        precision and scale, tz-aware datetimes are ``timestamptz``, lists become arrays,
+        dicts ``jsonb``); a named index is written as columns.
+
+        Args:
+            name: the table name, used as given (quoted).
+            frame: the pandas DataFrame to store.
+            schema: the schema to create it in (default: the search path's first).
+            primary_key: a column name, or several, to make the primary key.
+            if_exists: ``"fail"`` (default), ``"replace"`` (drop and create again) or
+                ``"append"`` (add the rows to the existing table, whose types rule).
+            types: column name -> SQLAlchemy type, overriding what a dtype says.
+            progress: show a progress bar (default: when someone is watching a long load).
+
+        Returns:
+            A :class:`~dbnb.frames.persist.PersistResult`: the columns and types, the rows.
+
+        Raises:
+            FrameError: a bad name or an unsupported dtype (naming the column), a missing
+                primary-key value, or the table exists and ``if_exists="fail"``.
+
+        Example::
+
+            db.create_table_from_frame("sales_2026", df, primary_key="id")
+        """
+        from dbnb.frames.persist import create_table_from_frame
+
+        with self.session() as s:
+            done = create_table_from_frame(
+                s, name, frame, schema=schema, primary_key=primary_key, if_exists=if_exists,
+                types=types, progress=progress,
+            )
+        if done.action == "replaced":
+            self.refresh_pools()  # no cached plan may outlive the old table's columns
+        return done
+
+    # -- looking at a table without loading it -------------------------------------------------
+
+    def _catalog(self, conn: Any, table: str) -> tuple[str, list[_profile.ProfiledColumn]]:
+        rows = conn.execute(text(_profile.COLUMNS_SQL), {"table": table}).all()
+        return _profile.columns_from_rows(rows, table)
+
+    def profile(
+        self, table: str, *, columns: str | Sequence[str] | None = None, top: int = 5
+    ) -> _profile.TableProfile:
+        """Profile a table's columns in SQL: count, nulls, distinct, min, max, mean, std, top.
+
+        On the server: one aggregate scan, then one ``GROUP BY`` per column; only the
+        statistics come back, so a table larger than memory profiles fine. Read-only.
+
+        Args:
+            table: the table or view, optionally ``schema.table``.
+            columns: the columns to profile (a list, or names separated by commas); all
+                when omitted.
+            top: how many of the commonest values to show per column.
+
+        Example::
+
+            db.profile("events")                     # %db profile events
+            db.profile("events", columns=["kind", "amount"]).frame
+        """
+        try:
+            with self.engine.connect() as conn:
+                relation, found = self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, columns, table)
+                stats = conn.execute(text(_profile.stats_sql(relation, chosen))).one()
+                groups = conn.execute(
+                    text(_profile.groups_sql(relation, chosen)), {"top": top}
+                ).all() if chosen else []
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.profile_from_rows(relation, chosen, stats, groups)
+
+    def value_counts(self, table: str, column: str, *, top: int = 20) -> pd.DataFrame:
+        """Count a column's values in SQL; return the commonest as a frame ready for ``.plot``.
+
+        Example::
+
+            db.value_counts("events", "kind").plot.bar()
+        """
+        try:
+            with self.engine.connect() as conn:
+                relation, found = self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, [column], table)[0]
+                rows = conn.execute(
+                    text(_profile.value_counts_sql(relation, chosen)), {"top": top}
+                ).all()
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.value_counts_frame(chosen, rows)
+
+    def histogram(self, table: str, column: str, *, bins: int = 20) -> pd.DataFrame:
+        """Count a numeric or time column in ``bins`` equal-width bins, in SQL (``.plot.bar()``).
+
+        Example::
+
+            db.histogram("orders", "total", bins=10).plot.bar()
+        """
+        try:
+            with self.engine.connect() as conn:
+                relation, found = self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, [column], table)[0]
+                rows = conn.execute(
+                    text(_profile.histogram_sql(relation, chosen)), {"bins": bins}
+                ).all()
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.histogram_frame(chosen, rows, bins)
 
     # -- snapshots ------------------------------------------------------------------------------
 

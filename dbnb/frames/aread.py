@@ -10,31 +10,33 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from sqlalchemy import event, text
 from sqlalchemy.sql import Executable
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
-from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.blocks import PIECE, BlockBuffer
+from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
+from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import adescribe
-from dbnb.frames.dtypes import DtypeBackend, ReadPlan, UuidAs
 from dbnb.frames.query import (
+    AHEAD,
     PIPELINED,
-    READ_SETTINGS,
-    SET_ASYNC,
-    SHOW_SETTINGS,
+    RESTORE_SETTINGS,
+    SAVE_SETTINGS,
+    SET_SETTINGS,
     STOP,
     Target,
-    copy_query,
     copy_sql,
     driver_error,
     explain_sql,
     fetched_frame,
     inline_parameters,
-    options_of,
     plan_for,
     planned_rows,
     stop_before_sending,
@@ -46,10 +48,16 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["aiter_frames", "aread_frame", "arun_statement"]
+    from dbnb.frames.plan import ReadPlan
+
+__all__ = [
+    "BlockParser", "BlockStream", "aiter_frames", "aread_frame", "arun_statement", "asent",
+    "inlined",
+]
 
 
-async def _asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
+
+async def asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
     """What asyncpg would be sent for ``target`` (SQL and parameters), without sending it."""
     conn = (await session.connection()).sync_connection
     assert conn is not None
@@ -68,7 +76,7 @@ async def _asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
     raise FrameError("the statement ran no SQL, so it has no rows to read")
 
 
-async def _inlined(raw: Any, sql: str, types: tuple[Any, ...], args: Any) -> str:
+async def inlined(raw: Any, sql: str, types: tuple[Any, ...], args: Any) -> str:
     """``sql`` with each ``$n`` replaced by its value, quoted by the server as its type."""
     if not args:
         return sql
@@ -83,8 +91,8 @@ async def _inlined(raw: Any, sql: str, types: tuple[Any, ...], args: Any) -> str
 class _AsyncOpened:
     """A described statement on asyncpg: its plan (None: no rows) and the SQL to COPY."""
 
-    def __init__(self, raw: Any, target: Target, sql: str, before: list[Any]) -> None:
-        self.raw, self.target, self.sql, self.before = raw, target, sql, before
+    def __init__(self, raw: Any, target: Target, sql: str) -> None:
+        self.raw, self.target, self.sql = raw, target, sql
         self.plan: ReadPlan | None = None
 
     @classmethod
@@ -93,16 +101,17 @@ class _AsyncOpened:
     ) -> _AsyncOpened:
         import asyncpg
 
-        statement, parameters = await _asent(session, target)
+        statement, parameters = await asent(session, target)
         raw = (await (await session.connection()).get_raw_connection()).driver_connection
-        # Through the session: it begins the transaction the describe and the COPY run in.
-        before = list((await session.execute(text(SHOW_SETTINGS))).one())
+        # Through the session: it begins the transaction the describe and the COPY run in, and
+        # keeps the settings the read changes (put back after it).
+        await session.execute(text(SAVE_SETTINGS))
         try:
             columns, types = await adescribe(raw, statement)
-            sql = await _inlined(raw, statement, types, parameters)
+            sql = await inlined(raw, statement, types, parameters)
         except asyncpg.PostgresError as exc:
             raise driver_error(exc, statement, target) from exc
-        opened = cls(raw, target, sql, before)
+        opened = cls(raw, target, sql)
         opened.plan = plan_for(target, columns, options) if columns else None
         return opened
 
@@ -119,32 +128,141 @@ class _AsyncOpened:
         """COPY the rows into ``sink`` (an async callable taking bytes of whole rows)."""
         import asyncpg
 
-        raw, query = self.raw, copy_query(self.sql, self.target, plan)
+        raw = self.raw
+        query = plan.copy_query(self.sql, wraps_cleanly=self.target.wraps_cleanly)
         try:
-            await raw.execute(SET_ASYNC, *READ_SETTINGS.values())
+            await raw.execute(SET_SETTINGS)
             await raw.copy_from_query(query, output=sink, format="csv")
-            await raw.execute(SET_ASYNC, *self.before)
+            await raw.execute(RESTORE_SETTINGS)
         except asyncpg.PostgresError as exc:
             raise driver_error(exc, copy_sql(query), self.target) from exc
 
 
+class BlockParser:
+    """COPY bytes in, parsed blocks out: parsed on a thread of the read's own while the loop
+    keeps receiving (:meth:`sink` is asyncpg's ``output``).
+
+    Bytes gather in Arrow blocks (:class:`~dbnb.frames.blocks.BlockBuffer`); at most
+    :data:`AHEAD` blocks wait for the parser (the sink waits, asyncpg and the server with it).
+    The thread ends with the read: Arrow's allocator keeps a live thread's freed pages, and
+    the tables are kept here rather than as futures' results, which asyncio may still hold
+    while the frame is built (either kept the blocks resident: half again the peak memory).
+    """
+
+    def __init__(self, plan: ReadPlan) -> None:
+        self.plan = plan
+        self._piece = bytearray()
+        self._blocks = BlockBuffer(PIPELINED)
+        self._parsed: list[asyncio.Future[None]] = []
+        self._tables: list[pa.Table | None] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _parse_into(self, index: int, block: pa.Buffer) -> None:
+        self._tables[index] = self.plan.parse(block)
+
+    def _submit(self, block: pa.Buffer) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse")
+        loop = asyncio.get_running_loop()
+        self._tables.append(None)
+        index = len(self._tables) - 1
+        self._parsed.append(loop.run_in_executor(self._pool, self._parse_into, index, block))
+
+    async def sink(self, data: bytes) -> None:
+        """Take bytes of whole rows; hand a block to the parser once it is full."""
+        self._piece += data
+        if len(self._piece) < PIECE:
+            return
+        full = self._blocks.add(self._piece)
+        self._piece = bytearray()
+        if full is None:
+            return
+        self._submit(full)
+        del full
+        pending = [f for f in self._parsed if not f.done()]
+        while len(pending) > AHEAD:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending = [f for f in pending if not f.done()]
+
+    async def tables(self) -> list[pa.Table]:
+        """Every block parsed, in order (a small result is parsed here, with no thread)."""
+        piece, self._piece = self._piece, bytearray()
+        if not self._parsed and not self._blocks.started:
+            return [self.plan.parse(piece)] if piece else []
+        last = (self._blocks.add(piece) if piece else None) or self._blocks.take()
+        if last is not None:
+            self._submit(last)
+        del last, piece
+        try:
+            await asyncio.gather(*self._parsed)
+        finally:
+            self._parsed.clear()
+            if self._pool is not None:
+                self._pool.shutdown()  # idle by now: its thread just ends
+        tables = [t for t in self._tables if t is not None]
+        self._tables.clear()
+        return tables
+
+
+class BlockStream:
+    """COPY bytes in (:meth:`sink`), parsed blocks out in order (:meth:`tables`), streaming.
+
+    Blocks are parsed on a thread of the stream's own as they fill; at most :data:`AHEAD`
+    wait for the reader (the sink waits, asyncpg and the server with it), so memory stays flat
+    whatever the result's size. :meth:`end` marks the end of the input; :meth:`drop` makes
+    the sink discard what still arrives when the reader left early.
+    """
+
+    def __init__(self, plan: ReadPlan, block_bytes: int) -> None:
+        self.plan = plan
+        self._piece = bytearray()
+        self._size = block_bytes  # small blocks: bytearrays cost malloc nothing to give back
+        self._queue: asyncio.Queue[asyncio.Future[pa.Table] | None] = asyncio.Queue(AHEAD + 1)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse")
+        self._dropping = False
+
+    async def _put(self, block: bytearray) -> None:
+        loop = asyncio.get_running_loop()
+        await self._queue.put(loop.run_in_executor(self._pool, self.plan.parse_streamed, block))
+
+    async def sink(self, data: bytes) -> None:
+        """Take bytes of whole rows (asyncpg's ``output``)."""
+        if self._dropping:
+            return
+        self._piece += data
+        if len(self._piece) >= self._size:
+            block, self._piece = self._piece, bytearray()
+            await self._put(block)
+
+    async def end(self) -> None:
+        """The input is over: parse what is left, then tell the reader."""
+        if self._dropping:
+            return
+        if self._piece:
+            block, self._piece = self._piece, bytearray()
+            await self._put(block)
+        await self._queue.put(None)
+
+    async def tables(self) -> AsyncIterator[pa.Table]:
+        """The parsed blocks, in order, until the end of the input."""
+        while (parsed := await self._queue.get()) is not None:
+            yield await parsed
+
+    def drop(self) -> None:
+        """Discard what still arrives (the reader left early)."""
+        self._dropping = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def close(self) -> None:
+        """End the parse thread (and anything it had still to parse)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 async def _aread(opened: _AsyncOpened, plan: ReadPlan) -> pd.DataFrame:
-    loop = asyncio.get_running_loop()
-    block = bytearray()
-    parsed: list[asyncio.Future[Any]] = []
-
-    async def sink(data: bytes) -> None:
-        nonlocal block
-        block += data
-        if len(block) >= PIPELINED:
-            # Parse on a worker thread while asyncpg keeps receiving.
-            parsed.append(loop.run_in_executor(None, plan.parse, block))
-            block = bytearray()
-
-    await opened.run(plan, sink)
-    if block:
-        parsed.append(loop.run_in_executor(None, plan.parse, block))
-    return plan.combine(list(await asyncio.gather(*parsed)))
+    parser = BlockParser(plan)
+    await opened.run(plan, parser.sink)
+    return plan.combine(await parser.tables())
 
 
 def _no_rows(target: Target) -> FrameError:
@@ -185,6 +303,7 @@ async def aread_frame(
     dtype_backend: DtypeBackend = None,
     decimal: bool = False,
     uuid_as: UuidAs = "string",
+    json_as: JsonAs = "object",
 ) -> pd.DataFrame:
     """Await ``stmt`` in ``session``; return its rows as a DataFrame (asyncpg COPY).
 
@@ -194,9 +313,10 @@ async def aread_frame(
         from dbnb.frames import generic
 
         return await generic.aread_frame(session, stmt, params, dtype_backend=dtype_backend,
-                                         decimal=decimal, uuid_as=uuid_as)
+                                         decimal=decimal, uuid_as=uuid_as, json_as=json_as)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="aread_frame()")
-    opened = await _AsyncOpened.open(session, target, options_of(dtype_backend, decimal, uuid_as))
+    options = options_of(dtype_backend, decimal, uuid_as, json_as)
+    opened = await _AsyncOpened.open(session, target, options)
     if opened.plan is None:
         raise _no_rows(target)
     if not target.copyable:
@@ -213,6 +333,7 @@ async def aiter_frames(
     dtype_backend: DtypeBackend = None,
     decimal: bool = False,
     uuid_as: UuidAs = "string",
+    json_as: JsonAs = "object",
     progress: bool | None = None,
 ) -> AsyncIterator[pd.DataFrame]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows (``async for``).
@@ -225,7 +346,7 @@ async def aiter_frames(
 
         async for found in generic.aiter_frames(
             session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
-            decimal=decimal, uuid_as=uuid_as, progress=progress,
+            decimal=decimal, uuid_as=uuid_as, json_as=json_as, progress=progress,
         ):
             yield found
         return
@@ -233,18 +354,12 @@ async def aiter_frames(
     if chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
     nested = await session.begin_nested()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+    stream: BlockStream | None = None
     task: asyncio.Task[None] | None = None
-    dropping = False
     done = False
-
-    async def sink(data: bytes) -> None:
-        if not dropping:
-            await queue.put(data)
-
     try:
         opened = await _AsyncOpened.open(
-            session, target, options_of(dtype_backend, decimal, uuid_as)
+            session, target, options_of(dtype_backend, decimal, uuid_as, json_as)
         )
         plan = opened.plan
         if plan is None or not target.copyable:
@@ -252,40 +367,41 @@ async def aiter_frames(
                 "aiter_frames() streams what COPY can read (SELECT, VALUES, WITH, ... RETURNING);"
                 " read this statement with aread_frame()"
             )
+        stream = BlockStream(plan, STREAM_BLOCK)
 
         async def produce() -> None:
-            assert plan is not None
+            assert plan is not None and stream is not None
             try:
-                await opened.run(plan, sink)
+                await opened.run(plan, stream.sink)
             finally:
-                if not dropping:
-                    await queue.put(None)
+                await stream.end()
 
         bar = Progress(progress, desc="reading")
         if bar.wants_total:
             bar.set_total(await opened.planned_rows(), estimate=True)
         task = asyncio.create_task(produce())
-        chunker = CsvChunker(plan, chunksize)
+        chunker = TableChunker(plan, chunksize)
         with bar:
-            while (piece := await queue.get()) is not None:
-                for frame in chunker.feed(piece):
+            async for table in stream.tables():
+                for frame in chunker.feed(table):
                     bar.update(len(frame))
                     yield frame
+                del table
             await task
             for frame in chunker.finish():
                 bar.update(len(frame))
                 yield frame
         done = True
     finally:
-        if task is not None and not task.done():
+        if task is not None and stream is not None and not task.done():
             # Left early: drop what still arrives and have the server cancel the COPY. Task
             # cancellation would leave asyncpg's protocol mid-COPY; a cancel from another
             # pooled connection ends it the way the server reports any cancelled statement.
-            dropping = True
-            while not queue.empty():
-                queue.get_nowait()
+            stream.drop()
             await _cancel_backend(session, opened.raw)
             await asyncio.gather(task, return_exceptions=True)
+        if stream is not None:
+            stream.close()
         if done:
             await nested.commit()
         elif nested.is_active:

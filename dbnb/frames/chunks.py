@@ -1,7 +1,9 @@
-"""Streaming reads: cut a stream of ``COPY`` bytes into DataFrames of a fixed number of rows.
+"""Streaming reads: parsed blocks in, DataFrames of a fixed number of rows out.
 
-:class:`CsvChunker` is what ``iter_frames`` runs on: IO-free, fed the bytes the sync and async
-readers receive, parsing with the :class:`~dbnb.frames.dtypes.ReadPlan` of the result.
+:class:`TableChunker` is what ``iter_frames`` runs on: IO-free, fed the wire tables the readers
+parse (in order) from the ``COPY`` bytes, with the :class:`~dbnb.frames.plan.ReadPlan` of the
+result. Rows wait until a full chunk is ready, so memory stays within about one chunk plus the
+blocks being parsed, whatever the result's size.
 """
 
 from __future__ import annotations
@@ -12,76 +14,65 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from dbnb.errors import FrameError
-from dbnb.frames.dtypes import ReadPlan
+from dbnb.frames.plan import ReadPlan
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["STREAM_BLOCK", "CsvChunker"]
+__all__ = ["STREAM_BLOCK", "TableChunker"]
 
-STREAM_BLOCK = 1 << 17  # bytes of CSV parsed at a time by iter_frames
+STREAM_BLOCK = 1 << 17  # bytes of CSV per parsed block when streaming
 
 
-def _release_unused() -> None:
-    # Costs under a microsecond; see CsvChunker for why a stream needs it.
+def release_unused() -> None:
+    """Ask Arrow's pool to hand freed memory back (it keeps freed pages, per thread).
+
+    Costs under a microsecond; a stream calls it after each chunk so that its memory stays
+    flat (see :class:`TableChunker`).
+    """
     pa.default_memory_pool().release_unused()
 
 
-class CsvChunker:
-    """Cut a stream of ``COPY`` bytes (whole rows per piece) into frames of ``chunksize`` rows.
+class TableChunker:
+    """Cut a stream of parsed wire tables (whole rows, in order) into frames of ``chunksize``.
 
-    Bytes are parsed once ``block_bytes`` have gathered, and rows wait until a full chunk is
-    ready, so memory stays within about one chunk plus one block whatever the result's size.
-    Blocks are small and parsed and converted on the calling thread, and Arrow's allocator is
-    asked to hand back unused memory between them: it keeps freed pages per thread, so
-    worker threads' pages and the ones 1 MiB blocks spread over stayed resident, which
-    nearly doubled a 100,000-row stream's peak (benchmarks/RESULTS.md).
+    A chunk's rows are concatenated, decoded and converted as soon as they are all there; its
+    blocks are then held by the chunk alone, so converting it frees them.
     """
 
-    def __init__(
-        self, plan: ReadPlan, chunksize: int, *, block_bytes: int = STREAM_BLOCK
-    ) -> None:
+    def __init__(self, plan: ReadPlan, chunksize: int) -> None:
         if chunksize < 1:
             raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
         self.plan = plan
         self.chunksize = chunksize
-        self.block_bytes = block_bytes
         self.rows = 0
-        self._pieces: list[bytes | bytearray] = []
-        self._size = 0
         self._tables: list[pa.Table] = []
         self._pending = 0
 
-    def feed(self, data: bytes | bytearray) -> Iterator[pd.DataFrame]:
-        """Add bytes of whole rows; yield every frame that is complete."""
-        self._pieces.append(data)
-        self._size += len(data)
-        if self._size >= self.block_bytes:
-            yield from self._flush(final=False)
+    def feed(self, table: pa.Table) -> Iterator[pd.DataFrame]:
+        """Add a parsed block; yield every frame that is complete."""
+        self._tables.append(table)
+        self._pending += table.num_rows
+        del table
+        yield from self._cut(final=False)
 
     def finish(self) -> Iterator[pd.DataFrame]:
-        """Yield what is left; nothing when the result had rows and they were all yielded."""
-        empty = self.rows == 0 and self._size == 0 and self._pending == 0
-        yield from self._flush(final=True)
+        """Yield what is left; an empty frame (with the dtypes) when the result had no rows."""
+        empty = self.rows == 0 and self._pending == 0
+        yield from self._cut(final=True)
         if empty:
             yield self.plan.empty()
 
-    def _flush(self, *, final: bool) -> Iterator[pd.DataFrame]:
-        if self._pieces:
-            pieces = self._pieces
-            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            _release_unused()
-            table = self.plan.parse(data, threads=False)
-            self._pieces, self._size = [], 0
-            self._tables.append(table)
-            self._pending += table.num_rows
+    def _cut(self, *, final: bool) -> Iterator[pd.DataFrame]:
         while self._pending >= self.chunksize or (final and self._pending > 0):
             pending = pa.concat_tables(self._tables)
             size = min(self.chunksize, pending.num_rows)
             chunk, rest = pending.slice(0, size), pending.slice(size)
-            del pending  # the chunk alone holds its blocks, so converting it frees them
-            self._tables, self._pending = [rest], rest.num_rows
+            del pending
+            self._tables, self._pending = ([rest] if rest.num_rows else []), rest.num_rows
+            del rest
             self.rows += size
-            frame = self.plan.to_pandas(chunk, threads=False)
-            _release_unused()
+            frame = self.plan.combine([chunk])
+            del chunk
+            release_unused()
             yield frame

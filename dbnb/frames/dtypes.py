@@ -1,12 +1,13 @@
-"""Result columns -> pandas DataFrame, with dtypes taken from PostgreSQL's column types.
+"""The dtype rules: each PostgreSQL column type -> how it travels, is parsed, and what it becomes.
 
-IO-free: :mod:`dbnb.frames.read` runs ``COPY (query) TO STDOUT (FORMAT csv)`` and hands the bytes
-here; pyarrow parses them with every column's type fixed up front (nothing is guessed from the
-values), and the Arrow table becomes a DataFrame through the rule table below.
+IO-free. A rule says which CSV columns (*wires*) the ``COPY`` sends for a result column (the
+column itself, or SQL over it: an interval goes as months, days and microseconds), the Arrow
+type pyarrow's CSV reader parses each into (nothing is guessed from the values), how the wires
+become one Arrow column (:mod:`dbnb.frames.decode`), and how that column becomes a pandas one.
 
-========================  ==================================  ===============================
+========================  ==================================  ====================================
 PostgreSQL                default dtype                       ``dtype_backend="pyarrow"``
-========================  ==================================  ===============================
+========================  ==================================  ====================================
 smallint/integer/bigint   ``Int16`` / ``Int32`` / ``Int64``   ``int16/32/64[pyarrow]``
 real / double precision   ``float32`` / ``float64``           ``double[pyarrow]``
 numeric(p,s)              ``float64``; ``decimal=True``:      ``decimal128(p, s)[pyarrow]``
@@ -16,119 +17,171 @@ text / varchar / char     ``string`` (Arrow-backed)           ``string[pyarrow]`
 timestamptz               ``datetime64[us, UTC]``             ``timestamp[us, tz=UTC][pyarrow]``
 timestamp                 ``datetime64[us]``                  ``timestamp[us][pyarrow]``
 date                      ``datetime64[s]``                   ``date32[day][pyarrow]``
+time                      ``object`` of ``datetime.time``     ``time64[us][pyarrow]``
+interval                  ``object`` of ``pd.DateOffset`` (both backends)
+bytea                     ``object`` of ``bytes``             ``binary[pyarrow]``
 uuid                      ``string``; ``uuid_as="uuid"``:     ``string[pyarrow]``
                           ``object`` of ``UUID``
-json / jsonb              ``object`` (parsed values)          ``object``
-arrays                    ``object`` (lists)                  ``list<...>[pyarrow]``
-anything else             ``string`` (PostgreSQL's text)      ``string[pyarrow]``
-========================  ==================================  ===============================
+json / jsonb              ``object`` (parsed values);         ``object``; ``json_as="string"``:
+                          ``json_as="string"``: ``string``    ``string[pyarrow]``
+arrays of bool, numbers,  ``list<...>[pyarrow]`` (both backends)
+text, uuid
+other arrays              ``object`` (lists of JSON values)   ``object``
+anything else (inet...)   ``string`` (PostgreSQL's text)      ``string[pyarrow]``
+========================  ==================================  ====================================
 
-Dates are ``datetime64[s]`` rather than objects of ``date``: vectorised, ``.dt``-capable, and
-wide enough for any PostgreSQL date. A ``numeric`` without a declared precision has no
-``decimal128`` type, so with the pyarrow backend it is ``double[pyarrow]`` (``object`` of
-``Decimal`` with ``decimal=True``).
+The default backend uses pandas' own dtypes where one holds the values exactly, Python objects
+where they are the natural value and cheap to make, and Arrow dtypes where neither holds:
+
+- dates are ``datetime64[s]`` rather than objects of ``date``: vectorised, ``.dt``-capable, and
+  wide enough for any PostgreSQL date; ``time`` is ``datetime.time`` objects (pandas has no
+  time-of-day dtype; ``24:00:00`` has no Python or Arrow value and fails the read);
+- an ``interval`` is a ``pd.DateOffset`` in both backends, months, days and nanoseconds kept
+  apart (a month is never 30 days), ready for timestamp arithmetic. Arrow's exact type is
+  ``month_day_nano_interval`` (what the read decodes to), but pandas 3 cannot display or
+  ``describe`` a column of it; a DateOffset takes microseconds to build, so one is made per
+  distinct interval and shared;
+- arrays of booleans, integers, floats, text and uuids are Arrow lists in both backends (each
+  value reads as a Python list, ``NaN`` a float; ``.list`` gives vectorised access; arrays of
+  several dimensions are lists of lists); other arrays (numeric, timestamps, json...) are
+  Python lists of their JSON values (timestamps as ISO text);
+- a ``numeric`` without a declared precision has no ``decimal128`` type, so with the pyarrow
+  backend it is ``double[pyarrow]`` (``object`` of ``Decimal`` with ``decimal=True``);
+- in JSON, SQL ``NULL`` and JSON ``null`` both read as ``None``; ``json_as="string"`` keeps the
+  text (and the difference).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from dbnb.errors import FrameError
+from dbnb.frames import columns as oids
+from dbnb.frames import decode
+from dbnb.frames.columns import ARRAY_ELEMENTS, DtypeBackend, JsonAs, ResultColumn, UuidAs
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = [
-    "ARRAY_OIDS",
-    "DtypeBackend",
-    "ReadPlan",
-    "ResultColumn",
-    "UuidAs",
-]
+__all__ = ["Rule", "Wire", "rule_for"]
 
-DtypeBackend = Literal["pyarrow"] | None
-UuidAs = Literal["string", "uuid"]
-
-# PostgreSQL type OIDs (pg_type.oid; fixed for built-in types).
-# Types not named here (text, varchar, char, interval, enums...) arrive as PostgreSQL's text.
-_BOOL, _INT8, _INT2, _INT4, _JSON, _FLOAT4, _FLOAT8 = 16, 20, 21, 23, 114, 700, 701
-_DATE, _TIMESTAMP, _TIMESTAMPTZ, _NUMERIC, _UUID, _JSONB = 1082, 1114, 1184, 1700, 2950, 3802
-
-_INTEGERS = {_INT2: pa.int16(), _INT4: pa.int32(), _INT8: pa.int64()}
-# Array type OID -> element type when the list can be typed in Arrow, else None (stays object).
-ARRAY_OIDS: dict[int, pa.DataType | None] = {
-    1000: pa.bool_(), 1005: pa.int16(), 1007: pa.int32(), 1016: pa.int64(),
-    1021: pa.float32(), 1022: pa.float64(), 1009: pa.string(), 1015: pa.string(),
-    1014: pa.string(), 2951: pa.string(), 1231: None, 1115: None, 1185: None, 1182: None,
-    199: None, 3807: None,
+_INTEGERS = {oids.INT2: pa.int16(), oids.INT4: pa.int32(), oids.INT8: pa.int64()}
+_LIST_ELEMENTS = {
+    oids.BOOL: pa.bool_(), oids.INT2: pa.int16(), oids.INT4: pa.int32(), oids.INT8: pa.int64(),
+    oids.FLOAT4: pa.float32(), oids.FLOAT8: pa.float64(), 25: pa.string(), 1043: pa.string(),
+    1042: pa.string(), oids.UUID: pa.string(),
 }
 _MAX_DECIMAL128_PRECISION = 38
+# What the COPY sends instead of the column (``{c}``). JSON values end in a comma, SQL NULL
+# as JSON null, so one column's text is one JSON array's body: parsed in one call.
+_JSON_ITEM = "coalesce({c}::text, 'null') || ','"
+_JSON_ARRAY_ITEM = "coalesce(to_json({c})::text, 'null') || ','"
+# Arrays with an Arrow element type: {"v": [...]} objects, one after the other, for pyarrow.json
+# (floats as text: NaN and Infinity are not JSON numbers).
+_LIST_OBJECT = "json_build_object('v', {c})::text"
+_FLOAT_LIST_OBJECT = "json_build_object('v', {c}::text[])::text"
+# An interval's three fields, exactly (extract is exact numeric from PostgreSQL 14 on).
+_INTERVAL_PARTS = (
+    "(extract(year from {c}) * 12 + extract(month from {c}))::int4",
+    "extract(day from {c})::int4",
+    "(extract(hour from {c}) * 3600000000 + extract(minute from {c}) * 60000000"
+    " + extract(microseconds from {c}))::int8",
+)
 
 
 @dataclass(frozen=True)
-class ResultColumn:
-    """One column of a result, as the server describes it (name, type OID, numeric typmod)."""
+class Wire:
+    """One CSV column of the COPY: SQL over the result column (``{c}``), and its parse type."""
 
-    name: str
-    oid: int
-    precision: int | None = None
-    scale: int | None = None
+    sql: str
+    parse: pa.DataType
 
 
 @dataclass(frozen=True)
-class _Rule:
-    parse: pa.DataType  # the Arrow type pyarrow's CSV reader produces for this column
-    finish: Callable[[pa.ChunkedArray], Any] | None = None  # None: the table-wide mapping
+class Rule:
+    """How one result column travels (``wires``) and becomes Arrow, then pandas.
+
+    ``decode`` turns the parsed wires into the column's Arrow array (None: the one wire as it
+    is); ``finish`` turns that into the pandas column (None: the table-wide type mapping).
+    """
+
+    wires: tuple[Wire, ...]
+    decode: Callable[[list[pa.ChunkedArray]], pa.ChunkedArray] | None = None
+    finish: Callable[[pa.ChunkedArray], Any] | None = None
 
 
-def _rule(col: ResultColumn, backend: DtypeBackend, decimal: bool, uuid_as: UuidAs) -> _Rule:
+def _plain(parse: pa.DataType, finish: Callable[[pa.ChunkedArray], Any] | None = None) -> Rule:
+    return Rule((Wire("{c}", parse),), None, finish)
+
+
+def rule_for(
+    col: ResultColumn,
+    backend: DtypeBackend,
+    *,
+    decimal: bool = False,
+    uuid_as: UuidAs = "string",
+    json_as: JsonAs = "object",
+) -> Rule:
+    """The rule for one result column, under the read's options (the table above)."""
     arrow = backend == "pyarrow"
     oid = col.oid
     if oid in _INTEGERS:
-        return _Rule(_INTEGERS[oid])
-    if oid == _FLOAT4:
-        return _Rule(pa.float64() if arrow else pa.float32())
-    if oid == _FLOAT8:
-        return _Rule(pa.float64())
-    if oid == _NUMERIC:
-        exact = (
-            col.precision is not None
-            and col.scale is not None
-            and 0 < col.precision <= _MAX_DECIMAL128_PRECISION
-        )
-        if exact and (arrow or decimal):
-            return _Rule(pa.decimal128(int(col.precision or 0), int(col.scale or 0)))
-        if decimal:
-            return _Rule(pa.string(), _decimals)
-        return _Rule(pa.float64())
-    if oid == _BOOL:
-        return _Rule(pa.bool_())
-    if oid == _TIMESTAMPTZ:
-        return _Rule(pa.timestamp("us", tz="UTC"))
-    if oid == _TIMESTAMP:
-        return _Rule(pa.timestamp("us"))
-    if oid == _DATE:
-        return _Rule(pa.date32(), None if arrow else _dates)
-    if oid == _UUID and uuid_as == "uuid":
-        return _Rule(pa.string(), _uuids)
-    if oid in (_JSON, _JSONB):
-        return _Rule(pa.string(), _json_values)
-    if oid in ARRAY_OIDS:
-        element = ARRAY_OIDS[oid]
-        if arrow and element is not None:
-            return _Rule(pa.string(), _typed_lists(element))
-        return _Rule(pa.string(), _json_values)
+        return _plain(_INTEGERS[oid])
+    if oid == oids.FLOAT4:
+        return _plain(pa.float64() if arrow else pa.float32())
+    if oid == oids.FLOAT8:
+        return _plain(pa.float64())
+    if oid == oids.NUMERIC:
+        return _numeric(col, arrow, decimal)
+    if oid == oids.BOOL:
+        return _plain(pa.bool_())
+    if oid == oids.TIMESTAMPTZ:
+        return _plain(pa.timestamp("us", tz="UTC"))
+    if oid == oids.TIMESTAMP:
+        return _plain(pa.timestamp("us"))
+    if oid == oids.DATE:
+        return _plain(pa.date32(), None if arrow else _dates)
+    if oid == oids.TIME:
+        return _plain(pa.time64("us"))
+    if oid == oids.INTERVAL:
+        parts = (pa.int32(), pa.int32(), pa.int64())
+        wires = tuple(Wire(s, t) for s, t in zip(_INTERVAL_PARTS, parts, strict=True))
+        return Rule(wires, decode.intervals)
+    if oid == oids.BYTEA:
+        return Rule((Wire("{c}", pa.binary()),), decode.hex_bytes)
+    if oid == oids.UUID and uuid_as == "uuid":
+        return _plain(pa.string(), _uuids)
+    if oid in (oids.JSON, oids.JSONB):
+        if json_as == "string":
+            return _plain(pa.string() if arrow else pa.large_string())
+        return Rule((Wire(_JSON_ITEM, pa.binary()),), None, _json_objects)
+    if oid in ARRAY_ELEMENTS:
+        element = _LIST_ELEMENTS.get(ARRAY_ELEMENTS[oid] or 0)
+        if element is None:
+            return Rule((Wire(_JSON_ARRAY_ITEM, pa.binary()),), None, _json_objects)
+        sql = _FLOAT_LIST_OBJECT if pa.types.is_floating(element) else _LIST_OBJECT
+        return Rule((Wire(sql, pa.binary()),), decode.typed_lists(element))
     # pandas keeps its Arrow-backed `string` in large_string: parsing straight into it spares
     # a copy of every text column (the pyarrow backend keeps Arrow's plain `string`).
-    return _Rule(pa.string() if arrow else pa.large_string())
+    return _plain(pa.string() if arrow else pa.large_string())
+
+
+def _numeric(col: ResultColumn, arrow: bool, decimal: bool) -> Rule:
+    exact = (
+        col.precision is not None
+        and col.scale is not None
+        and 0 < col.precision <= _MAX_DECIMAL128_PRECISION
+    )
+    if exact and (arrow or decimal):
+        return _plain(pa.decimal128(int(col.precision or 0), int(col.scale or 0)))
+    if decimal:
+        return _plain(pa.string(), _decimals)
+    return _plain(pa.float64())
 
 
 def _objects(values: Iterable[Any]) -> pd.Series[Any]:
@@ -146,148 +199,10 @@ def _uuids(array: pa.ChunkedArray) -> pd.Series[Any]:
     return _objects(None if v is None else uuid.UUID(v) for v in array.to_pylist())
 
 
-def _json_values(array: pa.ChunkedArray) -> pd.Series[Any]:
-    return _objects(None if v is None else json.loads(v) for v in array.to_pylist())
+def _json_objects(array: pa.ChunkedArray) -> pd.Series[Any]:
+    return _objects(decode.json_values(array))
 
 
 def _dates(array: pa.ChunkedArray) -> pd.Series[Any]:
     series: pd.Series[Any] = array.to_pandas(date_as_object=False).astype("datetime64[s]")
     return series
-
-
-def _typed_lists(element: pa.DataType) -> Callable[[pa.ChunkedArray], Any]:
-    def finish(array: pa.ChunkedArray) -> Any:
-        import pandas as pd
-
-        values = [None if v is None else json.loads(v) for v in array.to_pylist()]
-        lists = pa.array(values, type=pa.list_(element))
-        return pd.Series(pd.arrays.ArrowExtensionArray(lists))
-
-    return finish
-
-
-def _types_mapper(backend: DtypeBackend) -> Callable[[pa.DataType], Any]:
-    import pandas as pd
-
-    if backend == "pyarrow":
-        return pd.ArrowDtype
-    nullable: dict[pa.DataType, Any] = {
-        pa.int16(): pd.Int16Dtype(),
-        pa.int32(): pd.Int32Dtype(),
-        pa.int64(): pd.Int64Dtype(),
-        pa.bool_(): pd.BooleanDtype(),
-        pa.large_string(): pd.StringDtype("pyarrow"),
-    }
-    return nullable.get
-
-
-class ReadPlan:
-    """How to parse and convert one result: column names, Arrow parse types, final dtypes.
-
-    Build it from the server's description of the result; then :meth:`frame` turns the
-    ``COPY ... (FORMAT csv)`` bytes into a DataFrame and :meth:`empty` gives the zero-row frame
-    with the same dtypes.
-    """
-
-    def __init__(
-        self,
-        columns: list[ResultColumn],
-        *,
-        dtype_backend: DtypeBackend = None,
-        decimal: bool = False,
-        uuid_as: UuidAs = "string",
-    ) -> None:
-        if dtype_backend not in (None, "pyarrow"):
-            raise FrameError(
-                f"dtype_backend={dtype_backend!r} is not supported; use None (dbnb's nullable "
-                "dtypes) or 'pyarrow'"
-            )
-        if uuid_as not in ("string", "uuid"):
-            raise FrameError(f"uuid_as={uuid_as!r} is not supported; use 'string' or 'uuid'")
-        self.columns = columns
-        self.backend = dtype_backend
-        self.rules = [_rule(c, dtype_backend, decimal, uuid_as) for c in columns]
-        # Positional names: a result may repeat a column name, Arrow tables should not.
-        self._keys = [f"c{i}" for i in range(len(columns))]
-        self.read_options = pacsv.ReadOptions(column_names=self._keys, block_size=1 << 24)
-        self._serial_options = pacsv.ReadOptions(
-            column_names=self._keys, block_size=1 << 20, use_threads=False
-        )
-        self.convert_options = pacsv.ConvertOptions(
-            column_types={k: r.parse for k, r in zip(self._keys, self.rules, strict=True)},
-            true_values=["t"],
-            false_values=["f"],
-            # PostgreSQL's CSV writes NULL as an unquoted empty field and '' as "".
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        )
-
-    @property
-    def names(self) -> list[str]:
-        """The result's column names, in order."""
-        return [c.name for c in self.columns]
-
-    def parse(self, data: bytes | bytearray, *, threads: bool = True) -> pa.Table:
-        """Parse CSV bytes (whole rows) into an Arrow table with the planned types.
-
-        ``threads=False`` parses on the calling thread only: slower for one big result, but
-        it keeps a streaming read's working memory small.
-        """
-        if len(data) == 0:
-            return self._empty_table()
-        options = self.read_options if threads else self._serial_options
-        try:
-            return pacsv.read_csv(
-                pa.BufferReader(data), read_options=options, convert_options=self.convert_options
-            )
-        except pa.ArrowInvalid as exc:
-            raise FrameError(f"could not parse the result as its column types: {exc}") from exc
-
-    def _empty_table(self) -> pa.Table:
-        return pa.table(
-            [pa.array([], type=r.parse) for r in self.rules],
-            names=self._keys,
-        )
-
-    def to_pandas(self, table: pa.Table, *, threads: bool = True) -> pd.DataFrame:
-        """Convert a parsed Arrow table (from :meth:`parse`) into the DataFrame.
-
-        The table is consumed: each column's Arrow memory is released once it is converted
-        (pyarrow's ``self_destruct``), so the conversion does not hold two copies.
-        ``threads=False`` converts on the calling thread only (see :class:`CsvChunker`).
-        """
-        import pandas as pd
-
-        finished = {
-            self._keys[i]: rule.finish(table.column(i))
-            for i, rule in enumerate(self.rules)
-            if rule.finish is not None
-        }
-        frame = table.to_pandas(
-            types_mapper=_types_mapper(self.backend),
-            date_as_object=False,
-            split_blocks=True,
-            self_destruct=True,
-            use_threads=threads,
-        )
-        del table
-        for key, series in finished.items():
-            frame[key] = series
-        frame.columns = pd.Index(self.names)
-        result: pd.DataFrame = frame
-        return result
-
-    def frame(self, data: bytes | bytearray) -> pd.DataFrame:
-        """Parse CSV bytes and convert them: the whole result as one DataFrame."""
-        return self.to_pandas(self.parse(data))
-
-    def combine(self, tables: list[pa.Table]) -> pd.DataFrame:
-        """Convert parsed blocks (from :meth:`parse`, in order) into one DataFrame."""
-        if not tables:
-            return self.empty()
-        return self.to_pandas(tables[0] if len(tables) == 1 else pa.concat_tables(tables))
-
-    def empty(self) -> pd.DataFrame:
-        """The zero-row DataFrame with this result's columns and dtypes."""
-        return self.to_pandas(self._empty_table())

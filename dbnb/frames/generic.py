@@ -40,7 +40,7 @@ from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
-from dbnb.frames.dtypes import DtypeBackend, UuidAs
+from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.query import STOP, Target, stop_before_sending, stopped, target_of
 from dbnb.frames.typed_rows import MYSQL_KINDS, Column, frame_of, kind_of
 
@@ -120,17 +120,6 @@ class _Cursor:
         self.cursor.close()
 
 
-def _options(dtype_backend: DtypeBackend, decimal: bool, uuid_as: UuidAs) -> dict[str, Any]:
-    if dtype_backend not in (None, "pyarrow"):
-        raise FrameError(
-            f"dtype_backend={dtype_backend!r} is not supported; use None (dbnb's nullable "
-            "dtypes) or 'pyarrow'"
-        )
-    if uuid_as not in ("string", "uuid"):
-        raise FrameError(f"uuid_as={uuid_as!r} is not supported; use 'string' or 'uuid'")
-    return {"dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as}
-
-
 def _no_rows(target: Target) -> FrameError:
     what = f"this {target.statement.keyword or 'statement'}" if target.statement else "it"
     return FrameError(
@@ -143,8 +132,7 @@ def run_statement(
     session: Session, target: Target, **options: Any
 ) -> tuple[pd.DataFrame | None, int]:
     """Run ``target``: its rows as a typed DataFrame (and their count), or None and rowcount."""
-    chosen = _options(options.get("dtype_backend"), options.get("decimal", False),
-                      options.get("uuid_as", "string"))
+    chosen = options_of(**options)
     cursor = _Cursor(session, target)
     try:
         if cursor.columns is None:
@@ -163,6 +151,7 @@ def read_frame(
     dtype_backend: DtypeBackend = None,
     decimal: bool = False,
     uuid_as: UuidAs = "string",
+    json_as: JsonAs = "object",
 ) -> pd.DataFrame:
     """Run ``stmt`` in ``session`` (SQLite, MySQL); return its rows typed by the declared types.
 
@@ -171,7 +160,8 @@ def read_frame(
     """
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="read_frame()")
     frame, _ = run_statement(
-        session, target, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
+        session, target, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as,
+        json_as=json_as,
     )
     if frame is None:
         raise _no_rows(target)
@@ -187,6 +177,7 @@ def iter_frames(
     dtype_backend: DtypeBackend = None,
     decimal: bool = False,
     uuid_as: UuidAs = "string",
+    json_as: JsonAs = "object",
     progress: bool | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows, fetched as they go.
@@ -198,7 +189,7 @@ def iter_frames(
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="iter_frames()")
     if not isinstance(chunksize, int) or chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
-    chosen = _options(dtype_backend, decimal, uuid_as)
+    chosen = options_of(dtype_backend, decimal, uuid_as, json_as)
     cursor = _Cursor(session, target)
     try:
         columns = cursor.columns

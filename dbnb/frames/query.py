@@ -9,9 +9,12 @@ A read goes in four steps, the same on both drivers:
    driver's parameter binding applied) and stops it there: nothing executes;
 3. the server describes that SQL (:mod:`dbnb.frames.describe`, no wrapping) and
    :func:`plan_for` builds the :class:`~dbnb.frames.dtypes.ReadPlan`;
-4. the SQL, parameters inlined, runs as ``COPY (...) TO STDOUT (FORMAT csv)`` with
-   ``TimeZone=UTC``, ``DateStyle=ISO`` and ``extra_float_digits=1`` for the transaction (what the
-   parser expects); the readers put the previous values back after.
+4. the SQL, parameters inlined (and wrapped when a column travels as other SQL, see
+   :meth:`~dbnb.frames.plan.ReadPlan.copy_query`), runs as ``COPY (...) TO STDOUT (FORMAT
+   csv)`` under :data:`READ_SETTINGS` (what the parser expects); the previous values are put
+   back after. On psycopg the save, the settings, the COPY and the restore go as one message.
+
+Light on purpose: nothing here imports pyarrow or pandas (``import dbnb`` stays cheap).
 """
 
 from __future__ import annotations
@@ -25,29 +28,30 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 
 from dbnb.errors import FrameError, ParameterError, translate
-from dbnb.frames.dtypes import ARRAY_OIDS, DtypeBackend, ReadPlan, ResultColumn, UuidAs
+from dbnb.frames.columns import ResultColumn
 from dbnb.sqltext import Statement, split
 
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Connection
 
+    from dbnb.frames.plan import ReadPlan
+
 __all__ = [
-    "BLOCK",
+    "AHEAD",
     "PIPELINED",
     "READ_SETTINGS",
-    "SET_ASYNC",
-    "SET_SYNC",
-    "SHOW_SETTINGS",
+    "RESTORE_SETTINGS",
+    "SAVE_SETTINGS",
+    "SET_SETTINGS",
     "STOP",
     "Target",
-    "copy_query",
+    "copy_message",
     "copy_sql",
     "driver_error",
     "explain_sql",
     "fetched_frame",
     "inline_parameters",
-    "options_of",
     "plan_for",
     "planned_rows",
     "stop_before_sending",
@@ -55,27 +59,38 @@ __all__ = [
     "target_of",
 ]
 
-# Output the CSV parser relies on: UTC offsets, ISO dates, shortest exact floats.
-READ_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1"}
-SHOW_SETTINGS = "SELECT " + ", ".join(f"current_setting('{n}')" for n in READ_SETTINGS)
-BLOCK = 1 << 17  # bytes of CSV iter_frames pulls from libpq at a time: small keeps memory flat
+# Output the CSV parser relies on: UTC offsets, ISO dates, shortest exact floats, hex bytea.
+READ_SETTINGS = {
+    "TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1", "bytea_output": "hex",
+}
 PIPELINED = 1 << 24  # read_frame: blocks parsed on a worker thread while the COPY goes on
+#: Blocks received but not parsed yet, at most: past it the read waits for the parser (and the
+#: server for the read), so a fast connection cannot pile up the whole CSV in memory.
+AHEAD = 1
 #: Execution option that makes :func:`stop_before_sending` stop a statement (and only it: an
 #: autoflush running before it still executes).
 STOP = "dbnb_stop_before_sending"
 _MODIFYING = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
 
 
-def _set_settings_sql(placeholder: str) -> str:
-    calls = [
-        f"set_config('{name}', {placeholder.format(i + 1)}, true)"
-        for i, name in enumerate(READ_SETTINGS)
-    ]
-    return "SELECT " + ", ".join(calls)
+# The previous values wait in placeholder settings of the transaction (dbnb.read_N), so saving
+# and restoring them need no round trip of their own.
+SAVE_SETTINGS = "SELECT " + ", ".join(
+    f"set_config('dbnb.read_{i}', current_setting('{name}'), true)"
+    for i, name in enumerate(READ_SETTINGS)
+)
+SET_SETTINGS = "SELECT " + ", ".join(
+    f"set_config('{name}', '{value}', true)" for name, value in READ_SETTINGS.items()
+)
+RESTORE_SETTINGS = "SELECT " + ", ".join(
+    f"set_config('{name}', current_setting('dbnb.read_{i}'), true)"
+    for i, name in enumerate(READ_SETTINGS)
+)
 
 
-SET_SYNC = _set_settings_sql("%s")
-SET_ASYNC = _set_settings_sql("${}")
+def copy_message(query: str) -> str:
+    """One simple-protocol message: save the settings, set them, COPY ``query``, restore them."""
+    return f"{SAVE_SETTINGS}; {SET_SETTINGS}; {copy_sql(query)}; {RESTORE_SETTINGS}"
 
 
 @dataclass(frozen=True)
@@ -172,26 +187,9 @@ def plan_for(target: Target, columns: list[ResultColumn], options: dict[str, Any
             column = ResultColumn(column.name, column.oid, precision,
                                   getattr(declared[i], "scale", None))
         planned.append(column)
-    return ReadPlan(planned, **options)
+    from dbnb.frames.plan import cached_plan
 
-
-def copy_query(sql: str, target: Target, plan: ReadPlan) -> str:
-    """The query to COPY: ``sql`` itself, or with arrays turned into JSON (CSV cannot type them).
-
-    To do that the statement becomes a CTE when it modifies data (a subquery cannot hold
-    INSERT ... RETURNING), a subquery otherwise.
-    """
-    columns = plan.columns
-    if not any(c.oid in ARRAY_OIDS for c in columns):
-        return sql
-    names = [f"c{i}" for i in range(len(columns))]
-    outputs = ", ".join(
-        f"to_json(q.{n})" if c.oid in ARRAY_OIDS else f"q.{n}"
-        for n, c in zip(names, columns, strict=True)
-    )
-    if target.wraps_cleanly:
-        return f"SELECT {outputs} FROM ({sql}\n) AS q({', '.join(names)})"
-    return f"WITH q({', '.join(names)}) AS ({sql}\n) SELECT {outputs} FROM q"
+    return cached_plan(tuple(planned), tuple(sorted(options.items())))
 
 
 def explain_sql(query: str) -> str:
@@ -243,9 +241,3 @@ def driver_error(exc: Exception, statement: str, target: Target | None = None) -
     if written is None:
         return translate(wrapped)
     return translate(wrapped, source=written.source, span=written.span)
-
-
-def options_of(
-    dtype_backend: DtypeBackend = None, decimal: bool = False, uuid_as: UuidAs = "string"
-) -> dict[str, Any]:
-    return {"dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as}

@@ -1,41 +1,41 @@
 """COPY out of sync sessions into DataFrames: the fast read path on psycopg.
 
 See :mod:`dbnb.frames.query` for the steps (stop before sending, describe, plan, COPY). psycopg
-inlines the parameters client-side (``ClientCursor.mogrify``); the rows are pulled from libpq in
-blocks and parsed on a worker thread while the rest arrives. The async twin is
-:mod:`dbnb.frames.aread`.
+inlines the parameters client-side (``ClientCursor.mogrify``). Two round trips whatever the
+result: the describe (with the transaction's BEGIN when due), then one message that sets the
+read settings, runs the COPY and puts the settings back. The rows are pulled from libpq in
+blocks; a result of one block is parsed on the calling thread, a longer one on a worker thread
+while the rest arrives. The async twin is :mod:`dbnb.frames.aread`.
 """
 
 from __future__ import annotations
 
 import select
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, text
+import pyarrow as pa
+from sqlalchemy import event
 from sqlalchemy.sql import Executable
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
-from dbnb.frames.chunks import CsvChunker
+from dbnb.frames.blocks import PIECE, BlockBuffer
+from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
+from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import describe
-from dbnb.frames.dtypes import DtypeBackend, ReadPlan, UuidAs
 from dbnb.frames.query import (
-    BLOCK,
+    AHEAD,
     PIPELINED,
-    READ_SETTINGS,
-    SET_SYNC,
-    SHOW_SETTINGS,
     STOP,
     Target,
-    copy_query,
-    copy_sql,
+    copy_message,
     driver_error,
     explain_sql,
     fetched_frame,
-    options_of,
     plan_for,
     planned_rows,
     stop_before_sending,
@@ -47,32 +47,56 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.orm import Session
 
-__all__ = ["iter_frames", "read_frame", "run_statement"]
+    from dbnb.frames.plan import ReadPlan
+
+__all__ = ["iter_frames", "parse_ahead", "read_frame", "rows_out", "run_statement", "sent"]
 
 
-def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
-    """Run ``copy`` (a COPY ... TO STDOUT) on psycopg's libpq connection; yield byte blocks.
+def _copy_started(pgconn: Any, encoding: str) -> None:
+    """Wait for the message's COPY to start: earlier statements' results are skipped."""
+    import psycopg.errors
+    from psycopg import pq
+
+    done = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+    while True:
+        result = pgconn.get_result()
+        if result is not None and result.status in done:
+            continue
+        if result is not None and result.status == pq.ExecStatus.COPY_OUT:
+            return
+        while pgconn.get_result() is not None:
+            pass
+        if result is None:
+            raise psycopg.OperationalError("the server ended the request before the COPY")
+        raise psycopg.errors.error_from_result(result, encoding=encoding)
+
+
+def rows_out(
+    raw: Any, message: str, block_bytes: int, pool: pa.MemoryPool | None = None
+) -> Iterator[bytearray | pa.Buffer]:
+    """Send ``message`` (ending in a COPY ... TO STDOUT and more statements); yield byte blocks.
 
     psycopg's ``Copy.read()`` costs a Python generator round per row (seconds per million
     rows), so the rows are pulled straight from libpq (``PQgetCopyData``) into blocks of
-    about ``block_bytes``. Leaving early cancels the COPY on the server.
+    about ``block_bytes`` of whole rows (:class:`~dbnb.frames.blocks.BlockBuffer`, allocated
+    from ``pool``; a result smaller than a piece comes as one ``bytearray``). Leaving early
+    cancels the COPY.
     """
     import psycopg.errors
     from psycopg import pq
 
     pgconn = raw.pgconn
     encoding = raw.info.encoding
-    pgconn.send_query(copy.encode(encoding))
+    pgconn.send_query(message.encode(encoding))
     while pgconn.flush():
-        pass
-    result = pgconn.get_result()
-    if result is None or result.status != pq.ExecStatus.COPY_OUT:
-        while pgconn.get_result() is not None:
-            pass
-        assert result is not None
-        raise psycopg.errors.error_from_result(result, encoding=encoding)
+        select.select([], [pgconn.socket], [])
+    _copy_started(pgconn, encoding)
     get = pgconn.get_copy_data
     socket = pgconn.socket
+    # Small blocks (streaming) stay bytearrays: below malloc's threshold they cost nothing.
+    direct = block_bytes <= 2 * PIECE
+    piece_bytes = block_bytes if direct else PIECE
+    blocks = BlockBuffer(block_bytes, pool)
     buf = bytearray()
     finished = False
     try:
@@ -80,9 +104,11 @@ def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
             nbytes, data = get(1)
             if nbytes > 0:
                 buf += data
-                if len(buf) >= block_bytes:
-                    yield buf
+                if len(buf) >= piece_bytes:
+                    full = buf if direct else blocks.add(buf)
                     buf = bytearray()
+                    if full is not None:
+                        yield full
             elif nbytes == 0:
                 # Wait without holding the GIL, so a parser thread works meanwhile.
                 select.select([socket], [], [])
@@ -92,21 +118,28 @@ def _rows_out(raw: Any, copy: str, block_bytes: int) -> Iterator[bytearray]:
             else:
                 raise psycopg.OperationalError(pgconn.get_error_message())
         finished = True
-        if buf:
-            yield buf
+        if not blocks.started:
+            if buf:
+                yield buf  # a small result (or block): one piece, no Arrow block
+        else:
+            last = (blocks.add(buf) if buf else None) or blocks.take()
+            if last is not None:
+                yield last
     finally:
         if not finished:
             raw.cancel_safe()
             while get(0)[0] > 0:  # blocking: the server is already told to stop
                 pass
-        last = None
+        failed = None
         while (result := pgconn.get_result()) is not None:
-            last = result
-        if finished and last is not None and last.status != pq.ExecStatus.COMMAND_OK:
-            raise psycopg.errors.error_from_result(last, encoding=encoding)
+            ok = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+            if failed is None and result.status not in ok:
+                failed = result
+        if finished and failed is not None:
+            raise psycopg.errors.error_from_result(failed, encoding=encoding)
 
 
-def _sent(session: Session, target: Target) -> tuple[str, Any]:
+def sent(session: Session, target: Target) -> tuple[str, Any]:
     """What psycopg would send for ``target`` (SQL and parameters), without sending it."""
     conn = session.connection()
     listener = stop_before_sending(conn)
@@ -130,13 +163,11 @@ class _Opened:
     def __init__(self, session: Session, target: Target, options: dict[str, Any]) -> None:
         import psycopg
 
-        statement, parameters = _sent(session, target)
+        statement, parameters = sent(session, target)
         raw = session.connection().connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
         self.raw, self.target = raw, target
         self.sql = psycopg.ClientCursor(raw).mogrify(statement, parameters)
-        # Through the session: it begins the transaction the describe and the COPY run in.
-        self.before = list(session.execute(text(SHOW_SETTINGS)).one())
         try:
             columns = describe(raw, self.sql)
         except psycopg.Error as exc:
@@ -153,29 +184,55 @@ class _Opened:
             raise driver_error(exc, explain_sql(self.sql), self.target) from exc
         return planned_rows(explained[0] if explained else None)
 
-    def blocks(self, plan: ReadPlan, block_bytes: int) -> Iterator[bytearray]:
+    def blocks(
+        self, plan: ReadPlan, block_bytes: int, pool: pa.MemoryPool | None = None
+    ) -> Iterator[bytearray | pa.Buffer]:
         """COPY the rows out in blocks of whole rows, with the read settings in place."""
         import psycopg
-        from psycopg.pq import TransactionStatus
 
-        raw, copy = self.raw, copy_sql(copy_query(self.sql, self.target, plan))
+        query = plan.copy_query(self.sql, wraps_cleanly=self.target.wraps_cleanly)
+        message = copy_message(query)
         try:
-            with raw.cursor() as cur:
-                cur.execute(SET_SYNC, list(READ_SETTINGS.values()))
-                try:
-                    yield from _rows_out(raw, copy, block_bytes)
-                finally:
-                    # After a failed or cancelled COPY the transaction is aborted: nothing to undo.
-                    if raw.info.transaction_status != TransactionStatus.INERROR:
-                        cur.execute(SET_SYNC, self.before)
+            yield from rows_out(self.raw, message, block_bytes, pool)
         except psycopg.Error as exc:
-            raise driver_error(exc, copy, self.target) from exc
+            raise driver_error(exc, message, self.target) from exc
+
+
+def parse_ahead(
+    blocks: Iterator[bytearray | pa.Buffer], plan: ReadPlan, *, streamed: bool = False
+) -> Generator[pa.Table, None, None]:
+    """Parse ``blocks`` in order, on a thread of the read's own while the next ones arrive.
+
+    At most :data:`AHEAD` blocks wait for the parser (past it, the pull waits, and the server
+    with it). The thread starts with the second block, so a result of one block (every small
+    one) is parsed on the calling thread with no thread to start; it ends with the read
+    (Arrow's allocator keeps the freed pages of a live thread).
+    """
+    parse = plan.parse_streamed if streamed else plan.parse
+    first = next(blocks, None)
+    if first is None:
+        return
+    second = next(blocks, None)
+    if second is None:
+        yield parse(first)
+        return
+    parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse")
+    try:
+        pending = deque([parser.submit(parse, first), parser.submit(parse, second)])
+        del first, second
+        for block in blocks:
+            pending.append(parser.submit(parse, block))
+            del block
+            while pending and (pending[0].done() or len(pending) > AHEAD + 1):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        parser.shutdown(cancel_futures=True)
 
 
 def _read(opened: _Opened, plan: ReadPlan) -> pd.DataFrame:
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse") as parser:
-        parsed = [parser.submit(plan.parse, block) for block in opened.blocks(plan, PIPELINED)]
-    return plan.combine([p.result() for p in parsed])
+    return plan.combine(list(parse_ahead(opened.blocks(plan, PIPELINED), plan)))
 
 
 def _no_rows(target: Target) -> FrameError:
@@ -217,6 +274,7 @@ def read_frame(
     dtype_backend: DtypeBackend = None,
     decimal: bool = False,
     uuid_as: UuidAs = "string",
+    json_as: JsonAs = "object",
 ) -> pd.DataFrame:
     """Run ``stmt`` in ``session``; return its rows as a DataFrame typed by the column types.
 
@@ -232,9 +290,9 @@ def read_frame(
         from dbnb.frames import generic
 
         return generic.read_frame(session, stmt, params, dtype_backend=dtype_backend,
-                                  decimal=decimal, uuid_as=uuid_as)
+                                  decimal=decimal, uuid_as=uuid_as, json_as=json_as)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="read_frame()")
-    opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as))
+    opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as, json_as))
     if opened.plan is None:
         raise _no_rows(target)
     if not target.copyable:
@@ -251,6 +309,7 @@ def iter_frames(
     dtype_backend: DtypeBackend = None,
     decimal: bool = False,
     uuid_as: UuidAs = "string",
+    json_as: JsonAs = "object",
     progress: bool | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows, in bounded memory.
@@ -265,7 +324,7 @@ def iter_frames(
 
         yield from generic.iter_frames(
             session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
-            decimal=decimal, uuid_as=uuid_as, progress=progress,
+            decimal=decimal, uuid_as=uuid_as, json_as=json_as, progress=progress,
         )
         return
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="iter_frames()")
@@ -274,27 +333,30 @@ def iter_frames(
     nested = session.begin_nested()
     done = False
     try:
-        opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as))
+        opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as, json_as))
         if opened.plan is None or not target.copyable:
             raise _no_rows(target) if opened.plan is None else FrameError(
                 "iter_frames() streams what COPY can read (SELECT, VALUES, WITH, ... RETURNING); "
                 "read this statement with read_frame()"
             )
-        chunker = CsvChunker(opened.plan, chunksize)
+        chunker = TableChunker(opened.plan, chunksize)
         bar = Progress(progress, desc="reading")
         if bar.wants_total:
             bar.set_total(opened.planned_rows(), estimate=True)
-        stream = opened.blocks(opened.plan, BLOCK)
+        stream = opened.blocks(opened.plan, STREAM_BLOCK)
+        tables = parse_ahead(stream, opened.plan, streamed=True)
         try:
             with bar:
-                for piece in stream:
-                    for frame in chunker.feed(piece):
+                for table in tables:
+                    for frame in chunker.feed(table):
                         bar.update(len(frame))
                         yield frame
+                    del table
                 for frame in chunker.finish():
                     bar.update(len(frame))
                     yield frame
         finally:
+            tables.close()
             stream.close()  # type: ignore[attr-defined]
         done = True
     finally:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from sqlalchemy import types as sqltypes
 
 from dbnb.errors import FrameError
-from dbnb.frames.dtypes import DtypeBackend
+from dbnb.frames.columns import DtypeBackend
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -126,7 +126,8 @@ def _finish(column: Column, array: pa.ChunkedArray, options: dict[str, Any]) -> 
 
     if column.kind == "uuid" and options["uuid_as"] == "uuid":
         values = [None if v is None else uuid.UUID(v) for v in array.to_pylist()]
-    elif column.kind == "json" and any(test(array.type) for test in _STRINGS):
+    elif (column.kind == "json" and options.get("json_as", "object") == "object"
+          and any(test(array.type) for test in _STRINGS)):
         values = [None if v is None else json.loads(v) for v in array.to_pylist()]
     elif column.kind == "date" and options["dtype_backend"] is None:
         return pd.Series(array.to_pandas(date_as_object=False)).astype("datetime64[s]")

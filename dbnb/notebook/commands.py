@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import html
+import importlib
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbnb import migrations
 from dbnb.display.tables import Table
+from dbnb.engine import connections
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
-from dbnb.migrations import scaffold
-from dbnb.notebook import catalog, sandbox
+from dbnb.notebook import catalog, persist, sandbox
 from dbnb.server import embedded
 
 __all__ = ["COMMANDS", "Command", "CommandHelp", "CommandUsageError", "find", "help_for"]
@@ -60,16 +61,34 @@ def _docstring_args(function: Callable[..., Any]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Command:
-    """One entry of the table: a public function and how its arguments are spelled."""
+    """One entry of the table: a public function and how its arguments are spelled.
+
+    ``target`` is the function, or where it lives (``"module:name"``) when importing it early
+    would slow every ``%load_ext dbnb`` down (the migration commands load Alembic).
+    """
 
     name: str
-    function: Callable[..., Any]
+    target: Callable[..., Any] | str
     uses_db: bool = True
     flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
     # State that must outlive one call (a sandbox) only makes sense in a live kernel.
     magic_only: bool = False
+    # Parsers built so far, by prog: built once, since building one (signature, docstring,
+    # argparse's translations) costs a hundred times the call of a cheap command.
+    _parsers: dict[str, argparse.ArgumentParser] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @functools.cached_property
+    def function(self) -> Callable[..., Any]:
+        """The public function behind the command (imported on first use)."""
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, name = self.target.partition(":")
+        found: Callable[..., Any] = getattr(importlib.import_module(module), name)
+        return found
 
     @property
     def summary(self) -> str:
@@ -85,7 +104,13 @@ class Command:
         return [p for p in params if p.kind not in skip and p.name not in self.hidden]
 
     def parser(self, prog: str) -> argparse.ArgumentParser:
-        """Build the argument parser from the function's signature and docstring."""
+        """The argument parser, built from the function's signature and docstring (once)."""
+        built = self._parsers.get(prog)
+        if built is None:
+            built = self._parsers[prog] = self._build_parser(prog)
+        return built
+
+    def _build_parser(self, prog: str) -> argparse.ArgumentParser:
         parser = _Parser(
             prog=f"{prog} {self.name}", description=self.summary, add_help=False,
             allow_abbrev=False,
@@ -94,7 +119,11 @@ class Command:
         for p in self._parameters():
             help_text = helps.get(p.name, "")
             default = None if p.default is inspect.Parameter.empty else p.default
-            if p.name in self.flags:
+            if p.name in self.flags and isinstance(default, bool):
+                parser.add_argument(
+                    *self.flags[p.name], dest=p.name, action="store_true", help=help_text
+                )
+            elif p.name in self.flags:
                 parser.add_argument(
                     *self.flags[p.name], dest=p.name, help=help_text, default=default,
                     required=p.default is inspect.Parameter.empty,
@@ -106,7 +135,8 @@ class Command:
                 else:
                     kind = type(default) if isinstance(default, int | float) else str
                     parser.add_argument(option, dest=p.name, type=kind, default=default,
-                                        help=help_text, metavar=p.name.upper())
+                                        help=help_text, metavar=p.name.upper(),
+                                        required=p.default is inspect.Parameter.empty)
             elif p.default is inspect.Parameter.empty:
                 parser.add_argument(p.name, help=help_text)
             else:
@@ -157,7 +187,11 @@ MAGIC_NOTES = (
     r"`\:` writes a literal colon). `%%db -o NAME` keeps the frame, `--sandbox` rolls "
     "everything back, `%db -f FILE.sql` runs a file.",
     "Connecting: the first %db that needs a database connects to DBNB_URL, else "
-    "DATABASE_URL, else the embedded PostgreSQL; `%db connect` picks another.",
+    "DATABASE_URL, else the connection named `default` in the connections file "
+    "(~/.config/dbnb/connections.toml or [tool.dbnb.connections] in pyproject.toml), else "
+    "the embedded PostgreSQL. `%db connect NAME` (or a URL, env:VAR, a Database or Engine "
+    "variable) picks another, `--password` asks for its password; `%db connections` lists "
+    "them; `%%db --db NAME` runs one cell elsewhere.",
     "Migrations of your project: `%db init --models Base` (or a module such as "
     "myapp.models), `%db revision -m MESSAGE --autogenerate`, `%db migrate` (`--sql` shows "
     "the SQL instead), `%db check`, `%db merge`, `%db branches`, `%db show head`.",
@@ -192,26 +226,31 @@ def _table(*commands: Command) -> dict[str, Command]:
 
 
 COMMANDS: dict[str, Command] = _table(
-    Command("connect", connect, uses_db=False),
+    Command("connect", connect, uses_db=False, flags={"ask_password": ("--password",)}),
+    Command("connections", connections.connections, uses_db=False, hidden=("current",)),
     Command("info", Database.info),
     Command("health", Database.health),
     Command("pool", Database.pool_status),
     Command("sessions", Database.sessions),
     Command("tables", catalog.tables),
     Command("describe", catalog.describe),
-    Command("migrate", migrations.upgrade, aliases=("upgrade",)),
-    Command("downgrade", migrations.downgrade),
-    Command("revision", migrations.revision, flags={"message": ("-m", "--message")}),
-    Command("merge", migrations.merge, uses_db=False, flags={"message": ("-m", "--message")}),
-    Command("branches", migrations.branches, uses_db=False),
-    Command("show", migrations.show, uses_db=False),
-    Command("current", migrations.current),
-    Command("heads", migrations.heads),
-    Command("history", migrations.history),
-    Command("check", migrations.check),
-    Command("stamp", migrations.stamp),
+    Command("profile", Database.profile),
+    Command("migrate", "dbnb.migrations:upgrade", aliases=("upgrade",)),
+    Command("downgrade", "dbnb.migrations:downgrade"),
+    Command("revision", "dbnb.migrations:revision", flags={"message": ("-m", "--message")}),
+    Command(
+        "merge", "dbnb.migrations:merge", uses_db=False, flags={"message": ("-m", "--message")}
+    ),
+    Command("branches", "dbnb.migrations:branches", uses_db=False),
+    Command("show", "dbnb.migrations:show", uses_db=False),
+    Command("current", "dbnb.migrations:current"),
+    Command("heads", "dbnb.migrations:heads"),
+    Command("history", "dbnb.migrations:history"),
+    Command("check", "dbnb.migrations:check"),
+    Command("stamp", "dbnb.migrations:stamp"),
     Command("sandbox", sandbox.sandbox, magic_only=True),
-    Command("init", scaffold.init, uses_db=False),
+    Command("persist", persist.persist, magic_only=True),
+    Command("init", "dbnb.migrations.scaffold:init", uses_db=False),
     Command("stop", embedded.stop, uses_db=False),
     Command("help", help_for, uses_db=False, hidden=("prog",)),
 )

@@ -115,7 +115,9 @@ def _kernel_env(url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _URL_VARIABLES}
     if url is not None:
         env["DBNB_URL"] = url
-    return {**env, "PGTZ": "UTC"}
+    # DBNB_CONNECTIONS="" hides the user's connections file: its `default` entry must not
+    # take the tutorials to another server.
+    return {**env, "PGTZ": "UTC", "DBNB_CONNECTIONS": ""}
 
 
 def _execute(path: Path, timeout: int, url: str | None) -> tuple[Any, int, float, str | None]:

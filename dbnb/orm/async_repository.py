@@ -125,8 +125,9 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
             where, lookups, page=page, size=size, order_by=order_by, max_size=self.max_page_size
         )
         async with self._session() as s:
-            total = await s.scalar(plan.count) or 0
-            return plan.result((await s.scalars(plan.rows)).all(), total)
+            rows = (await s.execute(plan.rows)).all()
+            total = (await s.scalar(plan.count) or 0) if plan.needs_count(rows) else None
+            return plan.result(rows, total)
 
     async def keyset(
         self,
@@ -138,7 +139,8 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
     ) -> KeysetPage[M]:
         """Await :meth:`Repository.keyset`."""
         plan = self._q.keyset(
-            where, lookups, order_by=order_by, after=after, size=size, max_size=self.max_page_size
+            where, lookups, order_by=order_by, after=after, size=size,
+            max_size=self.max_page_size, cursor_key=self.cursor_key,
         )
         async with self._session() as s:
             return plan.result((await s.scalars(plan.rows)).all())
@@ -221,6 +223,20 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
         async with self._session() as s:
             found = await self._apply(s, write)
             return self._found(found, None, (), **{k: values[k] for k in on})
+
+    async def upsert_many(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+    ) -> ModelList[M]:
+        """Await :meth:`Repository.upsert_many`."""
+        stmt, checked = self._q.upsert_many(rows, on=on, update=update)
+        if not checked:
+            return ModelList()
+        async with self._session() as s:
+            return ModelList((await s.scalars(stmt, checked)).all())
 
     @overload
     async def delete(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...

@@ -14,6 +14,7 @@ lookup                    SQL
 ``name__like/ilike``      ``LIKE``/``ILIKE`` with your own wildcards
 ``name__contains``        ``LIKE '%…%'`` (wildcards in the value escaped)
 ``name__startswith``      ``LIKE '…%'``; ``__endswith``: ``LIKE '%…'``
+``name__icontains``       ``ILIKE '%…%'``; ``__istartswith``, ``__iendswith`` likewise
 ``age__isnull=True``      ``IS NULL`` (``False``: ``IS NOT NULL``)
 ``age__between=(a, b)``   ``BETWEEN a AND b``
 ========================  ==========================================
@@ -79,7 +80,10 @@ def check_operand(model: type[Any], key: str, column: Column, op: str, value: An
     Raises:
         FilterError: naming the filter, the column and what it accepts.
     """
-    text_match = op in ("like", "ilike", "contains", "startswith", "endswith")
+    text_match = op in (
+        "like", "ilike", "contains", "startswith", "endswith", "icontains", "istartswith",
+        "iendswith",
+    )
     if text_match and isinstance(column.type, String):
         if not isinstance(value, str):
             raise FilterError(
@@ -138,6 +142,9 @@ _BUILDERS: dict[str, Callable[[Column, Any], ColumnElement[bool]]] = {
     "contains": _text_match("contains"),
     "startswith": _text_match("startswith"),
     "endswith": _text_match("endswith"),
+    "icontains": _text_match("icontains"),
+    "istartswith": _text_match("istartswith"),
+    "iendswith": _text_match("iendswith"),
     "isnull": _isnull,
     "between": lambda c, v: c.between(*_pair(v)),
 }

@@ -13,14 +13,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from dbnb.frames import aread, read, write
-
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
-    from dbnb.frames.dtypes import DtypeBackend, UuidAs
+    from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
     from dbnb.frames.write import OnConflict
     from dbnb.orm.filters import OrderBy
     from dbnb.orm.statements import Statements
@@ -28,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncFrameMethods", "FrameMethods"]
 
 M = TypeVar("M")
+# Partitioned reads share a PostgreSQL snapshot (pg_export_snapshot) between connections.
+_ONE_STREAM = "read in one stream (leave partitions unset); it is the generic cursor read there"
 
 
 class FrameMethods(Generic[M]):
@@ -49,6 +49,8 @@ class FrameMethods(Generic[M]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
+        partitions: int | None = None,
         **lookups: Any,
     ) -> pd.DataFrame:
         """SELECT the matching rows into a DataFrame through COPY, dtypes from the column types.
@@ -56,19 +58,39 @@ class FrameMethods(Generic[M]):
         Same filters and soft-delete visibility as :meth:`list`; ``columns`` picks columns by
         name. Without ``order_by`` (or ``limit``/``offset``) rows come in the server's order.
         dtypes follow the table in :mod:`dbnb.frames.dtypes` (``dtype_backend="pyarrow"``,
-        ``decimal=True`` and ``uuid_as="uuid"`` change them); an empty result keeps them.
+        ``decimal=True``, ``uuid_as="uuid"`` and ``json_as="string"`` change them); an empty
+        result keeps them.
+
+        ``partitions=N`` reads in N streams on N more connections that share one snapshot (the
+        rows are still those of one query at one moment): ranges of pages, or of the first
+        ``order_by`` column (which must then be a column of the table); not with ``limit`` or
+        ``offset``. See :mod:`dbnb.frames.parallel` for when it reads one stream anyway.
 
         Example::
 
             df = users.to_frame(is_active=True, age__gte=30,
                                 columns=["email", "age", "created_at"], order_by="email")
         """
+        from dbnb.frames.partitions import check_partitions
+
+        streams = check_partitions(partitions, limit=limit, offset=offset)
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
+        options: dict[str, Any] = {
+            "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
+            "json_as": json_as,
+        }
+        if streams > 1:
+            self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         with self._session() as s:
-            return read.read_frame(
-                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
-            )
+            if streams > 1:
+                from dbnb.frames import parallel
+
+                table, key = self._q.partitioning(order_by)
+                return parallel.read_partitioned(s, stmt, table, streams, key=key, **options)
+            from dbnb.frames import read
+
+            return read.read_frame(s, stmt, **options)
 
     def iter_frames(
         self,
@@ -79,6 +101,7 @@ class FrameMethods(Generic[M]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         progress: bool | None = None,
         **lookups: Any,
     ) -> Iterator[pd.DataFrame]:
@@ -94,10 +117,12 @@ class FrameMethods(Generic[M]):
         """
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=None, offset=None)
+        from dbnb.frames import read
+
         with self._session() as s:
             yield from read.iter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as, progress=progress,
+                uuid_as=uuid_as, json_as=json_as, progress=progress,
             )
 
     def from_frame(
@@ -120,6 +145,8 @@ class FrameMethods(Generic[M]):
 
             n = products.from_frame(df, on_conflict="update", on=["sku"])
         """
+        from dbnb.frames import write
+
         with self._session() as s:
             return write.write_frame(
                 s, self.model, frame, on_conflict=on_conflict,
@@ -146,15 +173,33 @@ class AsyncFrameMethods(Generic[M]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
+        partitions: int | None = None,
         **lookups: Any,
     ) -> pd.DataFrame:
-        """Await :meth:`Repository.to_frame` (asyncpg COPY)."""
+        """Await :meth:`Repository.to_frame` (asyncpg COPY; partitions on several connections)."""
+        from dbnb.frames.partitions import check_partitions
+
+        streams = check_partitions(partitions, limit=limit, offset=offset)
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
+        options: dict[str, Any] = {
+            "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
+            "json_as": json_as,
+        }
+        if streams > 1:
+            self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         async with self._session() as s:
-            return await aread.aread_frame(
-                s, stmt, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as
-            )
+            if streams > 1:
+                from dbnb.frames import aparallel
+
+                table, key = self._q.partitioning(order_by)
+                return await aparallel.aread_partitioned(
+                    s, stmt, table, streams, key=key, **options
+                )
+            from dbnb.frames import aread
+
+            return await aread.aread_frame(s, stmt, **options)
 
     async def iter_frames(
         self,
@@ -165,16 +210,19 @@ class AsyncFrameMethods(Generic[M]):
         dtype_backend: DtypeBackend = None,
         decimal: bool = False,
         uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
         progress: bool | None = None,
         **lookups: Any,
     ) -> AsyncIterator[pd.DataFrame]:
         """Iterate :meth:`Repository.iter_frames` with ``async for``."""
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=None, offset=None)
+        from dbnb.frames import aread
+
         async with self._session() as s:
             async for frame in aread.aiter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as, progress=progress,
+                uuid_as=uuid_as, json_as=json_as, progress=progress,
             ):
                 yield frame
 
@@ -188,6 +236,8 @@ class AsyncFrameMethods(Generic[M]):
         progress: bool | None = None,
     ) -> int:
         """Await :meth:`Repository.from_frame` (asyncpg COPY)."""
+        from dbnb.frames import write
+
         async with self._session() as s:
             return await write.awrite_frame(
                 s, self.model, frame, on_conflict=on_conflict,

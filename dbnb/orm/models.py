@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from dbnb.display.tables import Record, Table
 from dbnb.display.values import plural
 from dbnb.errors import AbstractModelError
+from dbnb.orm import schemas
 from dbnb.orm.types import UtcDateTime, random_uuid, utc_now
 
 __all__ = [
@@ -56,6 +57,7 @@ _REPR_MAX_VALUE = 40
 _REPR_MAX_FIELDS = 8
 
 M = TypeVar("M")
+S = TypeVar("S")
 
 
 def new_registry() -> registry:
@@ -113,6 +115,19 @@ class Base(DeclarativeBase):
             if attr.key not in skip
         }
 
+    def to_schema(self, schema: type[S]) -> S:
+        """Validate this row into a pydantic ``BaseModel`` or a ``msgspec.Struct`` (by attribute).
+
+        Example::
+
+            class UserOut(pydantic.BaseModel):
+                id: uuid.UUID
+                email: str
+
+            users.get(uid).to_schema(UserOut)
+        """
+        return schemas.to_schema(self, schema)
+
     def __repr__(self) -> str:
         fields = list(_loaded_columns(self).items())
         shown = " ".join(f"{k}={_short(v)}" for k, v in fields[:_REPR_MAX_FIELDS])
@@ -129,10 +144,13 @@ class ModelList(list[M]):
     def _columns(self) -> list[str]:
         if not self:
             return []
-        return [attr.key for attr in inspect(self[0]).mapper.column_attrs]
+        mapper = getattr(inspect(self[0], raiseerr=False), "mapper", None)
+        if mapper is None:  # schema objects (page.to_schema(...))
+            return list(schemas.fields_of(self[0]))
+        return [attr.key for attr in mapper.column_attrs]
 
     def _rows(self, columns: Sequence[str]) -> list[list[Any]]:
-        return [[_loaded_columns(obj).get(c) for c in columns] for obj in self]
+        return [[schemas.fields_of(obj).get(c) for c in columns] for obj in self]
 
     def _title(self) -> str:
         if not self:

@@ -143,7 +143,10 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
     def paginate(
         self, *where: Any, page: int = 1, size: int = 20, order_by: OrderBy = None, **lookups: Any
     ) -> Page[M]:
-        """SELECT one page of rows (LIMIT/OFFSET) and the total count: two queries.
+        """SELECT one page of rows (LIMIT/OFFSET) with the total count, in one query.
+
+        The total comes with the rows (``count(*) OVER ()``); only a page past the end, which
+        has no row to carry it, costs a second query (``count(*)``).
 
         Args:
             *where: SQLAlchemy expressions, ANDed with the keyword lookups.
@@ -168,8 +171,9 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
             where, lookups, page=page, size=size, order_by=order_by, max_size=self.max_page_size
         )
         with self._session() as s:
-            total = s.scalar(plan.count) or 0
-            return plan.result(s.scalars(plan.rows).all(), total)
+            rows = s.execute(plan.rows).all()
+            total = (s.scalar(plan.count) or 0) if plan.needs_count(rows) else None
+            return plan.result(rows, total)
 
     def keyset(
         self,
@@ -183,24 +187,30 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
 
         Args:
             *where: SQLAlchemy expressions, ANDed with the keyword lookups.
-            order_by: column names, all ascending or all descending (``"-created_at"``); the
+            order_by: column names, each ascending or descending (``"-created_at"``); the
                 primary key is appended as a tie-breaker. Keys must not be NULL.
-            after: the last row of the previous window (``window.last``), a mapping or a
-                tuple of the key values; None for the first window.
+            after: the previous window's ``cursor`` (an opaque signed string, see
+                ``cursor_key``), its last row (``window.last``), a mapping or a tuple of the
+                key values; None for the first window.
             size: rows per window, from 1 to ``max_page_size``.
             **lookups: keyword filters such as ``is_active=True``.
 
         Returns:
-            A :class:`~dbnb.KeysetPage` (``items``, ``has_more``, ``last``).
+            A :class:`~dbnb.KeysetPage` (``items``, ``has_more``, ``cursor``, ``last``).
+
+        Raises:
+            PaginationError: a cursor that was changed, signed with another key, or made for
+                another ordering.
 
         Example::
 
-            window = users.keyset(order_by="created_at", size=20)
+            window = users.keyset(order_by=["-created_at", "name"], size=20)
             while window.has_more:
-                window = users.keyset(order_by="created_at", after=window.last, size=20)
+                window = users.keyset(order_by=["-created_at", "name"], after=window.cursor)
         """
         plan = self._q.keyset(
-            where, lookups, order_by=order_by, after=after, size=size, max_size=self.max_page_size
+            where, lookups, order_by=order_by, after=after, size=size,
+            max_size=self.max_page_size, cursor_key=self.cursor_key,
         )
         with self._session() as s:
             return plan.result(s.scalars(plan.rows).all())
@@ -319,6 +329,38 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         write = self._q.upsert(values, on=on, update=update)
         with self._session() as s:
             return self._found(self._apply(s, write), None, (), **{k: values[k] for k in on})
+
+    def upsert_many(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+    ) -> ModelList[M]:
+        """INSERT many rows … ON CONFLICT (``on``) DO UPDATE, in batched statements; return them.
+
+        Args:
+            rows: one ``{column: value}`` mapping per row, each with the same columns.
+            on: the columns of a unique key.
+            update: the columns to overwrite on conflict; default every column outside
+                ``on``.
+
+        Returns:
+            The inserted or updated rows, in input order.
+
+        Raises:
+            FilterError: rows with different columns, or two rows with the same key (before
+                anything is sent).
+
+        Example::
+
+            products.upsert_many(rows, on=["sku"])
+        """
+        stmt, checked = self._q.upsert_many(rows, on=on, update=update)
+        if not checked:
+            return ModelList()
+        with self._session() as s:
+            return ModelList(s.scalars(stmt, checked).all())
 
     @overload
     def delete(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, get_args, get_origin
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -40,6 +40,9 @@ class RepositoryBase(Generic[M]):
 
     model: type[M]
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE
+    #: The HMAC key of keyset cursors; None: a random key of this process (see
+    #: :mod:`dbnb.orm.cursors` for when an application must set one).
+    cursor_key: ClassVar[bytes | str | None] = None
     _binds: tuple[type, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

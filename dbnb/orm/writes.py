@@ -18,12 +18,12 @@ from sqlalchemy.sql.base import Executable
 from dbnb.dialects import Capabilities
 from dbnb.orm.types import utc_now
 
-__all__ = ["REFRESH", "Write", "one_row_write", "upsert_write"]
+__all__ = ["ON_CONFLICT", "REFRESH", "Write", "one_row_write", "upsert_write"]
 
 # Returned rows replace stale copies in the session's identity map.
 REFRESH: dict[str, Any] = {"populate_existing": True}
 # INSERT … ON CONFLICT, as each backend's SQLAlchemy dialect spells it.
-_ON_CONFLICT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+ON_CONFLICT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def upsert_write(
             .execution_options(**REFRESH)
         )
         return Write(stmt.on_duplicate_key_update(**new), False, after=found, counted=False)
-    stmt = _ON_CONFLICT[caps.name](model).values(checked)
+    stmt = ON_CONFLICT[caps.name](model).values(checked)
     new = {n: stmt.excluded[n] for n in names}
     if new and stamp:
         new["updated_at"] = utc_now()

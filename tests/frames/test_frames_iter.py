@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import BigInteger, Column, MetaData, Numeric, Table, Text, func, select, text
 
 import dbnb
-from dbnb.frames.chunks import CsvChunker
-from dbnb.frames.dtypes import DtypeBackend, ReadPlan, ResultColumn
+from dbnb.frames.chunks import TableChunker
+from dbnb.frames.columns import DtypeBackend, ResultColumn
+from dbnb.frames.plan import ReadPlan
 
 metadata = MetaData()
 events = Table(
@@ -129,23 +130,22 @@ async def test_progress_bar_only_when_asked(
 
 
 def test_chunker_holds_about_one_chunk() -> None:
-    """IO-free: bytes in, frames of chunksize rows out, nothing kept beyond the pending rows."""
+    """IO-free: parsed blocks in, frames of chunksize rows out, nothing kept beyond them."""
     plan = ReadPlan([ResultColumn("n", 23), ResultColumn("s", 25)])
-    chunker = CsvChunker(plan, 1_000, block_bytes=4_096)
+    chunker = TableChunker(plan, 1_000)
     out: list[pd.DataFrame] = []
     data = io.BytesIO()
     for i in range(5_500):
         data.write(f'{i},"x{i}"\n'.encode())
-        if i % 50 == 49:
-            out += chunker.feed(data.getvalue())
+        if i % 70 == 69:
+            out += chunker.feed(plan.parse(data.getvalue()))
             data = io.BytesIO()
-            assert chunker._pending < 1_000 + 4_096  # rows waiting: under one chunk + one block
-    out += chunker.feed(data.getvalue())
+            assert chunker._pending < 1_000  # rows waiting: under one chunk
+    out += chunker.feed(plan.parse(data.getvalue()))
     out += chunker.finish()
     assert [len(f) for f in out] == [1_000] * 5 + [500]
     assert pd.concat(out)["n"].tolist() == list(range(5_500))
-
-
+    assert [len(f) for f in TableChunker(plan, 10).finish()] == [0]  # no rows: one empty frame
 
 
 async def test_progress_total_is_the_planner_estimate(

@@ -82,7 +82,7 @@ DEFAULT_DTYPES = {
     "f8": "float64", "num": "float64", "anynum": "float64", "flag": "boolean",
     "txt": "string", "vc": "string", "tstz": "datetime64[us, UTC]", "ts": "datetime64[us]",
     "day": "datetime64[s]", "uid": "string", "doc": "object", "js": "object",
-    "ints": "object", "tags": "object",
+    "ints": "list<item: int32>[pyarrow]", "tags": "list<item: string>[pyarrow]",
 }
 ARROW_DTYPES = {
     "id": pa.int64(), "i2": pa.int16(), "i4": pa.int32(), "i8": pa.int64(),

@@ -60,6 +60,28 @@ async def test_data_modifying_cte_and_returning_keep_their_types(
     assert len(none) == 0 and str(none["stock"].dtype) == "Int32"
 
 
+async def test_a_read_that_modifies_is_inside_the_sessions_transaction(
+    seeded: dbnb.Database, adb: dbnb.AsyncDatabase, driver: str
+) -> None:
+    """The first statement of a session read through COPY runs in its transaction: rollback."""
+    sql = "UPDATE products SET stock = stock + 1000 WHERE sku = 'KB-001' RETURNING stock"
+    before = seeded.execute("SELECT stock FROM products WHERE sku = 'KB-001'")[0].stock
+    if driver == "asyncpg":
+        async with seeded.asyncio.session() as s:
+            moved = await dbnb.aread_frame(s, sql)
+            await s.rollback()
+        async with seeded.sandbox():
+            await seeded.asyncio.frame(sql)
+    else:
+        with seeded.session() as s:
+            moved = dbnb.read_frame(s, sql)
+            s.rollback()
+        with seeded.sandbox():
+            seeded.frame(sql)
+    assert moved["stock"].tolist() == [before + 1000]
+    assert seeded.execute("SELECT stock FROM products WHERE sku = 'KB-001'")[0].stock == before
+
+
 async def test_a_statement_without_rows_is_refused_before_it_runs(
     seeded: dbnb.Database, adb: dbnb.AsyncDatabase, driver: str
 ) -> None:

@@ -28,8 +28,9 @@ def test_parsers_follow_the_signatures() -> None:
     assert parsed == {"message": "add coupons", "autogenerate": True, "empty": False,
                       "baseline": False, "models": None, "config": None}
     assert find("connect").parse(["env:X", "--database", "d", "--reset"]) == {
-        "url": "env:X", "database": "d", "reset": True
+        "url": "env:X", "database": "d", "reset": True, "ask_password": False
     }
+    assert find("connect").parse(["warehouse", "--password"])["ask_password"] is True
     assert find("stamp").parse(["--help"]) is None
 
 
@@ -42,3 +43,31 @@ def test_bad_command_lines() -> None:
         find("describe").parse([])
     with pytest.raises(CommandUsageError, match="unrecognized arguments: --autogen"):
         find("revision").parse(["-m", "x", "--autogen"])  # no abbreviations
+
+
+def test_a_parser_is_built_once_per_spelling() -> None:
+    pool = find("pool")
+    assert pool.parser("%db") is pool.parser("%db")
+    assert pool.parser("dbnb") is not pool.parser("%db")
+    assert pool.parse([], prog="%db") == {} and pool.parse([], prog="%db") == {}
+
+
+def test_load_ext_leaves_alembic_pandas_and_pyarrow_for_first_use() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'dbnb')\n"
+        "print(sorted(m for m in ('alembic', 'pandas', 'pyarrow') if m in sys.modules))\n"
+        "ip.run_line_magic('db', 'help migrate')\n"
+        "print(sorted(m for m in ('alembic', 'pandas', 'pyarrow') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    at_load, after_help = done.stdout.splitlines()[-2:]
+    assert at_load == "[]"
+    assert "alembic" in after_help

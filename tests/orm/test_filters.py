@@ -55,7 +55,8 @@ def test_every_operator_builds_its_sql(lookup: str, value: Any, fragment: str) -
 def test_operator_table_is_the_documented_one() -> None:
     assert OPERATORS == (
         "eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "like", "ilike",
-        "contains", "startswith", "endswith", "isnull", "between",
+        "contains", "startswith", "endswith", "icontains", "istartswith", "iendswith",
+        "isnull", "between",
     )
 
 

@@ -1,0 +1,145 @@
+"""Partitioned reads on psycopg: one read, several connections, one exported snapshot.
+
+The reading session plans the partitions (:mod:`dbnb.frames.partitions`: one query for the
+table's pages or the key's statistics), learns what each would send (its ORM hooks and
+soft-delete criteria apply to every one), exports its snapshot and describes the result once.
+Then each partition goes to a connection of the same engine on its own thread, as one message
+(begin on the snapshot, COPY, commit); the thread pulls and parses its blocks (libpq and
+pyarrow release the GIL while they work) and the blocks are concatenated in partition order.
+
+When partitions could not give the same rows as one query, the read falls back to one stream
+on the session: the session's transaction wrote rows (other connections cannot see them), or
+the server predates TID range scans (PostgreSQL 14), or there is nothing to cut at.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, Table, text
+
+from dbnb.frames.describe import describe
+from dbnb.frames.partitions import (
+    EXPORT_SNAPSHOT,
+    MIN_TID_RANGE_VERSION,
+    OrderKey,
+    PartitionedRead,
+    bounds_query,
+    ctid_ranges,
+    key_ranges,
+    pages_query,
+)
+from dbnb.frames.query import PIPELINED, Target, driver_error, plan_for
+from dbnb.frames.read import read_frame, rows_out, sent
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+__all__ = ["plan_partitioned", "read_partition", "read_partitioned"]
+
+
+def _cut(session: Session, stmt: Select[Any], table: Table, n: int,
+         key: OrderKey | None) -> list[Select[Any]]:
+    if key is None:
+        pages, version = session.execute(text(pages_query(table))).one()
+        if int(version) < MIN_TID_RANGE_VERSION:
+            return [stmt]
+        return ctid_ranges(stmt, table, int(pages), n)
+    bounds = session.execute(bounds_query(key, table)).scalar()
+    return key_ranges(stmt, key, list(bounds or []), n)
+
+
+def plan_partitioned(
+    session: Session,
+    stmt: Select[Any],
+    table: Table,
+    partitions: int,
+    *,
+    key: OrderKey | None = None,
+    **options: Any,
+) -> PartitionedRead | None:
+    """Cut ``stmt`` (a SELECT of ``table``) into partitions and export the session's snapshot.
+
+    Returns what any connection to the server needs to read each partition while the
+    session's transaction stays open (:func:`read_partition`), or None when the read must be
+    one stream on the session (see the module's docstring).
+    """
+    import psycopg
+
+    parts = _cut(session, stmt, table, partitions, key)
+    if len(parts) == 1:
+        return None
+    targets = [Target(p) for p in parts]
+    what = [sent(session, t) for t in targets]  # before the snapshot: an autoflush writes
+    snapshot, wrote = session.execute(text(EXPORT_SNAPSHOT)).one()
+    if wrote:
+        return None
+    raw = session.connection().connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    sqls = [psycopg.ClientCursor(raw).mogrify(statement, params) for statement, params in what]
+    try:
+        columns = describe(raw, sqls[0])
+    except psycopg.Error as exc:
+        raise driver_error(exc, sqls[0]) from exc
+    assert columns is not None  # a SELECT of a table returns rows
+    plan = plan_for(targets[0], columns, options)
+    return PartitionedRead(
+        str(snapshot),
+        tuple(plan.copy_query(sql) for sql in sqls),
+        tuple(plan.columns),
+        tuple(sorted(options.items())),
+    )
+
+
+def read_partitioned(
+    session: Session,
+    stmt: Select[Any],
+    table: Table,
+    partitions: int,
+    *,
+    key: OrderKey | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """Read ``stmt`` (a SELECT of ``table``) in ``partitions`` streams on one snapshot.
+
+    The rows are those of ``stmt`` at one moment, as one read would give them (in ``key``'s
+    order when given: its leading ORDER BY column). Uses ``partitions`` more connections of
+    the session's engine for the time of the read; the session's own transaction stays open
+    meanwhile, and commits nothing.
+    """
+    read = plan_partitioned(session, stmt, table, partitions, key=key, **options)
+    if read is None:
+        return read_frame(session, stmt, **options)
+    engine = session.connection().engine
+    count = len(read.queries)
+    with ThreadPoolExecutor(count, thread_name_prefix="dbnb-partition") as pool:
+        futures = [pool.submit(_on_new_connection, engine, read, i) for i in range(count)]
+        tables = [table for future in futures for table in future.result()]
+        for future in futures:
+            future.result().clear()  # the futures hold these lists: the blocks are the frame's
+    return read.plan.combine(tables)
+
+
+def _on_new_connection(engine: Engine, read: PartitionedRead, index: int) -> list[pa.Table]:
+    with engine.connect() as conn:
+        return read_partition(conn.connection.driver_connection, read, index)
+
+
+def read_partition(raw: Any, read: PartitionedRead, index: int) -> list[pa.Table]:
+    """Read partition ``index`` of ``read`` on a psycopg connection: its parsed blocks, in order.
+
+    The connection must be idle (no transaction open): the partition begins its own, on the
+    shared snapshot, and commits it. What a task elsewhere runs to read one partition.
+    """
+    import psycopg
+
+    plan = read.plan
+    message = read.message(index)
+    try:
+        return [plan.parse(block) for block in rows_out(raw, message, PIPELINED)]
+    except psycopg.Error as exc:
+        raise driver_error(exc, message) from exc
