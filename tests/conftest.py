@@ -6,7 +6,8 @@ points at another server (then no embedded server starts). Both drivers are exer
 A test module that sets ``BACKENDS = ("postgresql", "sqlite", "mariadb")`` runs every test on
 each backend's own ``db`` (a SQLite file in a temporary directory; a database on a throwaway
 MariaDB server started from Debian's ``mariadb-server``); a test marked ``pg_only`` (a
-PostgreSQL feature, whose refusal elsewhere is tested on its own) runs on PostgreSQL only.
+PostgreSQL feature, whose refusal elsewhere is tested on its own) runs on PostgreSQL only;
+one marked ``other_backends`` (what PostgreSQL-only features say elsewhere) on the others.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         other = params.get("db_backend", "postgresql") != "postgresql"
-        (dropped if other and item.get_closest_marker("pg_only") else kept).append(item)
+        pg_only = other and item.get_closest_marker("pg_only")
+        elsewhere = not other and item.get_closest_marker("other_backends")
+        (dropped if pg_only or elsewhere else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

@@ -151,6 +151,10 @@ class AsyncDatabase(Generic[D]):
         progress: bool | None = None,
     ) -> PersistResult:
         """Await :meth:`Database.create_table_from_frame` (asyncpg COPY, one transaction)."""
+        self._engines.caps.require(
+            "create_table_from_frame (PostgreSQL types, COPY)",
+            "declare a model, db.create_all(Model), then Repository(Model, db).from_frame(df)",
+        )
         from dbnb.frames.persist import acreate_table_from_frame
 
         async with self.session() as s:
@@ -170,6 +174,10 @@ class AsyncDatabase(Generic[D]):
         self, table: str, *, columns: str | Sequence[str] | None = None, top: int = 5
     ) -> _profile.TableProfile:
         """Await :meth:`Database.profile` (the same scans, on asyncpg)."""
+        self._engines.caps.require(
+            "profile (PostgreSQL's catalog and aggregates)",
+            "read the table with db.frame(...) and use DataFrame.describe()",
+        )
         try:
             async with self.engine.connect() as conn:
                 relation, found = await self._catalog(conn, table)
@@ -185,6 +193,10 @@ class AsyncDatabase(Generic[D]):
 
     async def value_counts(self, table: str, column: str, *, top: int = 20) -> pd.DataFrame:
         """Await :meth:`Database.value_counts`."""
+        self._engines.caps.require(
+            "value_counts (PostgreSQL's catalog)",
+            "read the column with db.frame(...) and use Series.value_counts()",
+        )
         try:
             async with self.engine.connect() as conn:
                 relation, found = await self._catalog(conn, table)
@@ -199,6 +211,10 @@ class AsyncDatabase(Generic[D]):
 
     async def histogram(self, table: str, column: str, *, bins: int = 20) -> pd.DataFrame:
         """Await :meth:`Database.histogram`."""
+        self._engines.caps.require(
+            "histogram (width_bucket)",
+            "read the column with db.frame(...) and use Series.plot.hist()",
+        )
         try:
             async with self.engine.connect() as conn:
                 relation, found = await self._catalog(conn, table)

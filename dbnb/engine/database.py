@@ -296,6 +296,10 @@ class Database:
 
             db.create_table_from_frame("sales_2026", df, primary_key="id")
         """
+        self.capabilities.require(
+            "create_table_from_frame (PostgreSQL types, COPY)",
+            "declare a model, db.create_all(Model), then Repository(Model, db).from_frame(df)",
+        )
         from dbnb.frames.persist import create_table_from_frame
 
         with self.session() as s:
@@ -332,6 +336,10 @@ class Database:
             db.profile("events")                     # %db profile events
             db.profile("events", columns=["kind", "amount"]).frame
         """
+        self.capabilities.require(
+            "profile (PostgreSQL's catalog and aggregates)",
+            "read the table with db.frame(...) and use DataFrame.describe()",
+        )
         try:
             with self.engine.connect() as conn:
                 relation, found = self._catalog(conn, table)
@@ -352,6 +360,10 @@ class Database:
 
             db.value_counts("events", "kind").plot.bar()
         """
+        self.capabilities.require(
+            "value_counts (PostgreSQL's catalog)",
+            "read the column with db.frame(...) and use Series.value_counts()",
+        )
         try:
             with self.engine.connect() as conn:
                 relation, found = self._catalog(conn, table)
@@ -371,6 +383,10 @@ class Database:
 
             db.histogram("orders", "total", bins=10).plot.bar()
         """
+        self.capabilities.require(
+            "histogram (width_bucket)",
+            "read the column with db.frame(...) and use Series.plot.hist()",
+        )
         try:
             with self.engine.connect() as conn:
                 relation, found = self._catalog(conn, table)

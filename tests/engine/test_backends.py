@@ -243,3 +243,45 @@ async def test_an_in_memory_sqlite_database_is_shared_then_gone() -> None:
         assert dbnb.Repository(Note, again).count() == 0
     finally:
         again.close()
+
+
+@pytest.mark.other_backends
+async def test_postgresql_only_tools_say_what_to_do_instead(
+    seeded: dbnb.Database, adb: dbnb.AsyncDatabase, db_backend: str
+) -> None:
+    import pandas as pd
+
+    users = dbnb.Repository(shop.User, seeded)
+    calls: list[tuple[str, Any]] = [
+        ("profile", lambda: seeded.profile("users")),
+        ("value_counts", lambda: seeded.value_counts("users", "age")),
+        ("histogram", lambda: seeded.histogram("users", "age")),
+        ("create_table_from_frame",
+         lambda: seeded.create_table_from_frame("from_frame_t", pd.DataFrame({"a": [1]}))),
+        ("partitions", lambda: users.to_frame(partitions=2)),
+        ("upsert_many", lambda: users.upsert_many([{"email": "a@b.c", "name": "A"}],
+                                                  on=["email"])),
+    ]
+    if db_backend == "sqlite":
+        calls.pop()  # SQLite has ON CONFLICT … RETURNING: upsert_many works there
+    for feature, call in calls:
+        with pytest.raises(dbnb.UnsupportedOnDialect) as info:
+            call()
+        assert feature in info.value.feature and info.value.backend == LABELS[db_backend]
+        assert "; this database is " in str(info.value)
+    with pytest.raises(dbnb.UnsupportedOnDialect):
+        await adb.profile("users")
+
+
+def test_upsert_many_where_inserts_return_rows(seeded: dbnb.Database, db_backend: str) -> None:
+    users = dbnb.Repository(shop.User, seeded)
+    rows = [{"email": "many-1@example.com", "name": "One"},
+            {"email": "ana@example.com", "name": "Ana (upserted)"}]
+    if db_backend == "mariadb":  # no RETURNING from ON DUPLICATE KEY UPDATE
+        with pytest.raises(dbnb.UnsupportedOnDialect, match="from_frame"):
+            users.upsert_many(rows, on=["email"])
+        return
+    got = users.upsert_many(rows, on=["email"])
+    assert [u.email for u in got] == ["many-1@example.com", "ana@example.com"]
+    assert got[1].id == shop.SEED_USERS[0]["id"] and got[1].name == "Ana (upserted)"
+    assert got[1].updated_at > got[1].created_at
