@@ -144,9 +144,10 @@ def test_malformed_urls_through_the_cli_and_the_magic(
     from dbnb.cli import main
 
     monkeypatch.setenv("DBNB_SECRET_URL", bad)
-    assert main(["--url", "env:DBNB_SECRET_URL", "health"]) == 1
+    # A malformed URL is bad input: exit code 2, as bad usage (dbnb.cli, since 267d348).
+    assert main(["--url", "env:DBNB_SECRET_URL", "health"]) == 2
     monkeypatch.setenv("DBNB_URL", bad)
-    assert main(["health"]) == 1
+    assert main(["health"]) == 2
     out = capsys.readouterr()
     assert not _leaks(out.out + out.err) and "ConfigError" in out.err
     shell = _shell()
