@@ -20,14 +20,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
+from dbnb.dialects import Capabilities
 from dbnb.engine import health as _health
+from dbnb.engine import probes
 from dbnb.engine import profile as _profile
 from dbnb.engine import replication as _replication
 from dbnb.engine.async_database import AsyncDatabase
+from dbnb.engine.engines import in_memory, shared_memory
 from dbnb.engine.lifecycle import Engines
 from dbnb.engine.replica_settings import ReplicaSettings
 from dbnb.engine.replicas import ReplicaSet, Use, check_use
 from dbnb.engine.routing import run_routed
+from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptResult, ScriptRows, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
@@ -51,6 +55,11 @@ if TYPE_CHECKING:
 __all__ = ["Database"]
 
 
+_NO_SESSIONS = (
+    "list and end connections with the server's own tools (MySQL: SHOW PROCESSLIST, KILL)"
+)
+
+
 def _rows(report: ScriptResult, rows: list[Any]) -> ScriptRows:
     found = ScriptRows(rows)
     found.steps = report.steps
@@ -58,10 +67,12 @@ def _rows(report: ScriptResult, rows: list[Any]) -> ScriptRows:
 
 
 class Database:
-    """A PostgreSQL database reached through a sync (psycopg) and an async (asyncpg) engine.
+    """A database reached through a sync and an async engine (psycopg and asyncpg for PostgreSQL).
 
     Create it with :func:`dbnb.connect`. Engines are created on first use; ``close()`` disposes
-    both, after which any use raises :class:`~dbnb.DatabaseClosed`.
+    both, after which any use raises :class:`~dbnb.DatabaseClosed`. SQLite (``sqlite3`` and
+    ``aiosqlite``) and MySQL/MariaDB (PyMySQL and aiomysql) work too; what differs is in
+    :attr:`capabilities`.
 
     Example::
 
@@ -79,6 +90,7 @@ class Database:
     ) -> None:
         if settings.url is None:
             raise ConfigError("Database needs a URL; use dbnb.connect() for the embedded default")
+        settings = shared_memory(settings)
         self.settings = settings
         self.embedded = embedded
         self.replicas = replicas or ReplicaSettings()
@@ -98,8 +110,13 @@ class Database:
 
     @property
     def database(self) -> str:
-        """The database name."""
-        return str(self.url.database or "")
+        """The database name (for SQLite, the file, or ``:memory:``)."""
+        return ":memory:" if in_memory(self.url) else str(self.url.database or "")
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do (COPY, partial indexes, RETURNING...): see dbnb.dialects."""
+        return self._engines.caps
 
     @property
     def closed(self) -> bool:
@@ -331,6 +348,10 @@ class Database:
 
             db.create_table_from_frame("sales_2026", df, primary_key="id")
         """
+        self.capabilities.require(
+            "create_table_from_frame (PostgreSQL types, COPY)",
+            "declare a model, db.create_all(Model), then Repository(Model, db).from_frame(df)",
+        )
         from dbnb.frames.persist import create_table_from_frame
 
         with self.session() as s:
@@ -367,6 +388,10 @@ class Database:
             db.profile("events")                     # %db profile events
             db.profile("events", columns=["kind", "amount"]).frame
         """
+        self.capabilities.require(
+            "profile (PostgreSQL's catalog and aggregates)",
+            "read the table with db.frame(...) and use DataFrame.describe()",
+        )
         try:
             with self.engine.connect() as conn:
                 relation, found = self._catalog(conn, table)
@@ -387,6 +412,10 @@ class Database:
 
             db.value_counts("events", "kind").plot.bar()
         """
+        self.capabilities.require(
+            "value_counts (PostgreSQL's catalog)",
+            "read the column with db.frame(...) and use Series.value_counts()",
+        )
         try:
             with self.engine.connect() as conn:
                 relation, found = self._catalog(conn, table)
@@ -406,6 +435,10 @@ class Database:
 
             db.histogram("orders", "total", bins=10).plot.bar()
         """
+        self.capabilities.require(
+            "histogram (width_bucket)",
+            "read the column with db.frame(...) and use Series.plot.hist()",
+        )
         try:
             with self.engine.connect() as conn:
                 relation, found = self._catalog(conn, table)
@@ -426,17 +459,20 @@ class Database:
         With read replicas, every replica is looked at too (one row per node: role, latency,
         lag, whether reads go there): a skipped replica that recovered goes back into rotation.
         """
+        caps = self.capabilities
         try:
             engine = self.engine
             start = time.perf_counter()
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
                 latency = (time.perf_counter() - start) * 1000
-                version = conn.execute(text("SHOW server_version")).scalar_one()
+                version = conn.execute(text(probes.version_sql(caps))).scalar_one()
                 behind = _replication.streamed(conn) if self._replicas is not None else {}
-            report = _health.HealthReport(True, "psycopg", latency, str(version))
+            report = _health.HealthReport(
+                True, caps.sync_driver, latency, str(version), backend=caps.label
+            )
         except Exception as exc:
-            report, behind = _health.failed_report("psycopg", exc), {}
+            report, behind = _health.failed_report(caps.sync_driver, exc), {}
         if self._replicas is None:
             return report
         self._replicas.check_all()
@@ -479,15 +515,20 @@ class Database:
 
     def info(self) -> _health.ServerInfo:
         """Ask the server for version, size, our connections and idle-in-transaction sessions."""
+        asks = probes.info_queries(self.capabilities)
+
+        def rows(sql: str | None) -> list[Any] | None:
+            return None if sql is None else list(conn.execute(text(sql)))
+
         with self.engine.connect() as conn:
             try:
-                head = conn.execute(text(_health.SERVER_INFO_SQL)).one()
-                connections = list(conn.execute(text(_health.CONNECTIONS_SQL)))
-                idle = list(conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
-                long = list(conn.execute(text(_health.LONG_RUNNING_SQL)))
+                head = conn.execute(text(asks.head)).one()
+                connections, idle, long = rows(asks.connections), rows(asks.idle), rows(asks.long)
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle, long)
+        return _health.server_info_from_rows(
+            head, connections, idle or [], long or [], backend=self.capabilities.label
+        )
 
     def sessions(
         self, *, stale: bool = False, terminate: int | str | None = None, everyone: bool = False
@@ -510,6 +551,7 @@ class Database:
             db.sessions(stale=True)                 # %db sessions --stale
             db.sessions(terminate=12345)            # %db sessions --terminate 12345
         """
+        self.capabilities.require("sessions", _NO_SESSIONS)
         with self.engine.connect() as conn:
             try:
                 rows = list(conn.execute(text(SESSIONS_SQL), {"everyone": everyone}))
@@ -521,6 +563,29 @@ class Database:
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
         return SessionList(found, pids)
+
+    def create_all(self, models: Any) -> list[str]:
+        """CREATE the tables of ``models`` that do not exist yet (the apps' ``init_db()``).
+
+        Args:
+            models: a declarative Base (``dbnb.Base``), a model class, a ``MetaData``, or a
+                list of them. Existing tables are left as they are (no migration).
+
+        Returns:
+            The names of the tables created, in creation order.
+
+        Example::
+
+            db.create_all(Base)
+        """
+        tables = metadata_of(models)
+        with self.engine.begin() as conn:
+            try:
+                created = create_missing(conn, tables)
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+        self.refresh_pools()
+        return created
 
     # -- lifecycle ------------------------------------------------------------------------------
 
