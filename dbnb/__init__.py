@@ -21,9 +21,10 @@ from dbnb.display.progress import set_progress
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.bridge import run
 from dbnb.engine.database import Database
-from dbnb.engine.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.engine.health import HealthReport, PoolReport, PoolStatus
 from dbnb.engine.nodes import NodeStatus
 from dbnb.engine.registry import close_all, connect
+from dbnb.engine.server_info import ServerInfo
 from dbnb.engine.transactions import execute_in_transaction
 from dbnb.errors import (
     AbstractModelError,
