@@ -115,6 +115,8 @@ class ReplicaSet:
     # -- choosing a replica ---------------------------------------------------------------------
 
     def _rotation(self) -> list[Node]:
+        if len(self.nodes) == 1:
+            return self.nodes
         start = next(self._turn) % len(self.nodes)
         return self.nodes[start:] + self.nodes[:start]
 
@@ -184,8 +186,9 @@ class ReplicaSet:
 
     def _routed(self, node: Node) -> None:
         node.routed()
-        with self._lock:
-            self._none_usable = False
+        if self._none_usable:  # read unlocked: the common case (a replica was usable) is cheap
+            with self._lock:
+                self._none_usable = False
 
     def _nobody(self) -> None:
         with self._lock:
