@@ -11,7 +11,10 @@ variable                    meaning                                            d
 ``DB_MAX_OVERFLOW``         extra connections allowed under load               10
 ``DB_POOL_TIMEOUT``         seconds to wait for a free connection              30
 ``DB_POOL_RECYCLE``         seconds after which a connection is replaced       1800
+``DB_POOL_PRE_PING``        check a pooled connection before lending it         true
 ``DB_ECHO``                 log every statement (true/false)                   false
+``DB_ECHO_POOL``            log the pools' checkouts and returns (true/false)  false
+``DB_SLOW_QUERY_MS``        log statements slower than this (ms) as warnings   none
 ``DB_STATEMENT_TIMEOUT``    server-side statement timeout in milliseconds      none
 ``DB_POOLER``               ``transaction`` behind PgBouncer-style poolers      none
 ``DB_CONNECT_TIMEOUT``      seconds to wait for a new connection               5
@@ -21,6 +24,20 @@ variable                    meaning                                            d
 ``DB_MIGRATION_LOCK_TIMEOUT``  ms a migration waits for a table lock            10000
 ``DB_REDACT_VALUES``        hide quoted values in server messages (true/false)  false
 ==========================  =================================================  ==========
+
+``DATABASE_POOL_SIZE``, ``DATABASE_MAX_OVERFLOW``, ``DATABASE_POOL_TIMEOUT``,
+``DATABASE_POOL_RECYCLE``, ``DATABASE_POOL_PRE_PING``, ``DATABASE_ECHO`` and
+``DATABASE_ECHO_POOL`` are aliases of the ``DB_*`` names (two that disagree are a
+``ConfigError``); a ``.env`` file in the working directory or the project root is read under the
+real environment (:mod:`dbnb.environ`).
+
+On SQLite and MySQL/MariaDB, PostgreSQL's own settings follow one rule: those you must ask for
+(``pooler``, ``statement_timeout``, ``command_timeout``) raise
+:class:`~dbnb.UnsupportedOnDialect` when set; those that have defaults
+(``idle_in_transaction_timeout``, ``migration_lock_timeout``, ``ping_timeout``) are not
+applied there. On SQLite, ``connect_timeout`` is how long a statement waits for another
+connection's write lock (SQLite's busy timeout), and the pool options apply to file databases
+only (``:memory:`` is one connection shared by every session).
 
 Every timeout must be finite and within PostgreSQL's range (at most 2,147,483,647 ms).
 ``idle_in_transaction_timeout`` defaults to ten minutes: long enough for a person stepping
@@ -32,132 +49,27 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
-from dbnb.errors import ConfigError, mask_secrets
+from dbnb import environ as _environ
+from dbnb.dialects import backend_of, capabilities
+from dbnb.errors import ConfigError
+
+# URL parsing lives in dbnb.urls; its names stay importable from here.
+from dbnb.urls import Concealed, conceal, parse_url, safe_url
 
 __all__ = ["POOLERS", "Concealed", "Settings", "conceal", "parse_url", "safe_url"]
 
-_SCHEMES = {
-    "postgresql",
-    "postgres",
-    "postgresql+psycopg",
-    "postgresql+psycopg2",
-    "postgresql+asyncpg",
-}
-_ACCEPTED = "postgresql://, postgres://, postgresql+psycopg:// or postgresql+asyncpg://"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 #: The largest timeout PostgreSQL accepts, in milliseconds (INT_MAX).
 MAX_TIMEOUT_MS = 2_147_483_647
 #: Pooler modes: ``transaction`` changes how dbnb talks to the server; ``session`` is direct.
 POOLERS = ("session", "transaction")
-_SCHEME_SHAPE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(/*)")
-
-
-class Concealed(str):
-    """A string that may hold a password: its repr never shows it.
-
-    IPython's ``%xmode Verbose`` prints the variables of every frame of a traceback; URL text
-    travels through dbnb as ``Concealed`` so those frames show ``<URL text hidden>`` instead.
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<URL text hidden>"
-
-
-def conceal(value: Any) -> Any:
-    """Wrap a ``str`` in :class:`Concealed` (other values are returned as they are)."""
-    if isinstance(value, str) and not isinstance(value, Concealed):
-        return Concealed(value)
-    return value
-
-
-def _shape(text: str) -> str:
-    """Describe malformed URL text without echoing it: its scheme and slashes at most."""
-    match = _SCHEME_SHAPE.match(text)
-    if match is None:
-        return "it does not start with a scheme such as postgresql://"
-    scheme, slashes = match.group(1), match.group(2)
-    if len(slashes) == 2:
-        return f"it starts with {scheme}:// but the rest does not parse"
-    count = {0: "no slash", 1: "one slash"}.get(len(slashes), f"{len(slashes)} slashes")
-    if scheme.lower() in {s.split("+")[0] for s in _SCHEMES} or "+" in scheme:
-        return f"it starts with {scheme}: followed by {count} instead of two"
-    return "it does not start with a scheme such as postgresql:// (user:password@host needs one)"
-
-
-def parse_url(value: str | URL, *, source: str = "url") -> URL:
-    """Parse a PostgreSQL URL into a driver-neutral ``postgresql://`` SQLAlchemy URL.
-
-    Args:
-        value: any of ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg`` URLs;
-            unix sockets as ``?host=/run/postgresql``.
-        source: what to name in the error message (an argument or an environment variable).
-
-    Raises:
-        ConfigError: the scheme is not PostgreSQL or the URL is malformed.
-    """
-    if isinstance(value, URL):
-        url = value
-    elif not isinstance(value, str):
-        raise ConfigError(f"{source} must be a URL string or a sqlalchemy URL, not "
-                          f"{type(value).__name__}")
-    else:
-        # The rejected text is never echoed (it may hold a password): its shape is named.
-        text = Concealed(value.strip())
-        problem = _shape(text) if not _SCHEME_SHAPE.match(text) or "://" not in text else ""
-        if problem:
-            message = (
-                f"{source} is not a URL: {problem}; expected {_ACCEPTED}, for example "
-                "postgresql://user@localhost:5432/dbname"
-            )
-            raise ConfigError(message)
-        try:
-            url = make_url(text)
-        except (ArgumentError, ValueError):
-            message = f"{source} is malformed ({_shape(text)}); expected {_ACCEPTED}"
-            raise ConfigError(message) from None
-    if url.drivername not in _SCHEMES:
-        raise ConfigError(
-            f"{source} uses the scheme {url.drivername!r}; dbnb speaks PostgreSQL only: "
-            f"use {_ACCEPTED}"
-        )
-    try:
-        port = url.port
-    except ValueError:  # make_url defers port parsing in some versions
-        raise ConfigError(f"{source} has a port that is not a number") from None
-    if url.database and "@" in url.database:
-        # postgresql:///user:pw@host/db parses with everything as the database name.
-        raise ConfigError(
-            f"{source} has '@' in its database name, so its credentials are misplaced; write "
-            "postgresql://user:password@host:5432/dbname"
-        )
-    if port is not None and not 0 < port < 65536:
-        raise ConfigError(f"{source} has port {port}; use a port between 1 and 65535")
-    if "password" in url.query:
-        # Keep the password where URL's repr hides it, not in the query string where it shows.
-        password = url.query["password"]
-        url = url.difference_update_query(["password"]).set(
-            password=password if isinstance(password, str) else password[0]
-        )
-    return url.set(drivername="postgresql")
-
-
-def safe_url(url: URL) -> str:
-    """Render a URL for humans: password hidden, socket directories and options kept."""
-    query = {k: ("***" if k.lower() == "password" else v) for k, v in url.query.items()}
-    return mask_secrets(url.set(query=query).render_as_string(hide_password=True))
-
-
 def _env_int(
     environ: Mapping[str, str], name: str, *, minimum: int, maximum: int | None = None
 ) -> int | None:
@@ -243,6 +155,9 @@ class Settings:
     idle_in_transaction_timeout: int | None = 600_000
     migration_lock_timeout: int = 10_000
     redact_values: bool = False
+    pool_pre_ping: bool = True
+    echo_pool: bool = False
+    slow_query_ms: int | None = None
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, Any, bool, str]] = [
@@ -291,10 +206,46 @@ class Settings:
             ("echo", self.echo, isinstance(self.echo, bool), "True or False"),
             ("redact_values", self.redact_values, isinstance(self.redact_values, bool),
              "True or False"),
+            ("pool_pre_ping", self.pool_pre_ping, isinstance(self.pool_pre_ping, bool),
+             "True or False"),
+            ("echo_pool", self.echo_pool, isinstance(self.echo_pool, bool), "True or False"),
+            (
+                "slow_query_ms",
+                self.slow_query_ms,
+                self.slow_query_ms is None or _is_ms(self.slow_query_ms),
+                _MS,
+            ),
         ]
         for name, value, ok, accepted in checks:
             if not ok:
                 raise ConfigError(f"{name}={value!r} is invalid; use {accepted}")
+        if self.url is not None:
+            self._check_backend()
+
+    def _check_backend(self) -> None:
+        """Refuse PostgreSQL-only settings that were asked for on another backend."""
+        assert self.url is not None
+        caps = capabilities(self.url)
+        if self.pooler is not None:
+            caps.require(
+                f"pooler={self.pooler!r}", "a pooler profile is for PgBouncer in front of "
+                "PostgreSQL; leave pooler (DB_POOLER) unset",
+            )
+        if self.statement_timeout is not None:
+            caps.require(
+                "statement_timeout", "leave statement_timeout (DB_STATEMENT_TIMEOUT) unset; "
+                "bound a query in its SQL instead (MySQL: /*+ MAX_EXECUTION_TIME(ms) */)",
+            )
+        if self.command_timeout is not None:
+            caps.require(
+                "command_timeout", "leave command_timeout (DB_COMMAND_TIMEOUT) unset",
+            )
+
+    @property
+    def backend(self) -> str:
+        """The backend of the URL: ``postgresql`` (also for the embedded server), ``sqlite``,
+        ``mysql`` or ``mariadb``."""
+        return "postgresql" if self.url is None else backend_of(self.url.drivername)
 
     @classmethod
     def resolve(
@@ -302,6 +253,7 @@ class Settings:
         url: str | URL | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        dotenv: bool | str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> Settings:
         """Resolve settings: explicit arguments win, then the environment, then defaults.
@@ -310,14 +262,22 @@ class Settings:
             url: the database URL; when ``None``, ``DBNB_URL`` then ``DATABASE_URL`` are read,
                 and with neither set the embedded server is used.
             environ: the environment to read (``os.environ`` by default).
+            dotenv: ``False`` reads no ``.env`` file; a directory to find one from; default:
+                the working directory's or the project root's, under the real environment
+                (see :mod:`dbnb.environ`).
             **options: any other field of :class:`Settings` (``pool_size=10``, ...).
 
         Raises:
-            ConfigError: an unknown option, or a value that cannot be used.
+            ConfigError: an unknown option, a value that cannot be used, or an alias and
+                dbnb's name set to different values.
+            UnsupportedOnDialect: a PostgreSQL-only setting asked of SQLite or MySQL.
         """
         # A view, not os.environ itself: a traceback printed with its frames' variables
         # (IPython's %xmode Verbose) must not show the whole environment.
-        env = _Environment(os.environ if environ is None else environ)
+        read = _environ.read(environ, dotenv=dotenv)
+        env = _Environment(
+            {**read, **{n: v for n in _environ.KNOWN if (v := _aliased(read, n)) is not None}}
+        )
         url = conceal(url)
         known = {f.name for f in fields(cls)} - {"url"}
         unknown = sorted(set(options) - known)
@@ -355,6 +315,9 @@ class Settings:
                 env, "DB_MIGRATION_LOCK_TIMEOUT", minimum=1, maximum=MAX_TIMEOUT_MS
             ),
             "redact_values": _env_bool(env, "DB_REDACT_VALUES"),
+            "pool_pre_ping": _env_bool(env, "DB_POOL_PRE_PING"),
+            "echo_pool": _env_bool(env, "DB_ECHO_POOL"),
+            "slow_query_ms": _env_int(env, "DB_SLOW_QUERY_MS", minimum=0, maximum=MAX_TIMEOUT_MS),
         }
         values.update({k: v for k, v in from_env.items() if v is not None})
         values.update({k: v for k, v in options.items() if v is not None})
@@ -375,27 +338,17 @@ class Settings:
             f" command_timeout={self.command_timeout},"
             f" idle_in_transaction_timeout={self.idle_in_transaction_timeout},"
             f" migration_lock_timeout={self.migration_lock_timeout},"
-            f" redact_values={self.redact_values})"
+            f" redact_values={self.redact_values}, pool_pre_ping={self.pool_pre_ping},"
+            f" echo_pool={self.echo_pool}, slow_query_ms={self.slow_query_ms})"
         )
 
 
-class _Environment(Mapping[str, str]):
-    """A read-only view of the environment whose repr lists nothing."""
+_Environment = _environ.Environment
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
 
-    def __getitem__(self, key: str) -> str:
-        return self._environ[key]
-
-    def __iter__(self) -> Any:
-        return iter(self._environ)
-
-    def __len__(self) -> int:
-        return len(self._environ)
-
-    def __repr__(self) -> str:
-        return "<environment>"
+def _aliased(env: Mapping[str, str], name: str) -> str | None:
+    found = _environ.setting(env, name)
+    return None if found is None else found[0]
 
 
 _MAX_SECONDS = MAX_TIMEOUT_MS / 1000

@@ -20,6 +20,7 @@ import dbnb
 def pytest_sessionstart(session: pytest.Session) -> None:
     for name in ("DBNB_URL", "DATABASE_URL"):
         os.environ.pop(name, None)
+    os.environ["DBNB_CONNECTIONS"] = ""  # no `default` connection from the user's own file
     home = Path(session.config.rootpath) / "build" / "nbval-home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DBNB_HOME"] = str(home)
@@ -36,4 +37,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # The kernels nbval stops are killed before they can detach from the server, so it would
     # outlive the run; this private server (build/nbval-home) is stopped here instead.
     home = Path(session.config.rootpath) / "build" / "nbval-home"
-    dbnb.embedded_server(home, announce=False).stop()
+    dbnb.embedded_server(home, announce=False).stop(force=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
 from sqlalchemy import text
@@ -20,15 +20,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
 from dbnb.engine import health as _health
+from dbnb.engine import probes
+from dbnb.engine import profile as _profile
+from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptRows, arun_script, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import translate
+from dbnb.server.sessions import (
+    SESSIONS_SQL,
+    SessionList,
+    pids_to_end,
+    sessions_from_rows,
+    terminate_sql,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
+    from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["AsyncDatabase"]
 
@@ -127,33 +138,163 @@ class AsyncDatabase(Generic[D]):
         assert report.frame is not None
         return report.frame
 
+    async def create_table_from_frame(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        /,
+        *,
+        schema: str | None = None,
+        primary_key: str | Sequence[str] | None = None,
+        if_exists: IfExists = "fail",
+        types: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+    ) -> PersistResult:
+        """Await :meth:`Database.create_table_from_frame` (asyncpg COPY, one transaction)."""
+        self._engines.caps.require(
+            "create_table_from_frame (PostgreSQL types, COPY)",
+            "declare a model, db.create_all(Model), then Repository(Model, db).from_frame(df)",
+        )
+        from dbnb.frames.persist import acreate_table_from_frame
+
+        async with self.session() as s:
+            done = await acreate_table_from_frame(
+                s, name, frame, schema=schema, primary_key=primary_key, if_exists=if_exists,
+                types=types, progress=progress,
+            )
+        if done.action == "replaced":
+            self._engines.refresh()
+        return done
+
+    async def _catalog(self, conn: Any, table: str) -> tuple[str, list[_profile.ProfiledColumn]]:
+        rows = (await conn.execute(text(_profile.COLUMNS_SQL), {"table": table})).all()
+        return _profile.columns_from_rows(rows, table)
+
+    async def profile(
+        self, table: str, *, columns: str | Sequence[str] | None = None, top: int = 5
+    ) -> _profile.TableProfile:
+        """Await :meth:`Database.profile` (the same scans, on asyncpg)."""
+        self._engines.caps.require(
+            "profile (PostgreSQL's catalog and aggregates)",
+            "read the table with db.frame(...) and use DataFrame.describe()",
+        )
+        try:
+            async with self.engine.connect() as conn:
+                relation, found = await self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, columns, table)
+                stats = (await conn.execute(text(_profile.stats_sql(relation, chosen)))).one()
+                groups = (await conn.execute(
+                    text(_profile.groups_sql(relation, chosen)), {"top": top}
+                )).all() if chosen else []
+                await conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.profile_from_rows(relation, chosen, stats, groups)
+
+    async def value_counts(self, table: str, column: str, *, top: int = 20) -> pd.DataFrame:
+        """Await :meth:`Database.value_counts`."""
+        self._engines.caps.require(
+            "value_counts (PostgreSQL's catalog)",
+            "read the column with db.frame(...) and use Series.value_counts()",
+        )
+        try:
+            async with self.engine.connect() as conn:
+                relation, found = await self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, [column], table)[0]
+                rows = (await conn.execute(
+                    text(_profile.value_counts_sql(relation, chosen)), {"top": top}
+                )).all()
+                await conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.value_counts_frame(chosen, rows)
+
+    async def histogram(self, table: str, column: str, *, bins: int = 20) -> pd.DataFrame:
+        """Await :meth:`Database.histogram`."""
+        self._engines.caps.require(
+            "histogram (width_bucket)",
+            "read the column with db.frame(...) and use Series.plot.hist()",
+        )
+        try:
+            async with self.engine.connect() as conn:
+                relation, found = await self._catalog(conn, table)
+                chosen = _profile.chosen_columns(found, [column], table)[0]
+                rows = (await conn.execute(
+                    text(_profile.histogram_sql(relation, chosen)), {"bins": bins}
+                )).all()
+                await conn.rollback()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return _profile.histogram_frame(chosen, rows, bins)
+
     async def health(self) -> _health.HealthReport:
-        """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises."""
+        """Run ``SELECT 1`` on the async engine and report latency and version; never raises."""
+        caps = self._engines.caps
         try:
             engine = self.engine
             start = time.perf_counter()
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
                 latency = (time.perf_counter() - start) * 1000
-                version = (await conn.execute(text("SHOW server_version"))).scalar_one()
-            return _health.HealthReport(True, "asyncpg", latency, str(version))
+                version = (await conn.execute(text(probes.version_sql(caps)))).scalar_one()
+            return _health.HealthReport(
+                True, caps.async_driver, latency, str(version), backend=caps.label
+            )
         except Exception as exc:
-            return _health.failed_report("asyncpg", exc)
+            return _health.failed_report(caps.async_driver, exc)
 
     def pool_status(self) -> _health.PoolReport:
         """Snapshot both engines' pools (no I/O, so not a coroutine)."""
         return self._engines.pool_report()
 
     async def info(self) -> _health.ServerInfo:
-        """Ask the server (over asyncpg) for version, size, connections and idle transactions."""
+        """Ask the server (async engine) for version, size, connections and idle transactions."""
+        asks = probes.info_queries(self._engines.caps)
+
+        async def rows(sql: str | None) -> list[Any] | None:
+            return None if sql is None else list(await conn.execute(text(sql)))
+
         async with self.engine.connect() as conn:
             try:
-                head = (await conn.execute(text(_health.SERVER_INFO_SQL))).one()
-                connections = list(await conn.execute(text(_health.CONNECTIONS_SQL)))
-                idle = list(await conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
+                head = (await conn.execute(text(asks.head))).one()
+                connections = await rows(asks.connections)
+                idle, long = await rows(asks.idle), await rows(asks.long)
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle)
+        return _health.server_info_from_rows(
+            head, connections, idle or [], long or [], backend=self._engines.caps.label
+        )
+
+    async def sessions(
+        self, *, stale: bool = False, terminate: int | str | None = None, everyone: bool = False
+    ) -> SessionList:
+        """Await :meth:`Database.sessions` (list dbnb's sessions; end one or the stale ones)."""
+        self._engines.caps.require(
+            "sessions",
+            "list and end connections with the server's own tools (MySQL: SHOW PROCESSLIST, KILL)",
+        )
+        async with self.engine.connect() as conn:
+            try:
+                rows = list(await conn.execute(text(SESSIONS_SQL), {"everyone": everyone}))
+                found = sessions_from_rows(rows, self.url, stale=stale)
+                pids = pids_to_end(found, terminate, stale=stale, everyone=everyone)
+                for pid in pids:
+                    await conn.execute(text(terminate_sql(conn.dialect)), {"pid": pid})
+                await conn.commit()
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+        return SessionList(found, pids)
+
+    async def create_all(self, models: Any) -> list[str]:
+        """Await :meth:`Database.create_all` (CREATE the missing tables) on the async engine."""
+        tables = metadata_of(models)
+        async with self.engine.begin() as conn:
+            try:
+                created: list[str] = await conn.run_sync(create_missing, tables)
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+        self._engines.refresh()
+        return created
 
     async def refresh_pools(self) -> None:
         """Replace both pools' connections, awaiting the async ones' graceful close."""

@@ -10,12 +10,24 @@
   ``command_timeout``, a psycopg call that outlives it has its socket shut down
   (:mod:`dbnb.engine.watchdog`; asyncpg's own ``command_timeout`` does the same job).
 - **TCP keepalives** on asyncpg's socket (libpq gets them as connection parameters).
+- **Schema changes.** A statement that fails because a cached plan or statement outlived DDL
+  (``cached plan must not change result type``, asyncpg's ``InvalidCachedStatementError``) is
+  run once more, on a fresh transaction, when it was the first statement of its transaction
+  (nothing else is lost by rolling that back); DDL run through dbnb (``db.execute``,
+  ``%%db``, a session) makes both engines forget their cached plans (``on_ddl``).
 - **Errors** get the bound that expired and, with ``redact_values``, a mark that tells
   :func:`~dbnb.errors.translate` to hide quoted values.
+- **SQLite** connections enforce foreign keys and let SQLAlchemy, not the ``sqlite3`` module,
+  begin transactions (so SAVEPOINTs nest and DDL is transactional); SQLite and MySQL/MariaDB
+  get none of PostgreSQL's session settings or pings (MySQL's pool pre-pings instead).
+- **Slow statements** (over ``slow_query_ms``) are logged as warnings on the ``dbnb.sql``
+  logger, with their duration and SQL (never their parameters).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import select
 import socket
 import time
@@ -26,6 +38,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from dbnb.dialects import capabilities
 from dbnb.engine import watchdog
 from dbnb.engine.engines import KEEPALIVES, TCP_USER_TIMEOUT_MS, transaction_pooler
 from dbnb.settings import Settings
@@ -38,6 +51,15 @@ _FRESH = "dbnb_fresh"
 _PING_FAILED = "dbnb_ping_failed"
 _DEADLINE = "dbnb_deadline"
 _GENERATION = "dbnb_generation"
+_FIRST = "dbnb_first_statement"
+_STARTED = "dbnb_started"
+#: Where slow statements are recorded (``logging.getLogger("dbnb")`` catches them).
+SQL_LOG = logging.getLogger("dbnb.sql")
+# Statements after which cached plans of other statements may be stale (comments skipped).
+_DDL = re.compile(
+    r"^(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:alter|drop|create\s+or\s+replace)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def session_settings(
@@ -76,7 +98,12 @@ def _raw(dbapi_connection: Any) -> Any:
 
 
 def install(
-    engine: Engine, settings: Settings, *, asynchronous: bool, generation: Callable[[], int]
+    engine: Engine,
+    settings: Settings,
+    *,
+    asynchronous: bool,
+    generation: Callable[[], int],
+    on_ddl: Callable[[], None],
 ) -> None:
     """Register dbnb's connection events on ``engine`` (an AsyncEngine's ``sync_engine``).
 
@@ -86,6 +113,10 @@ def install(
     pooled = transaction_pooler(settings)
     url = settings.url
     assert url is not None
+    _install_common(engine, settings)
+    if not capabilities(url).server_settings:
+        _install_generic(engine, capabilities(url).in_process)
+        return
     server = _where({"host": url.host, "port": url.port} if url.host else dict(url.query))
 
     @event.listens_for(engine, "do_connect")
@@ -126,7 +157,7 @@ def install(
 
     @event.listens_for(engine, "checkout")
     def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if record.info.pop(_FRESH, False):
+        if record.info.pop(_FRESH, False) or not settings.pool_pre_ping:
             return
         if not asynchronous and record.info.get(_GENERATION, 0) < generation():
             raise sa_exc.DisconnectionError("the schema changed: a fresh connection replaces it")
@@ -136,13 +167,37 @@ def install(
             record.record_info[_PING_FAILED] = message
             raise sa_exc.InvalidatePoolError(message)
 
-    if pooled:
-
-        @event.listens_for(engine, "begin")
-        def begin(conn: Any) -> None:
+    @event.listens_for(engine, "begin")
+    def begin(conn: Any) -> None:
+        if pooled:
             values = session_settings(settings, conn.dialect.server_version_info)
             if values:
                 conn.exec_driver_sql(_set_sql(values, local=True))
+        _info(conn)[_FIRST] = True
+
+    @event.listens_for(engine, "do_execute")
+    def do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        first = _info(context.connection).pop(_FIRST, False)
+        try:
+            context.dialect.do_execute(cursor, statement, parameters, context)
+        except Exception as error:
+            if not (first and _stale_plan(error)):
+                raise
+            # Nothing ran before it in this transaction: roll it back and run it once more,
+            # with the caches that went stale cleared.
+            dbapi_connection = context.connection.connection.dbapi_connection
+            dbapi_connection.rollback()
+            if asynchronous:
+                # SQLAlchemy's adapter drops prepared statements older than this mark.
+                context.dialect._invalidate_schema_cache()
+                cursor._invalidate_schema_cache_asof = context.dialect._invalidate_schema_cache_asof
+            context.dialect.do_execute(cursor, statement, parameters, context)
+        return True
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def after_ddl(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if _DDL.match(statement):
+            on_ddl()
 
     if settings.command_timeout is not None and not asynchronous:
         limit = settings.command_timeout
@@ -178,8 +233,71 @@ def install(
                 f"no answer from {server} within command_timeout="
                 f"{settings.command_timeout} s (DB_COMMAND_TIMEOUT)",
             )
+
+
+def _install_common(engine: Engine, settings: Settings) -> None:
+    """What every backend gets: the redaction mark on errors, slow-statement records."""
+
+    @event.listens_for(engine, "handle_error")
+    def redact(context: Any) -> None:
+        wrapped = context.sqlalchemy_exception
         if settings.redact_values and wrapped is not None:
             wrapped.dbnb_redact = True
+
+    if settings.slow_query_ms is None:
+        return
+    threshold = settings.slow_query_ms / 1000
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def started(conn: Any, *_: Any) -> None:
+        conn.info.setdefault(_STARTED, []).append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def finished(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        starts = conn.info.get(_STARTED)
+        if not starts:
+            return
+        seconds = time.perf_counter() - starts.pop()
+        if seconds >= threshold:
+            SQL_LOG.warning(
+                "slow statement: %.0f ms (slow_query_ms=%s): %s", seconds * 1000,
+                settings.slow_query_ms, " ".join(statement.split())[:500],
+                extra={"duration_ms": seconds * 1000, "statement": statement},
+            )
+
+
+def _install_generic(engine: Engine, in_process: bool) -> None:
+    """SQLite and MySQL/MariaDB: no PostgreSQL session settings; SQLite's transaction fixes."""
+    if not in_process:
+        return
+
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        # sqlite3 would begin (and commit) transactions on its own, which breaks SAVEPOINT
+        # and transactional DDL: SQLAlchemy's documented recipe hands that to the "begin" hook.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _info(conn: Any) -> dict[str, Any]:
+    """The pooled connection's info dict (the first connect's bare connection has none)."""
+    try:
+        return conn.info  # type: ignore[no-any-return]
+    except NotImplementedError:
+        return {}
+
+
+def _stale_plan(error: BaseException) -> bool:
+    names = {type(error).__name__, type(getattr(error, "__cause__", None)).__name__}
+    return "InvalidCachedStatementError" in names or "cached plan must not change" in str(error)
 
 
 def _mark(wrapped: BaseException | None, original: BaseException, reason: str) -> None:

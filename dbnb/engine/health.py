@@ -7,10 +7,11 @@ Reprs never touch the database.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from dbnb.display.tables import Record, Table
 from dbnb.display.values import Count, Duration, Percent, Size, Status
@@ -19,6 +20,7 @@ from dbnb.errors import mask_secrets, translate
 __all__ = [
     "HealthReport",
     "IdleTransaction",
+    "LongQuery",
     "PoolStatus",
     "ServerInfo",
     "failed_report",
@@ -50,6 +52,18 @@ FROM pg_stat_activity
 WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')
   AND datname = current_database() AND pid <> pg_backend_pid()
 ORDER BY state_change
+"""
+#: Queries of any dbnb process (``dbnb:<pid>``) running for longer than LONG_RUNNING_SECONDS.
+LONG_RUNNING_SECONDS = 5
+LONG_RUNNING_SQL = f"""
+SELECT pid, application_name,
+       extract(epoch FROM now() - query_start)::float8 AS idle_seconds,
+       left(query, 200) AS last_query
+FROM pg_stat_activity
+WHERE state = 'active' AND application_name LIKE 'dbnb%'
+  AND now() - query_start > interval '{LONG_RUNNING_SECONDS} seconds'
+  AND datname = current_database() AND pid <> pg_backend_pid()
+ORDER BY query_start
 """
 
 
@@ -163,7 +177,13 @@ class PoolReport:
 def pool_status_of(
     pool: Pool | None, *, engine: str, driver: str, size: int, max_overflow: int
 ) -> PoolStatus:
-    """Build a :class:`PoolStatus` from a pool's counters (``None``: engine not created yet)."""
+    """Build a :class:`PoolStatus` from a pool's counters (``None``: engine not created yet).
+
+    A ``StaticPool`` (in-memory SQLite) is one connection that every session shares: it is
+    never checked out by one of them, so it counts as one connection, checked in.
+    """
+    if isinstance(pool, StaticPool):
+        return PoolStatus(engine, driver, True, 1, 1, 0, 0, 1)
     if pool is None or not isinstance(pool, QueuePool):
         return PoolStatus(engine, driver, False, size, 0, 0, 0, size + max_overflow)
     return PoolStatus(
@@ -192,6 +212,7 @@ class HealthReport:
     server_version: str | None = None
     error: str | None = None
     message: str | None = None
+    backend: str = "PostgreSQL"
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain values."""
@@ -222,7 +243,7 @@ class HealthReport:
             latency = Duration((self.latency_ms or 0.0) / 1000)
             return (
                 f"healthy: {self.driver} answered in {latency} "
-                f"(PostgreSQL {self.server_version})"
+                f"({self.backend} {self.server_version})"
             )
         return f"unhealthy: {self.driver}: {self.error}: {self.message}"
 
@@ -266,16 +287,32 @@ class IdleTransaction:
 
 
 @dataclass(frozen=True)
+class LongQuery:
+    """A query of a dbnb process that has been running for a while (its kernel may be gone)."""
+
+    pid: int
+    application_name: str
+    seconds: float
+    query: str
+
+
+@dataclass(frozen=True)
 class ServerInfo:
-    """What the server says about itself and about this application's connections."""
+    """What the server says about itself and about this application's connections.
+
+    Fields a backend does not have are None and not shown: SQLite has no application name,
+    connections or sessions; MySQL/MariaDB no application name.
+    """
 
     version: str
     database: str
     size_bytes: int
     size_pretty: str
-    application_name: str
-    connections: dict[str, int] = field(default_factory=dict)
+    application_name: str | None
+    connections: dict[str, int] | None = field(default_factory=dict)
     idle_in_transaction: tuple[IdleTransaction, ...] = ()
+    long_running: tuple[LongQuery, ...] = ()
+    backend: str = "PostgreSQL"
 
     @property
     def idle_in_transaction_count(self) -> int:
@@ -283,25 +320,44 @@ class ServerInfo:
         return len(self.idle_in_transaction)
 
     def as_dict(self) -> dict[str, Any]:
-        """The snapshot as plain values (connections flattened to ``state=count`` text)."""
-        return {
+        """The snapshot as plain values (connections flattened to ``state=count`` text).
+
+        ``long_running`` (queries of dbnb processes running for over LONG_RUNNING_SECONDS)
+        appears only when there are some.
+        """
+        values: dict[str, Any] = {
             "version": self.version,
             "database": self.database,
             "size": self.size_pretty,
             "application_name": self.application_name,
-            "connections": ", ".join(f"{k}={v}" for k, v in self.connections.items()) or "none",
+            "connections": None if self.connections is None else (
+                ", ".join(f"{k}={v}" for k, v in self.connections.items()) or "none"
+            ),
             "idle_in_transaction": self.idle_in_transaction_count,
         }
+        values = {k: v for k, v in values.items() if v is not None}
+        if self.connections is None:
+            del values["idle_in_transaction"]  # no sessions to be idle
+        if self.long_running:
+            values["long_running"] = len(self.long_running)
+        return values
 
     def _record(self) -> Record:
-        fields = {
-            "version": self.version,
+        fields: dict[str, Any] = {
+            "version": f"{self.backend} {self.version}" if self.backend != "PostgreSQL"
+            else self.version,
             "database": self.database,
             "size": Size(self.size_bytes),
-            "application_name": self.application_name,
-            "connections": ", ".join(f"{v} {k}" for k, v in self.connections.items()) or "none",
-            "idle_in_transaction": Count(self.idle_in_transaction_count),
         }
+        if self.application_name is not None:
+            fields["application_name"] = self.application_name
+        if self.connections is not None:
+            fields["connections"] = (
+                ", ".join(f"{v} {k}" for k, v in self.connections.items()) or "none"
+            )
+            fields["idle_in_transaction"] = Count(self.idle_in_transaction_count)
+        if self.long_running:
+            fields["long_running"] = Count(len(self.long_running))
         return Record("server", fields)
 
     def _idle(self) -> Table:
@@ -315,31 +371,61 @@ class ServerInfo:
             empty="no session is idle in a transaction",
         )
 
+    def _long(self) -> Table:
+        return Table(
+            ["pid", "application_name", "running_for", "query"],
+            [(q.pid, q.application_name, Duration(q.seconds), q.query) for q in self.long_running],
+            caption=f"queries of dbnb processes running for over {LONG_RUNNING_SECONDS} s",
+            empty="no long-running query",
+        )
+
     def __repr__(self) -> str:
         out = self._record().text()
-        return out + "\n" + self._idle().text() if self.idle_in_transaction else out
+        if self.idle_in_transaction:
+            out += "\n" + self._idle().text()
+        if self.long_running:
+            out += "\n" + self._long().text()
+        return out
 
     def _repr_html_(self) -> str:
         out = self._record().html()
-        return out + self._idle().html() if self.idle_in_transaction else out
+        if self.idle_in_transaction:
+            out += self._idle().html()
+        if self.long_running:
+            out += self._long().html()
+        return out
 
 
 def server_info_from_rows(
-    head: Any, connections: list[Any], idle: list[Any]
+    head: Any,
+    connections: list[Any] | None,
+    idle: list[Any],
+    long: Sequence[Any] = (),
+    *,
+    backend: str = "PostgreSQL",
 ) -> ServerInfo:
-    """Assemble a :class:`ServerInfo` from the rows of the three catalog queries above."""
+    """Assemble a :class:`ServerInfo` from the rows of the catalog queries (None: no such thing)."""
+    size = int(head.size_bytes or 0)
     return ServerInfo(
         version=str(head.version),
         database=str(head.database),
-        size_bytes=int(head.size_bytes),
-        size_pretty=str(head.size_pretty),
-        application_name=str(head.application_name),
-        connections={str(r.state): int(r.n) for r in connections},
+        size_bytes=size,
+        size_pretty=str(head.size_pretty) if head.size_pretty is not None else str(Size(size)),
+        application_name=None if head.application_name is None else str(head.application_name),
+        connections=None if connections is None else {
+            str(r.state): int(r.n) for r in connections
+        },
+        backend=backend,
         idle_in_transaction=tuple(
             IdleTransaction(
                 int(r.pid), str(r.application_name or ""), float(r.idle_seconds or 0.0),
                 str(r.last_query or ""),
             )
             for r in idle
+        ),
+        long_running=tuple(
+            LongQuery(int(r.pid), str(r.application_name or ""), float(r.idle_seconds or 0.0),
+                      str(r.last_query or ""))
+            for r in long
         ),
     )

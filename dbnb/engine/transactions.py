@@ -45,7 +45,12 @@ class TransactionScope:
         if isinstance(self._given, AsyncSession):
             raise TypeError("an AsyncSession needs `async with db.transaction(session)`")
         if self._given is not None:
-            self._nested = self._given.begin_nested()
+            # SQLAlchemy's own context protocol for the savepoint: it also ends a savepoint
+            # that a failed ORM flush already deactivated (a repository bound to the session),
+            # so only the inner work is lost and the outer transaction goes on.
+            nested = self._given.begin_nested()
+            nested.__enter__()
+            self._nested = nested
             return self._given
         self._session = self._sessions.new()
         self._session.begin()
@@ -56,13 +61,10 @@ class TransactionScope:
             nested = self._nested
             assert nested is not None
             assert not isinstance(nested, Awaitable)
-            if exc is None:
-                try:
-                    nested.commit()
-                except Exception as error:
-                    raise _translated(error)  # noqa: B904 (translate() chains it)
-            elif nested.is_active:
-                nested.rollback()
+            try:
+                nested.__exit__(exc_type, exc, tb)
+            except Exception as error:
+                raise _translated(error)  # noqa: B904 (translate() chains it)
             if exc is not None and (found := _translated(exc)) is not exc:
                 raise found
             return
@@ -87,7 +89,9 @@ class TransactionScope:
         if isinstance(self._given, Session):
             raise TypeError("a sync Session needs `with db.transaction(session)`")
         if self._given is not None:
-            self._nested = await self._given.begin_nested()
+            nested = self._given.begin_nested()
+            await nested.__aenter__()
+            self._nested = nested
             return self._given
         self._session = self._sessions.new_async()
         await self._session.begin()
@@ -96,13 +100,10 @@ class TransactionScope:
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._given is not None:
             nested: Any = self._nested
-            if exc is None:
-                try:
-                    await nested.commit()
-                except Exception as error:
-                    raise _translated(error)  # noqa: B904 (translate() chains it)
-            elif nested.is_active:
-                await nested.rollback()
+            try:
+                await nested.__aexit__(exc_type, exc, tb)
+            except Exception as error:
+                raise _translated(error)  # noqa: B904 (translate() chains it)
             if exc is not None and (found := _translated(exc)) is not exc:
                 raise found
             return

@@ -38,7 +38,8 @@ async def _async_part(db: Database) -> int:
 def tour(say: Callable[[str], None]) -> int:
     """Walk through the basics on a fresh ``dbnb_demo`` database; return an exit code."""
     db = connect(database="dbnb_demo", reset=True)
-    say(f"connected: {db!r}")
+    where = db.embedded.describe() if db.embedded else "the configured server"
+    say(f"connected: database {db.database!r} on {where}")
     with db.session() as s:
         s.execute(text(_SETUP))
         s.execute(
@@ -47,9 +48,9 @@ def tour(say: Callable[[str], None]) -> int:
         )
     rows = db.execute("SELECT via, count(*) AS n FROM demo_notes GROUP BY via ORDER BY via")
     say("rows by driver (sync): " + ", ".join(f"{r.via}={r.n}" for r in rows))
-    say(repr(db.health()))
-    say(repr(db.pool_status()))
-    say(repr(db.info()))
+    say(str(db.health()))
+    say(str(db.pool_status()))
+    say(str(db.info()))
     seen_async = run(_async_part(db))
     say(f"rows seen through asyncpg after its inserts: {seen_async}")
     return 0 if seen_async == 6 else 1

@@ -14,14 +14,15 @@ Rules (the same for the sync and the async shell):
 - naive datetimes going into ``timestamptz`` are an error unless ``naive_as="UTC"`` (or another
   zone) says where they are; aware datetimes going into ``timestamp`` are stored as UTC;
 - absent columns get their server default; else a client-side scalar or callable default
-  (``default=uuid.uuid4``) is computed here, since COPY does not run SQLAlchemy's defaults.
+  (``default=uuid.uuid4``) is computed here, since COPY does not run SQLAlchemy's defaults;
+- text columns take strings (or enum members) only, ARRAY columns lists (a string is not split
+  into characters), JSON columns JSON data (a ``set`` or an arbitrary object is refused, not
+  stored as its repr); dates and decimals inside JSON become ISO text and numbers' text.
 """
 
 from __future__ import annotations
 
-import enum
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,21 @@ import pyarrow.csv as pacsv
 from sqlalchemy import types as sqltypes
 
 from dbnb.errors import FrameError
+from dbnb.frames import cells
 
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy import Column, Table
 
-__all__ = ["LoadPlan", "csv_parts", "frame_to_arrow", "plan_load", "render_csv"]
+__all__ = [
+    "LoadPlan",
+    "check_frame",
+    "check_naive_as",
+    "csv_parts",
+    "frame_to_arrow",
+    "plan_load",
+    "render_csv",
+]
 
 _INT_BOUNDS = {
     "smallint": (-(2**15), 2**15 - 1),
@@ -76,6 +86,42 @@ def _kind(column: Column[Any]) -> str:
     if isinstance(t, sqltypes.String):
         return "text"
     return "other"
+
+
+def check_frame(frame: Any) -> None:
+    """Refuse anything but a pandas DataFrame, before it is used.
+
+    Raises:
+        FrameError: naming what was given and what is accepted.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        hint = " (turn a Series into one with series.to_frame())" if isinstance(
+            frame, pd.Series
+        ) else " (pandas.DataFrame(rows) builds one from a list of dicts)"
+        raise FrameError(
+            f"from_frame takes a pandas DataFrame, got {type(frame).__name__}{hint}; "
+            "nothing was written"
+        )
+
+
+def check_naive_as(naive_as: Any) -> None:
+    """Refuse a ``naive_as`` that is not a time zone name (``"UTC"``, ``"Europe/Paris"``)."""
+    if naive_as is None:
+        return
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if isinstance(naive_as, str) and naive_as.strip():
+        try:
+            ZoneInfo(naive_as)
+            return
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    raise FrameError(
+        f"naive_as={naive_as!r} is not a time zone name; use 'UTC' or an IANA zone such as "
+        "'Europe/Paris' (or None to refuse naive datetimes)"
+    )
 
 
 @dataclass(frozen=True)
@@ -255,39 +301,6 @@ def _datetimes(name: str, kind: str, series: pd.Series[Any], naive_as: str | Non
     return arr.cast(pa.timestamp("us"), safe=False)
 
 
-def _json_text(value: Any) -> str | None:
-    import pandas as pd
-
-    if value is None or (not isinstance(value, list | dict | str) and pd.isna(value)):
-        return None
-    return json.dumps(value, default=str)
-
-
-def _array_literal(value: Any) -> str | None:
-    import pandas as pd
-
-    if value is None or (not hasattr(value, "__iter__") and pd.isna(value)):
-        return None
-    return "{" + ",".join(_array_element(v) for v in value) + "}"
-
-
-def _array_element(value: Any) -> str:
-    import pandas as pd
-
-    if isinstance(value, list | tuple):
-        return _array_literal(value) or "NULL"
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return "NULL"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    text = str(value)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _text(value: Any) -> Any:
-    return value.name if isinstance(value, enum.Enum) else value
-
-
 def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | None) -> pa.Array:
     import pandas as pd
 
@@ -296,12 +309,19 @@ def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | 
     if kind in ("timestamptz", "timestamp"):
         return _datetimes(name, kind, series, naive_as)
     if kind == "json":
-        return _arrow(name, [_json_text(v) for v in series], pa.string())
+        return _arrow(name, [cells.json_text(name, v) for v in series], pa.string())
     if kind == "array":
-        return _arrow(name, [_array_literal(v) for v in series], pa.string())
+        return _arrow(name, [cells.array_literal(name, v) for v in series], pa.string())
+    if kind in ("uuid", "text") and series.dtype == object:
+        cells.check_text(name, kind, series)
     if kind in ("uuid", "text", "other") and series.dtype == object:
-        series = series.map(_text, na_action="ignore").astype(pd.StringDtype("pyarrow"))
+        series = series.map(cells.enum_name, na_action="ignore").astype(pd.StringDtype("pyarrow"))
     arr = _arrow(name, series)
+    if kind == "text" and not cells.stringlike(arr.type):
+        raise FrameError(
+            f"column {name!r} (text): takes strings, got {arr.type} values; convert the column "
+            "first (df[col].astype(str)) if its text is what you want"
+        )
     numeric = pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)
     if kind == "float" and not (numeric or pa.types.is_null(arr.type)):
         raise FrameError(f"column {name!r} (float): expected numbers, got {arr.type}")
@@ -321,10 +341,12 @@ def frame_to_arrow(plan: LoadPlan, frame: pd.DataFrame, *, naive_as: str | None)
     """Convert ``frame`` into the Arrow table whose CSV ``COPY`` loads into ``plan.table``.
 
     Raises:
-        FrameError: a value does not fit its column (the message names the column).
+        FrameError: a value does not fit its column (the message names the column), or
+            ``naive_as`` is not a time zone name.
     """
     import pandas as pd
 
+    check_naive_as(naive_as)
     n = len(frame)
     arrays = []
     for column, source, fill, kind in zip(

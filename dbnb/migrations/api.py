@@ -12,10 +12,10 @@ refreshed so no cached statement plan or type outlives the DDL.
 
 from __future__ import annotations
 
-import io
+import contextlib
+import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from alembic import command
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from dbnb.engine.database import Database
-from dbnb.errors import DbnbError, MigrationBlocked, MigrationError, mask_secrets, translate
+from dbnb.errors import DbnbError, MigrationError, mask_secrets, translate
 from dbnb.migrations.config import (
     ConfigArg,
     context_options,
@@ -36,6 +36,7 @@ from dbnb.migrations.config import (
     require_models,
     target_metadata,
 )
+from dbnb.migrations.locking import POOLED, alembic_connection, blocked_error
 from dbnb.migrations.reports import (
     CurrentRevision,
     DriftReport,
@@ -46,7 +47,7 @@ from dbnb.migrations.reports import (
 )
 from dbnb.phrasing import command as suggest
 from dbnb.server.admin import psycopg_conninfo
-from dbnb.server.sessions import BlockerWatch, describe_blockers
+from dbnb.server.sessions import BlockerWatch
 
 __all__ = [
     "check",
@@ -58,89 +59,12 @@ __all__ = [
     "upgrade",
 ]
 
-# One advisory lock key per database for every schema change made through dbnb ("dbnb" in hex).
-_LOCK_KEY = 0x64626E62
-#: How long (ms) a migration waits for another migration of the same database to finish.
-QUEUE_TIMEOUT_MS = 300_000
-_POOLED = "dbnb_migration_pooled"
-
-
 # -- connection, lock, state ----------------------------------------------------------------------
-
-
-@contextmanager
-def _connection(db: Database, cfg: Config, *, lock: bool) -> Iterator[Connection]:
-    """Check out a connection for Alembic, holding the migration advisory lock if asked.
-
-    On a direct (or session-pooled) connection the lock is session-level, since Alembic commits
-    once per revision. Behind a transaction pooler a session-level lock would be taken on one
-    server connection and released on another, so the whole run is one transaction holding
-    ``pg_advisory_xact_lock``. Either way, ``lock_timeout`` bounds every lock wait of the DDL
-    (``migration_lock_timeout``); waiting for another migration is bounded by
-    :data:`QUEUE_TIMEOUT_MS`. Alembic also writes some messages straight to ``sys.stdout``;
-    they go to the config's buffer too, so nothing reaches the notebook.
-    """
-    buffer = cfg.stdout if isinstance(cfg.stdout, io.StringIO) else io.StringIO()
-    pooled = lock and db.settings.pooler == "transaction"
-    try:
-        with redirect_stdout(buffer), db.engine.connect() as conn:
-            conn.info[_POOLED] = pooled
-            if lock:
-                _lock(conn, db.settings.migration_lock_timeout, pooled=pooled)
-            cfg.attributes["connection"] = conn
-            try:
-                yield conn
-                if pooled:
-                    conn.commit()
-            finally:
-                cfg.attributes.pop("connection", None)
-                _release(conn, lock=lock and not pooled)
-    except SQLAlchemyError as exc:
-        raise translate(exc) from exc
-
-
-def _lock(conn: Connection, lock_timeout_ms: int, *, pooled: bool) -> None:
-    """Take the migration lock (waiting at most QUEUE_TIMEOUT_MS), then bound DDL lock waits."""
-    local = "true" if pooled else "false"
-    queue = f"SELECT set_config('lock_timeout', '{QUEUE_TIMEOUT_MS}', {local})"
-    ddl = f"SELECT set_config('lock_timeout', '{lock_timeout_ms}', {local})"
-    if pooled:
-        conn.begin()
-        conn.execute(text(queue))
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-        conn.execute(text(ddl))
-        return
-    conn.execute(text(queue))
-    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
-    conn.execute(text(ddl))
-    conn.commit()
-
-
-def _release(conn: Connection, *, lock: bool) -> None:
-    """End the transaction and drop the lock; a connection that cannot is discarded instead.
-
-    Discarding closes the server session, which releases the lock, so a pooled connection
-    can never go back to the pool still holding it (and a cleanup error never hides the
-    migration's own error). An unlock that returns false means the lock was not held by this
-    session any more: the connection is discarded too.
-    """
-    try:
-        conn.rollback()
-        if lock:
-            unlocked = conn.execute(
-                text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY}
-            ).scalar_one()
-            conn.execute(text("RESET lock_timeout"))
-            conn.commit()
-            if not unlocked:
-                conn.invalidate()
-    except SQLAlchemyError:
-        conn.invalidate()
 
 
 def _stamped(conn: Connection) -> tuple[str, ...]:
     heads = MigrationContext.configure(conn).get_current_heads()
-    if not conn.info.get(_POOLED) or not conn.in_transaction():
+    if not conn.info.get(POOLED) or not conn.in_transaction():
         conn.rollback()
     return tuple(heads)
 
@@ -199,23 +123,32 @@ def _alembic_failure(action: str, exc: BaseException, at: tuple[str, ...]) -> Mi
     return MigrationError(mask_secrets(f"{action} failed: {kind}{first} (database at {where})"))
 
 
-def _blocked(
-    action: str, db: Database, blockers: tuple[dict[str, Any], ...], at: tuple[str, ...]
-) -> MigrationBlocked:
-    seconds = db.settings.migration_lock_timeout / 1000
-    who = describe_blockers(blockers) or "sessions that ended before they could be named"
-    pids = " ".join(str(b["pid"]) for b in blockers) or "PID"
-    where = ", ".join(at) if at else "base"
-    return MigrationBlocked(
-        f"{action} waited {seconds:g} s (migration_lock_timeout, DB_MIGRATION_LOCK_TIMEOUT) "
-        f"for a lock held by {who}; end them (%db sessions --terminate {pids}, or "
-        f"SELECT pg_terminate_backend(pid)) or let them finish, then run it again "
-        f"(database at {where}, nothing of this revision was applied)",
-        blockers,
+# -- commands that change the database ------------------------------------------------------------
+
+#: Migrations run (action, revisions before and after): ``logging.getLogger("dbnb")`` sees them.
+LOG = logging.getLogger("dbnb.migrations")
+
+
+class _NoWatch(contextlib.AbstractContextManager["_NoWatch"]):
+    """No sessions to name: SQLite and MySQL/MariaDB migrations have no blocker watch."""
+
+    blockers: tuple[dict[str, Any], ...] = ()
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _watch(db: Database, conn: Connection) -> Any:
+    """Who blocks this migration's DDL (PostgreSQL's sessions); elsewhere nothing to watch."""
+    if not db.capabilities.server_sessions:
+        return _NoWatch()
+    pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    return BlockerWatch(
+        psycopg_conninfo(db.url, application_name=f"dbnb-watch:{os.getpid()}",
+                         connect_timeout=db.settings.connect_timeout),
+        pid,
     )
 
-
-# -- commands that change the database ------------------------------------------------------------
 
 
 def _move(
@@ -227,14 +160,11 @@ def _move(
     cfg = load_config(config)
     script = ScriptDirectory.from_config(cfg)
     try:
-        with _connection(db, cfg, lock=True) as conn:
-            pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        with alembic_connection(db, cfg, lock=True) as conn:
+            # The watch asks the server first: _stamped() then ends that transaction, so
+            # Alembic begins (and commits) its own per revision.
+            watch = _watch(db, conn)
             before = _stamped(conn)
-            watch = BlockerWatch(
-                psycopg_conninfo(db.url, application_name=f"dbnb-watch:{os.getpid()}",
-                                 connect_timeout=db.settings.connect_timeout),
-                pid,
-            )
             try:
                 with watch:
                     run(cfg, before)
@@ -243,11 +173,15 @@ def _move(
             except (CommandError, SQLAlchemyError, DbnbError) as exc:
                 conn.rollback()
                 if getattr(translate(exc), "sqlstate", None) == "55P03":
-                    raise _blocked(action, db, watch.blockers, _stamped(conn)) from exc
+                    raise blocked_error(action, db, watch.blockers, _stamped(conn)) from exc
                 raise _alembic_failure(action, exc, _stamped(conn)) from exc
             after = _stamped(conn)
     finally:
         db.refresh_pools()
+    LOG.info(
+        "%s: %s -> %s", action, ", ".join(before) or "base", ", ".join(after) or "base",
+        extra={"action": action, "before": before, "after": after},
+    )
     if action == "upgrade":
         steps = list(reversed(_between(script, after, before)))
     elif action == "downgrade":
@@ -314,6 +248,7 @@ def _offline(db: Database, action: str, revision: str, config: ConfigArg) -> Sql
 
     cfg = load_config(config)
     _, stamped = _scripts_and_stamp(db, cfg)
+    cfg.attributes["dialect_name"] = db.capabilities.name  # env.py writes SQL in its dialect
     return sql_script(cfg, action, stamped, revision)
 
 
@@ -342,7 +277,7 @@ def _scripts_and_stamp(db: Database, config: ConfigArg) -> tuple[ScriptDirectory
     """The migration scripts and the revisions stamped in the database (all of them known)."""
     cfg = load_config(config)
     script = ScriptDirectory.from_config(cfg)
-    with _connection(db, cfg, lock=False) as conn:
+    with alembic_connection(db, cfg, lock=False) as conn:
         stamped = _stamped(conn)
     _require_known(script, stamped)
     return script, stamped
@@ -409,9 +344,9 @@ def check(
     metadata = target_metadata(cfg, models)
     require_models(metadata)
     state = current(db, config=cfg)
-    with _connection(db, cfg, lock=False) as conn:
+    with alembic_connection(db, cfg, lock=False) as conn:
         unversioned = unversioned_tables(conn, metadata)
         conn.rollback()
-        drifts = compare(conn, metadata, context_options())
+        drifts = compare(conn, metadata, context_options(conn))
     note = two_ways_forward(unversioned) if unversioned and not drifts else ""
     return DriftReport(drifts, state, note)

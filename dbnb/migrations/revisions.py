@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dbnb.engine.database import Database
 from dbnb.errors import MigrationError
-from dbnb.migrations.api import _as_tuple, _connection, _info, _require_known, _stamped
+from dbnb.migrations.api import _as_tuple, _info, _require_known, _stamped
 from dbnb.migrations.config import (
     ConfigArg,
     TargetMetadata,
@@ -34,6 +34,7 @@ from dbnb.migrations.config import (
     target_metadata,
 )
 from dbnb.migrations.drift import describe_diff, two_ways_forward, unversioned_tables
+from dbnb.migrations.locking import alembic_connection
 from dbnb.migrations.reports import History, RevisionDetail, RevisionResult
 from dbnb.phrasing import command as suggest
 from dbnb.phrasing import option
@@ -44,7 +45,7 @@ __all__ = ["branches", "merge", "revision", "show"]
 def _baseline(metadata: TargetMetadata, conn: Connection, script: Any) -> None:
     """Fill ``script`` with what creates every model, as if the database were empty."""
     opts = {
-        **context_options(),
+        **context_options(conn),
         "target_metadata": metadata,
         # Reflect no table of the database: every model then reads as one to create.
         "include_name": lambda _name, kind, _parents: kind != "table",
@@ -105,7 +106,7 @@ def revision(
     if metadata is not None:
         cfg.attributes["target_metadata"] = metadata
     try:
-        with _connection(db, cfg, lock=False) as conn:
+        with alembic_connection(db, cfg, lock=False) as conn:
             _require_known(script, _stamped(conn))
             if metadata is not None:
                 unversioned = unversioned_tables(conn, metadata)

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbnb.display.tables import Table
+from dbnb.engine import connections
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
-from dbnb.notebook import catalog, sandbox
+from dbnb.notebook import catalog, persist, sandbox
+from dbnb.server import embedded
 
 __all__ = ["COMMANDS", "Command", "CommandHelp", "CommandUsageError", "find", "help_for"]
 
@@ -117,7 +119,11 @@ class Command:
         for p in self._parameters():
             help_text = helps.get(p.name, "")
             default = None if p.default is inspect.Parameter.empty else p.default
-            if p.name in self.flags:
+            if p.name in self.flags and isinstance(default, bool):
+                parser.add_argument(
+                    *self.flags[p.name], dest=p.name, action="store_true", help=help_text
+                )
+            elif p.name in self.flags:
                 parser.add_argument(
                     *self.flags[p.name], dest=p.name, help=help_text, default=default,
                     required=p.default is inspect.Parameter.empty,
@@ -129,7 +135,8 @@ class Command:
                 else:
                     kind = type(default) if isinstance(default, int | float) else str
                     parser.add_argument(option, dest=p.name, type=kind, default=default,
-                                        help=help_text, metavar=p.name.upper())
+                                        help=help_text, metavar=p.name.upper(),
+                                        required=p.default is inspect.Parameter.empty)
             elif p.default is inspect.Parameter.empty:
                 parser.add_argument(p.name, help=help_text)
             else:
@@ -180,7 +187,11 @@ MAGIC_NOTES = (
     r"`\:` writes a literal colon). `%%db -o NAME` keeps the frame, `--sandbox` rolls "
     "everything back, `%db -f FILE.sql` runs a file.",
     "Connecting: the first %db that needs a database connects to DBNB_URL, else "
-    "DATABASE_URL, else the embedded PostgreSQL; `%db connect` picks another.",
+    "DATABASE_URL, else the connection named `default` in the connections file "
+    "(~/.config/dbnb/connections.toml or [tool.dbnb.connections] in pyproject.toml), else "
+    "the embedded PostgreSQL. `%db connect NAME` (or a URL, env:VAR, a Database or Engine "
+    "variable) picks another, `--password` asks for its password; `%db connections` lists "
+    "them; `%%db --db NAME` runs one cell elsewhere.",
     "Migrations of your project: `%db init --models Base` (or a module such as "
     "myapp.models), `%db revision -m MESSAGE --autogenerate`, `%db migrate` (`--sql` shows "
     "the SQL instead), `%db check`, `%db merge`, `%db branches`, `%db show head`.",
@@ -215,12 +226,15 @@ def _table(*commands: Command) -> dict[str, Command]:
 
 
 COMMANDS: dict[str, Command] = _table(
-    Command("connect", connect, uses_db=False),
+    Command("connect", connect, uses_db=False, flags={"ask_password": ("--password",)}),
+    Command("connections", connections.connections, uses_db=False, hidden=("current",)),
     Command("info", Database.info),
     Command("health", Database.health),
     Command("pool", Database.pool_status),
+    Command("sessions", Database.sessions),
     Command("tables", catalog.tables),
     Command("describe", catalog.describe),
+    Command("profile", Database.profile),
     Command("migrate", "dbnb.migrations:upgrade", aliases=("upgrade",)),
     Command("downgrade", "dbnb.migrations:downgrade"),
     Command("revision", "dbnb.migrations:revision", flags={"message": ("-m", "--message")}),
@@ -235,6 +249,8 @@ COMMANDS: dict[str, Command] = _table(
     Command("check", "dbnb.migrations:check"),
     Command("stamp", "dbnb.migrations:stamp"),
     Command("sandbox", sandbox.sandbox, magic_only=True),
+    Command("persist", persist.persist, magic_only=True),
     Command("init", "dbnb.migrations.scaffold:init", uses_db=False),
+    Command("stop", embedded.stop, uses_db=False),
     Command("help", help_for, uses_db=False, hidden=("prog",)),
 )

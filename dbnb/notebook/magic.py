@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from sqlalchemy import MetaData
 
+from dbnb.engine import connections
+from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, QueryError, mask_secrets
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["DbMagics"]
 
 _ENV_PREFIX = "env:"
+_URL_VARIABLES = ("DBNB_URL", "DATABASE_URL")
 
 
 def _message(exc: BaseException) -> str:
@@ -49,26 +53,36 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
-def _cell_options(line: str) -> tuple[str | None, bool, str | None]:
-    """Read ``-o NAME``, ``--sandbox`` and ``-f FILE`` from the ``%%db`` line."""
+@dataclass(frozen=True)
+class _CellOptions:
+    out: str | None = None
+    sandbox: bool = False
+    path: str | None = None
+    db: str | None = None
+
+
+def _cell_options(line: str) -> _CellOptions:
+    """Read ``-o NAME``, ``--sandbox``, ``-f FILE`` and ``--db NAME`` from the ``%%db`` line."""
     words = shlex.split(line)
-    out, sandbox, path = None, False, None
+    found: dict[str, Any] = {}
     while words:
         word = words.pop(0)
         if word in {"-o", "--out"} and words:
-            out = words.pop(0)
+            found["out"] = out = words.pop(0)
             if not out.isidentifier():
                 raise UsageError(f"%%db -o needs a variable name, got {out!r}")
         elif word == "--sandbox":
-            sandbox = True
+            found["sandbox"] = True
         elif word in {"-f", "--file"} and words:
-            path = words.pop(0)
+            found["path"] = words.pop(0)
+        elif word == "--db" and words:
+            found["db"] = words.pop(0)
         else:
             raise UsageError(
-                f"%%db: unexpected {word!r}; usage: %%db [-o NAME] [--sandbox] [-f FILE.sql], "
-                "SQL on the next lines"
+                f"%%db: unexpected {word!r}; usage: %%db [-o NAME] [--sandbox] [-f FILE.sql] "
+                "[--db CONNECTION], SQL on the next lines"
             )
-    return out, sandbox, path
+    return _CellOptions(**found)
 
 
 def _is_sql(line: str) -> bool:
@@ -90,6 +104,21 @@ class DbMagics(Magics):
     def __init__(self, shell: InteractiveShell | None = None) -> None:
         super().__init__(shell)
         self.database: Database | None = None
+        # Which named connection self.database is, and every Database connected by name here
+        # (one connected with a typed password is found again by name, never asked twice).
+        self.connection_name: str | None = None
+        self.named: dict[str, Database] = {}
+        self._connect_default()
+
+    def _connect_default(self) -> None:
+        """On ``%load_ext dbnb``: connect the ``default`` entry (unless a URL is in the env)."""
+        if any(os.environ.get(n, "").strip() for n in _URL_VARIABLES):
+            return
+        try:
+            if connections.find(connections.DEFAULT) is not None:
+                self._current()
+        except DbnbError as exc:
+            print(f"dbnb: the default connection is not usable: {_message(exc)}", file=sys.stderr)
 
     @no_var_expand
     @line_cell_magic
@@ -131,6 +160,12 @@ class DbMagics(Magics):
             return help_for(command.name)
         if command.name == "connect":
             return self._connect(**kwargs)
+        if command.name == "connections":
+            return command.function(current=self.connection_name)
+        if command.name == "stop":
+            return self._stop(**kwargs)
+        if command.name == "persist":
+            kwargs["frame"] = self._frame(str(kwargs["frame"]))
         if kwargs.get("models") is not None:
             from dbnb.migrations.config import NOTEBOOK
 
@@ -141,17 +176,55 @@ class DbMagics(Magics):
         args = [self._current()] if command.uses_db else []
         return command.function(*args, **kwargs)
 
+    def _stop(self, **kwargs: Any) -> Any:
+        """Stop the embedded server; the current Database on it is closed (its pools are dead)."""
+        from dbnb.server.embedded import home_dir, stop
+
+        result = stop(**kwargs)
+        current = self.database
+        if current is not None and current.embedded is not None and (
+            current.embedded.home == home_dir()
+        ):
+            current.close()
+            self.database = None
+        return result
+
     def _current(self) -> Database:
         """The Database in use; on first use, the configured one (or the embedded server)."""
         if self.database is None or self.database.closed:
-            source = next((n for n in ("DBNB_URL", "DATABASE_URL") if os.environ.get(n)), None)
+            source = next((n for n in _URL_VARIABLES if os.environ.get(n, "").strip()), None)
+            entry = None if source else connections.find(connections.DEFAULT)
             self.database = connect()
+            self.connection_name = entry.name if entry is not None else None
+            if entry is not None:
+                source = f"connection {entry.name!r} in {entry.source}"
             if source is not None:  # the embedded server says where it is by itself
                 print(f"dbnb: connected to {safe_url(self.database.url)} ({source})",
                       file=sys.stderr)
         return self.database
 
+    def _object(self, name: str | None) -> Database | None:
+        """A Database (or an Engine, made one) held by the notebook variable ``name``."""
+        from sqlalchemy.engine import Engine
+        from sqlalchemy.ext.asyncio import AsyncEngine
+
+        if name is None or not name.isidentifier() or self.shell is None:
+            return None
+        found = self.shell.user_ns.get(name)
+        if isinstance(found, Database | AsyncDatabase):
+            db = found if isinstance(found, Database) else found.sync
+            return db if isinstance(db, Database) else None
+        if isinstance(found, Engine | AsyncEngine):
+            return connect(found.url)  # the same server, through dbnb's two engines
+        return None
+
     def _connect(self, url: str | None = None, **kwargs: Any) -> Database:
+        given = self._object(url)
+        if given is not None:
+            if kwargs.get("database") or kwargs.get("ask_password"):
+                given = connect(given.url, **kwargs)
+            self.database, self.connection_name = given, None
+            return given
         if url is not None and url.startswith(_ENV_PREFIX):
             name = url.removeprefix(_ENV_PREFIX)
             value = os.environ.get(name, "").strip()
@@ -166,7 +239,24 @@ class DbMagics(Magics):
                 "%db connect env:NAME (for example env:DATABASE_URL)"
             )
         self.database = connect(url, **kwargs)
+        named = url is not None and connections.is_name(url)
+        self.connection_name = url if named else None
+        if named and url is not None:
+            self.named[url] = self.database
         return self.database
+
+    def _database_named(self, name: str) -> Database:
+        """The Database of ``%%db --db NAME``: connected before, a variable, or a connection."""
+        known = self.named.get(name)
+        if known is not None and not known.closed:
+            return known
+        found = self._object(name)
+        if found is not None:
+            return found
+        if not connections.is_name(name):
+            raise UsageError(f"%%db --db takes a connection name or a variable, got {name!r}")
+        self.named[name] = connect(name)
+        return self.named[name]
 
     def _models(self, name: str) -> MetaData | str:
         """Resolve ``--models`` against the notebook first (``Base``, ``my_metadata``)."""
@@ -182,6 +272,14 @@ class DbMagics(Magics):
             raise UsageError(f"--models {name}: neither a MetaData nor a declarative Base")
         return found
 
+    def _frame(self, name: str) -> Any:
+        """The notebook's DataFrame called ``name`` (``%db persist df ...``)."""
+        frame = self._namespace().get(name)
+        if frame is None or not hasattr(frame, "columns"):
+            what = "is not defined" if frame is None else f"is a {type(frame).__name__}"
+            raise UsageError(f"%db persist: {name} {what}; give the name of a DataFrame variable")
+        return frame
+
     def _namespace(self) -> dict[str, Any]:
         if self.shell is None:
             raise UsageError("%db needs an IPython shell")
@@ -191,7 +289,8 @@ class DbMagics(Magics):
     # -- %%db ------------------------------------------------------------------------------------
 
     def _query(self, line: str, cell: str) -> pd.DataFrame | None:
-        out, sandbox, path = _cell_options(line)
+        options = _cell_options(line)
+        out, sandbox, path = options.out, options.sandbox, options.path
         sql = cell
         if path is not None:
             if split(cell):
@@ -202,9 +301,12 @@ class DbMagics(Magics):
                 raise UsageError(f"%%db -f: cannot read {path} ({exc.strerror})") from exc
         if not sql.strip():
             raise UsageError("%%db: the cell has no SQL")
-        return self._sql(sql, out=out, sandbox=sandbox)
+        db = self._database_named(options.db) if options.db else None
+        return self._sql(sql, out=out, sandbox=sandbox, db=db)
 
-    def _sql(self, sql: str, *, out: str | None, sandbox: bool) -> pd.DataFrame | None:
+    def _sql(
+        self, sql: str, *, out: str | None, sandbox: bool, db: Database | None = None
+    ) -> pd.DataFrame | None:
         from dbnb.engine.scripts import run_script, targets_of
 
         statements = split(sql)
@@ -220,7 +322,7 @@ class DbMagics(Magics):
                 "write \\: for a literal colon)"
             )
         targets = targets_of(sql, {n: namespace[n] for n in names}, what="%%db")
-        db = self._current()
+        db = db or self._current()
         with db.sandbox() if sandbox else db.session() as session:
             result, _ = run_script(session, targets, last="run")
         if len(result.steps) > 1:

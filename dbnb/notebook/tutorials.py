@@ -115,7 +115,9 @@ def _kernel_env(url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _URL_VARIABLES}
     if url is not None:
         env["DBNB_URL"] = url
-    return {**env, "PGTZ": "UTC"}
+    # DBNB_CONNECTIONS="" hides the user's connections file: its `default` entry must not
+    # take the tutorials to another server.
+    return {**env, "PGTZ": "UTC", "DBNB_CONNECTIONS": ""}
 
 
 def _execute(path: Path, timeout: int, url: str | None) -> tuple[Any, int, float, str | None]:
@@ -232,7 +234,7 @@ def run_tutorials(
     if started is not None:
         # Kernels that nbclient shuts down hard never tell the server they are gone, so it
         # would outlive the run; stop it here (a server that was already up is left alone).
-        started.stop()
+        started.stop(force=True)
     index = None
     if build_site:
         src = site.site_source(

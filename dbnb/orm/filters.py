@@ -14,6 +14,7 @@ lookup                    SQL
 ``name__like/ilike``      ``LIKE``/``ILIKE`` with your own wildcards
 ``name__contains``        ``LIKE '%…%'`` (wildcards in the value escaped)
 ``name__startswith``      ``LIKE '…%'``; ``__endswith``: ``LIKE '%…'``
+``name__icontains``       ``ILIKE '%…%'``; ``__istartswith``, ``__iendswith`` likewise
 ``age__isnull=True``      ``IS NULL`` (``False``: ``IS NOT NULL``)
 ``age__between=(a, b)``   ``BETWEEN a AND b``
 ========================  ==========================================
@@ -25,16 +26,19 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
-from sqlalchemy import ColumnElement, String, inspect
+from sqlalchemy import JSON, ColumnElement, String, inspect
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.types import ARRAY
 
-from dbnb.errors import FilterError
+from dbnb.errors import FilterError, InvalidValue
+from dbnb.orm import values as typed
 
 __all__ = [
     "OPERATORS",
     "OrderBy",
+    "check_operand",
     "check_values",
     "columns_of",
     "is_descending",
@@ -55,8 +59,57 @@ def _sequence(op: str, value: Any) -> list[Any]:
 
 def _pair(value: Any) -> tuple[Any, Any]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
-        raise FilterError("__between takes a (low, high) pair")
+        raise FilterError(f"__between takes a (low, high) pair, got {typed.describe(value)}")
     return value[0], value[1]
+
+
+def _operands(op: str, value: Any) -> list[Any]:
+    """The values an operator compares with its column (checked against the column's type)."""
+    if op in ("in", "not_in"):
+        return _sequence(op, value)
+    if op == "between":
+        return list(_pair(value))
+    if op == "isnull":
+        return []
+    return [value]
+
+
+def check_operand(model: type[Any], key: str, column: Column, op: str, value: Any) -> None:
+    """Refuse a filter value that cannot be compared with ``column`` (before any I/O).
+
+    Raises:
+        FilterError: naming the filter, the column and what it accepts.
+    """
+    text_match = op in (
+        "like", "ilike", "contains", "startswith", "endswith", "icontains", "istartswith",
+        "iendswith",
+    )
+    if text_match and isinstance(column.type, String):
+        if not isinstance(value, str):
+            raise FilterError(
+                f"filter {key!r} on {model.__name__}.{column.key} takes a string, got "
+                f"{typed.describe(value)}"
+            )
+        return
+    if text_match:
+        if op == "contains" and isinstance(column.type, ARRAY | JSON):
+            return  # containment (@>): the operator's own operand rules apply
+        raise FilterError(
+            f"filter {key!r}: __{op} matches text, and {model.__name__}.{column.key} is not a "
+            "text column; use __eq, __in or a comparison"
+        )
+    if op in ("lt", "lte", "gt", "gte") and (value is None or isinstance(value, bool)):
+        raise FilterError(
+            f"filter {key!r} compares {model.__name__}.{column.key} with {value!r}; give a "
+            "value to compare with (for NULL use __isnull=True)"
+        )
+    for operand in _operands(op, value):
+        says = typed.problem(column.type, operand)
+        if says is not None:
+            raise FilterError(
+                f"filter {key!r} on {model.__name__}.{column.key} takes {says}, got "
+                f"{typed.describe(operand)}"
+            )
 
 
 def _isnull(column: Column, value: Any) -> ColumnElement[bool]:
@@ -89,6 +142,9 @@ _BUILDERS: dict[str, Callable[[Column, Any], ColumnElement[bool]]] = {
     "contains": _text_match("contains"),
     "startswith": _text_match("startswith"),
     "endswith": _text_match("endswith"),
+    "icontains": _text_match("icontains"),
+    "istartswith": _text_match("istartswith"),
+    "iendswith": _text_match("iendswith"),
     "isnull": _isnull,
     "between": lambda c, v: c.between(*_pair(v)),
 }
@@ -153,6 +209,7 @@ def where_clauses(
                 f"unknown operator {op!r} in filter {key!r}.{_suggest(op, OPERATORS)} "
                 f"Valid operators: {', '.join(OPERATORS)}"
             )
+        check_operand(model, key, column, op, value)
         clauses.append(builder(column, value))
     return clauses
 
@@ -162,13 +219,23 @@ def order_by_clauses(model: type[Any], order_by: OrderBy) -> list[ColumnElement[
     if order_by is None:
         return []
     single = isinstance(order_by, str | ColumnElement | InstrumentedAttribute)
+    if not single and (isinstance(order_by, bytes) or not isinstance(order_by, Sequence)):
+        raise FilterError(
+            f"order_by takes a column name ('-created_at'), a list of them or SQLAlchemy "
+            f"expressions, got {typed.describe(order_by)}"
+        )
     items: Sequence[OrderItem] = [order_by] if single else order_by  # type: ignore[assignment,list-item]
     columns = columns_of(model)
     clauses: list[ColumnElement[Any]] = []
     for item in items:
         if isinstance(item, str):
             descending = item.startswith("-")
-            name = item.lstrip("+-")
+            name = item[1:] if descending or item.startswith("+") else item
+            if not name or name[0] in "+-":
+                raise FilterError(
+                    f"order_by {item!r}: use a column name with at most one leading '-' "
+                    "(descending), such as '-created_at'"
+                )
             column = _column(model, columns, name, f"in order_by {item!r}")
             clauses.append(column.desc() if descending else column.asc())
         elif isinstance(item, InstrumentedAttribute):
@@ -176,7 +243,10 @@ def order_by_clauses(model: type[Any], order_by: OrderBy) -> list[ColumnElement[
         elif isinstance(item, ColumnElement):
             clauses.append(item)
         else:
-            raise FilterError(f"order_by takes column names or expressions, got {item!r}")
+            raise FilterError(
+                "order_by takes column names ('-created_at') or SQLAlchemy expressions, got "
+                f"{typed.describe(item)}"
+            )
     return clauses
 
 
@@ -198,10 +268,18 @@ def check_values(
 
     Raises:
         FilterError: a key is not a column (or relationship) of the model.
+        InvalidValue: a value does not fit its column's type (see :mod:`dbnb.orm.values`).
     """
-    columns: dict[str, Any] = dict(columns_of(model))
+    plain = columns_of(model)
+    columns: dict[str, Any] = dict(plain)
     if relationships:
         columns.update({r.key: r for r in inspect(model).relationships})
-    for key in values:
+    for key, value in values.items():
         _column(model, columns, key, what)
+        says = typed.problem(plain[key].type, value) if key in plain else None
+        if says is not None:
+            raise InvalidValue(
+                f"{model.__name__}.{key} ({what.removeprefix('in ')}) takes {says}, got "
+                f"{typed.describe(value)}; nothing was written"
+            )
     return dict(values)

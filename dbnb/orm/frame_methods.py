@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncFrameMethods", "FrameMethods"]
 
 M = TypeVar("M")
+# Partitioned reads share a PostgreSQL snapshot (pg_export_snapshot) between connections.
+_ONE_STREAM = "read in one stream (leave partitions unset); it is the generic cursor read there"
 
 
 class FrameMethods(Generic[M]):
@@ -78,6 +80,8 @@ class FrameMethods(Generic[M]):
             "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
             "json_as": json_as,
         }
+        if streams > 1:
+            self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         with self._session() as s:
             if streams > 1:
                 from dbnb.frames import parallel
@@ -183,6 +187,8 @@ class AsyncFrameMethods(Generic[M]):
             "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
             "json_as": json_as,
         }
+        if streams > 1:
+            self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         async with self._session() as s:
             if streams > 1:
                 from dbnb.frames import aparallel

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -33,6 +33,7 @@ from dbnb.orm.frame_methods import FrameMethods
 from dbnb.orm.models import ModelList
 from dbnb.orm.pagination import KeysetPage, Page
 from dbnb.orm.repository_base import RepositoryBase, detached
+from dbnb.orm.statements import Write
 
 if TYPE_CHECKING:
     from sqlalchemy import Result
@@ -82,6 +83,19 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
             with self.bind.session() as session:
                 yield session
 
+    def _apply(self, s: Session, write: Write) -> M | None:
+        """Run a one-row write; return its row (None: there was no such row)."""
+        if write.returning:
+            row: M | None = s.scalars(write.statement).one_or_none()
+            return row
+        found = s.scalars(write.before).one_or_none() if write.before is not None else None
+        if write.before is not None and found is None:
+            return None
+        result: Any = s.execute(write.statement)
+        if write.counted and not result.rowcount:
+            return None
+        return s.scalars(write.after).one_or_none() if write.after is not None else found
+
     def get(self, ident: Any) -> M | None:
         """SELECT one row by primary key; None when missing (or soft-deleted).
 
@@ -129,7 +143,10 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
     def paginate(
         self, *where: Any, page: int = 1, size: int = 20, order_by: OrderBy = None, **lookups: Any
     ) -> Page[M]:
-        """SELECT one page of rows (LIMIT/OFFSET) and the total count: two queries.
+        """SELECT one page of rows (LIMIT/OFFSET) with the total count, in one query.
+
+        The total comes with the rows (``count(*) OVER ()``); only a page past the end, which
+        has no row to carry it, costs a second query (``count(*)``).
 
         Args:
             *where: SQLAlchemy expressions, ANDed with the keyword lookups.
@@ -154,8 +171,9 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
             where, lookups, page=page, size=size, order_by=order_by, max_size=self.max_page_size
         )
         with self._session() as s:
-            total = s.scalar(plan.count) or 0
-            return plan.result(s.scalars(plan.rows).all(), total)
+            rows = s.execute(plan.rows).all()
+            total = (s.scalar(plan.count) or 0) if plan.needs_count(rows) else None
+            return plan.result(rows, total)
 
     def keyset(
         self,
@@ -169,24 +187,30 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
 
         Args:
             *where: SQLAlchemy expressions, ANDed with the keyword lookups.
-            order_by: column names, all ascending or all descending (``"-created_at"``); the
+            order_by: column names, each ascending or descending (``"-created_at"``); the
                 primary key is appended as a tie-breaker. Keys must not be NULL.
-            after: the last row of the previous window (``window.last``), a mapping or a
-                tuple of the key values; None for the first window.
+            after: the previous window's ``cursor`` (an opaque signed string, see
+                ``cursor_key``), its last row (``window.last``), a mapping or a tuple of the
+                key values; None for the first window.
             size: rows per window, from 1 to ``max_page_size``.
             **lookups: keyword filters such as ``is_active=True``.
 
         Returns:
-            A :class:`~dbnb.KeysetPage` (``items``, ``has_more``, ``last``).
+            A :class:`~dbnb.KeysetPage` (``items``, ``has_more``, ``cursor``, ``last``).
+
+        Raises:
+            PaginationError: a cursor that was changed, signed with another key, or made for
+                another ordering.
 
         Example::
 
-            window = users.keyset(order_by="created_at", size=20)
+            window = users.keyset(order_by=["-created_at", "name"], size=20)
             while window.has_more:
-                window = users.keyset(order_by="created_at", after=window.last, size=20)
+                window = users.keyset(order_by=["-created_at", "name"], after=window.cursor)
         """
         plan = self._q.keyset(
-            where, lookups, order_by=order_by, after=after, size=size, max_size=self.max_page_size
+            where, lookups, order_by=order_by, after=after, size=size,
+            max_size=self.max_page_size, cursor_key=self.cursor_key,
         )
         with self._session() as s:
             return plan.result(s.scalars(plan.rows).all())
@@ -227,8 +251,14 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         checked = [self._q.values(row, what="in create_many") for row in rows]
         if not checked:
             return ModelList()
+        stmt = self._q.insert_many()
         with self._session() as s:
-            return ModelList(s.scalars(self._q.insert_many(), checked).all())
+            if stmt is not None:
+                return ModelList(s.scalars(stmt, checked).all())
+            made = [self._q.new(row, what="in create_many") for row in checked]
+            s.add_all(made)
+            s.flush()
+            return ModelList(made)
 
     def get_or_create(
         self, defaults: Mapping[str, Any] | None = None, **lookups: Any
@@ -252,11 +282,20 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
                     raise
             return self._found(s.scalars(self._q.select((), lookups, limit=1)).first()), False
 
-    def update(self, ident: Any, **values: Any) -> M:
-        """UPDATE one row by key (``updated_at`` moves) and return it; NotFound if missing."""
-        stmt = self._q.update(ident, values)
+    @overload
+    def update(self, ident: Any, *, missing_ok: Literal[False] = ..., **values: Any) -> M: ...
+    @overload
+    def update(self, ident: Any, *, missing_ok: bool, **values: Any) -> M | None: ...
+    def update(self, ident: Any, *, missing_ok: bool = False, **values: Any) -> M | None:
+        """UPDATE one row by key (``updated_at`` moves) and return it.
+
+        Raises:
+            NotFound: no such row (or it is soft-deleted); with ``missing_ok=True`` the call
+                returns None instead.
+        """
+        write = self._q.update(ident, values)
         with self._session() as s:
-            return self._found(s.scalars(stmt).one_or_none(), ident)
+            return self._found_or(self._apply(s, write), ident, missing_ok, None)
 
     def update_many(self, values: Mapping[str, Any], *where: Any, **lookups: Any) -> int:
         """UPDATE the matching live rows and move their ``updated_at``; return the count.
@@ -287,16 +326,57 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
 
             users.upsert({"email": "ana@example.com", "name": "Ana"}, on=["email"])
         """
-        stmt = self._q.upsert(values, on=on, update=update)
+        write = self._q.upsert(values, on=on, update=update)
         with self._session() as s:
-            row: M = s.scalars(stmt).one()
-            return row
+            return self._found(self._apply(s, write), None, (), **{k: values[k] for k in on})
 
-    def delete(self, ident: Any) -> M:
-        """Soft-delete one row (hard DELETE for models without SoftDelete); return it."""
-        stmt = self._q.delete(ident)
+    def upsert_many(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+    ) -> ModelList[M]:
+        """INSERT many rows … ON CONFLICT (``on``) DO UPDATE, in batched statements; return them.
+
+        Args:
+            rows: one ``{column: value}`` mapping per row, each with the same columns.
+            on: the columns of a unique key.
+            update: the columns to overwrite on conflict; default every column outside
+                ``on``.
+
+        Returns:
+            The inserted or updated rows, in input order.
+
+        Raises:
+            FilterError: rows with different columns, or two rows with the same key (before
+                anything is sent).
+
+        Example::
+
+            products.upsert_many(rows, on=["sku"])
+        """
+        stmt, checked = self._q.upsert_many(rows, on=on, update=update)
+        if not checked:
+            return ModelList()
         with self._session() as s:
-            return self._found(s.scalars(stmt).one_or_none(), ident)
+            return ModelList(s.scalars(stmt, checked).all())
+
+    @overload
+    def delete(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...
+    @overload
+    def delete(self, ident: Any, *, missing_ok: bool) -> M | Literal[False]: ...
+    def delete(self, ident: Any, *, missing_ok: bool = False) -> M | Literal[False]:
+        """Soft-delete one row (hard DELETE for models without SoftDelete); return it.
+
+        Raises:
+            NotFound: no such row (or it is already soft-deleted); with ``missing_ok=True``
+                the call returns False instead, so ``if users.delete(id, missing_ok=True):``
+                tells whether something was deleted.
+        """
+        write = self._q.delete(ident)
+        with self._session() as s:
+            return self._found_or(self._apply(s, write), ident, missing_ok, False)
 
     def delete_many(self, *where: Any, **lookups: Any) -> int:
         """Soft-delete (or DELETE) the matching rows; a filter is required. Return the count."""
@@ -304,17 +384,34 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         with self._session() as s:
             return int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
-    def hard_delete(self, ident: Any) -> M:
-        """DELETE one row for good, soft-deleted or not; return it."""
-        stmt = self._q.hard_delete(ident)
-        with self._session() as s:
-            return self._found(s.scalars(stmt).one_or_none(), ident)
+    @overload
+    def hard_delete(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...
+    @overload
+    def hard_delete(self, ident: Any, *, missing_ok: bool) -> M | Literal[False]: ...
+    def hard_delete(self, ident: Any, *, missing_ok: bool = False) -> M | Literal[False]:
+        """DELETE one row for good, soft-deleted or not; return it.
 
-    def restore(self, ident: Any) -> M:
-        """Undo a soft delete (``deleted_at = NULL``); NotFound unless the row is deleted."""
-        stmt = self._q.restore(ident)
+        Raises:
+            NotFound: no such row; with ``missing_ok=True`` the call returns False instead.
+        """
+        write = self._q.hard_delete(ident)
         with self._session() as s:
-            return self._found(s.scalars(stmt).one_or_none(), ident)
+            return self._found_or(self._apply(s, write), ident, missing_ok, False)
+
+    @overload
+    def restore(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...
+    @overload
+    def restore(self, ident: Any, *, missing_ok: bool) -> M | Literal[False]: ...
+    def restore(self, ident: Any, *, missing_ok: bool = False) -> M | Literal[False]:
+        """Undo a soft delete (``deleted_at = NULL``) and return the row.
+
+        Raises:
+            NotFound: the row is missing or not deleted; with ``missing_ok=True`` the call
+                returns False instead.
+        """
+        write = self._q.restore(ident)
+        with self._session() as s:
+            return self._found_or(self._apply(s, write), ident, missing_ok, False)
 
     def execute(
         self, statement: Executable, params: Mapping[str, Any] | None = None

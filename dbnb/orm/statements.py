@@ -16,36 +16,53 @@ from sqlalchemy import (
     Select,
     Table,
     Update,
+    and_,
     delete,
     func,
+    insert,
     inspect,
+    or_,
     select,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import Executable
 
+from dbnb.dialects import POSTGRESQL, Capabilities
 from dbnb.errors import FilterError, PaginationError
 from dbnb.frames.partitions import OrderKey, order_key
+from dbnb.orm import cursors
 from dbnb.orm.filters import (
     OrderBy,
     check_values,
     columns_of,
-    is_descending,
     order_by_clauses,
     where_clauses,
 )
 from dbnb.orm.models import SoftDelete
 from dbnb.orm.pagination import DEFAULT_MAX_PAGE_SIZE, KeysetPlan, PagePlan, check_size
 from dbnb.orm.softdelete import INCLUDE_DELETED, ONLY_DELETED
+from dbnb.orm.types import utc_now
+from dbnb.orm.writes import ON_CONFLICT, REFRESH, Write, one_row_write, upsert_write
 
-__all__ = ["Statements", "Visibility"]
+__all__ = ["Statements", "Visibility", "Write"]
 
 M = TypeVar("M")
 Visibility = Literal["alive", "all", "deleted"]
-# Returned rows replace stale copies in the session's identity map.
-REFRESH: dict[str, Any] = {"populate_existing": True}
+def _after(
+    columns: Sequence[Any], desc: Sequence[bool], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """Rows after ``values`` in this ordering: a row comparison when every key sorts one way
+    (which an index on the keys serves), else ``a > x OR (a = x AND b < y) OR ...``."""
+    if len(set(desc)) == 1:
+        row, cursor = tuple_(*columns), tuple_(*values)
+        single: ColumnElement[bool] = row < cursor if desc[0] else row > cursor
+        return single
+    branches = []
+    for i, (column, down, value) in enumerate(zip(columns, desc, values, strict=True)):
+        equal = [columns[j] == values[j] for j in range(i)]
+        branches.append(and_(*equal, column < value if down else column > value))
+    return or_(*branches)
 
 
 class Statements(Generic[M]):
@@ -55,8 +72,11 @@ class Statements(Generic[M]):
     rows, ``"all"`` shows every row, ``"deleted"`` only the soft-deleted ones.
     """
 
-    def __init__(self, model: type[M], visibility: Visibility = "alive") -> None:
+    def __init__(
+        self, model: type[M], visibility: Visibility = "alive", caps: Capabilities = POSTGRESQL
+    ) -> None:
         self.model = model
+        self.caps = caps
         self.columns = columns_of(model)
         self.soft = issubclass(model, SoftDelete)
         if visibility != "alive" and not self.soft:
@@ -135,8 +155,11 @@ class Statements(Generic[M]):
     ) -> Select[Any]:
         """SELECT the model's rows matching the filters, ordered (primary key last)."""
         for name, value in (("limit", limit), ("offset", offset)):
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise PaginationError(f"{name} must be a non-negative integer, got {value!r}")
+            bad = not isinstance(value, int) or isinstance(value, bool) or value < 0
+            if value is not None and bad:
+                raise PaginationError(
+                    f"{name} must be a non-negative integer (or None), got {value!r}"
+                )
         stmt = (
             select(self.model)
             .where(*self._where(where, lookups or {}))
@@ -190,6 +213,11 @@ class Statements(Generic[M]):
 
     def get_many(self, idents: Iterable[Any]) -> Select[Any]:
         """SELECT the rows whose primary key is in ``idents``, in key order."""
+        if isinstance(idents, str | bytes) or not isinstance(idents, Iterable):
+            raise FilterError(
+                f"get_many takes a list (or any iterable) of {self.model.__name__} primary "
+                f"keys, got {type(idents).__name__}"
+            )
         idents = list(idents)
         keys = self.pk[0] if len(self.pk) == 1 else tuple_(*self.pk)
         return self.select([keys.in_(idents)])
@@ -222,15 +250,15 @@ class Statements(Generic[M]):
         order_by: OrderBy,
         max_size: int = DEFAULT_MAX_PAGE_SIZE,
     ) -> PagePlan[M]:
-        """Plan page ``page`` (1-based) of ``size`` rows: a count and a LIMIT/OFFSET select."""
+        """Plan page ``page`` (1-based) of ``size`` rows: one LIMIT/OFFSET select with the total."""
         if not isinstance(page, int) or isinstance(page, bool) or page < 1:
             raise PaginationError(f"page must be an integer >= 1, got {page!r}")
         check_size(size, max_size)
+        rows = self.select(where, lookups, order_by=order_by, limit=size, offset=(page - 1) * size)
         return PagePlan(
             count=self.count(where, lookups),
-            rows=self.select(
-                where, lookups, order_by=order_by, limit=size, offset=(page - 1) * size
-            ),
+            # The window counts every matching row before LIMIT/OFFSET: the total comes along.
+            rows=rows.add_columns(func.count().over().label("dbnb_total")),
             page=page,
             size=size,
         )
@@ -244,38 +272,44 @@ class Statements(Generic[M]):
         after: Any,
         size: int,
         max_size: int = DEFAULT_MAX_PAGE_SIZE,
+        cursor_key: bytes | str | None = None,
     ) -> KeysetPlan[M]:
         """Plan the ``size`` rows that follow ``after`` in ``order_by`` order (keyset paging).
 
-        ``after`` is a row of the previous window (a model instance), a mapping of key values,
-        a tuple in key order, or None for the first window. The primary key is appended to the
-        keys as a tie-breaker; all keys sort in one direction and must not be NULL.
+        ``after`` is a cursor string (``page.cursor``), a row of the previous window (a model
+        instance), a mapping of key values, a tuple in key order, or None for the first
+        window. The primary key is appended as a tie-breaker. Keys may sort in different
+        directions (``["-created_at", "name"]``); they must not be NULL.
         """
         check_size(size, max_size)
         names = [order_by] if isinstance(order_by, str) else list(order_by or [])
         if any(not isinstance(n, str) for n in names):
             raise PaginationError("keyset order_by takes column names such as '-created_at'")
-        clauses = self._order(names)
-        descending = {is_descending(c) for c in clauses[: len(names)]} or {False}
-        if len(descending) > 1:
-            raise PaginationError("keyset order_by keys must all sort the same way")
-        desc = descending.pop()
-        keys = [n.lstrip("+-") for n in names]
-        keys += [c.key for c in self.pk if c.key not in keys]
+        order_by_clauses(self.model, names)  # unknown names fail here, naming the valid ones
+        keys = [n[1:] if n[:1] in "+-" else n for n in names]
+        desc = [n.startswith("-") for n in names]
+        tie = all(desc) if desc else False  # the key follows one direction, else ascends
+        for c in self.pk:
+            if c.key not in keys:
+                keys.append(c.key)
+                desc.append(tie)
         columns = [self.columns[k] for k in keys]
-        order = [c.desc() if desc else c.asc() for c in columns]
+        shown = tuple(f"-{k}" if d else k for k, d in zip(keys, desc, strict=True))
+        scope = f"{self.model.__name__}:{','.join(shown)}"
         clauses_where = self._where(where, lookups)
         if after is not None:
-            values = tuple_(*(self._cursor_value(after, k, i) for i, k in enumerate(keys)))
-            clauses_where.append(tuple_(*columns) < values if desc else tuple_(*columns) > values)
+            if isinstance(after, str):
+                after = cursors.decode(after, scope, cursor_key)
+            values = [self._cursor_value(after, k, i) for i, k in enumerate(keys)]
+            clauses_where.append(_after(columns, desc, values))
         stmt = (
             select(self.model)
             .where(*clauses_where)
-            .order_by(*order)
+            .order_by(*(c.desc() if d else c.asc() for c, d in zip(columns, desc, strict=True)))
             .limit(size + 1)
             .execution_options(**self.options())
         )
-        return KeysetPlan(stmt, size, tuple(f"-{k}" if desc else k for k in keys))
+        return KeysetPlan(stmt, size, shown, keys=tuple(keys), scope=scope, key=cursor_key)
 
     def _cursor_value(self, after: Any, key: str, index: int) -> Any:
         if isinstance(after, Mapping):
@@ -311,17 +345,34 @@ class Statements(Generic[M]):
                 checked.setdefault(key, None)
         return self.model(**checked)
 
-    def insert_many(self) -> Executable:
-        """INSERT … RETURNING the model, executed with a list of rows (batched by SQLAlchemy)."""
+    def insert_many(self) -> Executable | None:
+        """INSERT … RETURNING the model, executed with a list of rows (batched by SQLAlchemy).
+
+        None where INSERT returns no rows (MySQL): the shells add instances and flush instead.
+        """
+        if not self.caps.insert_returning:
+            return None
         return insert(self.model).returning(self.model)
 
-    def update(self, ident: Any, values: Mapping[str, Any]) -> Update:
-        """UPDATE one row by key, RETURNING it; ``updated_at`` moves through its onupdate."""
+    def _by_key(self, ident: Any, visibility: Visibility = "all") -> Select[Any]:
+        """SELECT one row by key with ``visibility``, replacing stale copies in the session."""
+        options = {INCLUDE_DELETED: True} if visibility == "all" else {}
         return (
-            self._update([self._pk_clause(ident)], self.values(values, what="in update"))
-            .returning(self.model)
-            .execution_options(**REFRESH)
+            select(self.model)
+            .where(self._pk_clause(ident), *self._dml_visibility(visibility))
+            .execution_options(**options, **REFRESH)
         )
+
+    def _write(
+        self, stmt: Update | Delete, ident: Any, *, returns: bool, gone: bool = False
+    ) -> Write:
+        """The Write of ``stmt`` on one row: RETURNING where the backend can, else a SELECT."""
+        return one_row_write(self.model, stmt, self._by_key(ident), returns=returns, gone=gone)
+
+    def update(self, ident: Any, values: Mapping[str, Any]) -> Write:
+        """UPDATE one row by key, RETURNING it; ``updated_at`` moves through its onupdate."""
+        stmt = self._update([self._pk_clause(ident)], self.values(values, what="in update"))
+        return self._write(stmt, ident, returns=self.caps.update_returning)
 
     def update_many(
         self, values: Mapping[str, Any], where: Iterable[Any], lookups: Mapping[str, Any]
@@ -341,7 +392,7 @@ class Statements(Generic[M]):
         # Set explicitly, so every repository UPDATE moves it even where a model's own
         # updated_at column has no onupdate.
         if "updated_at" in self.columns and "updated_at" not in values:
-            values["updated_at"] = func.now()
+            values["updated_at"] = utc_now()
         return (
             Update(self.model)
             .where(*where, *self._dml_visibility(visibility))
@@ -351,45 +402,103 @@ class Statements(Generic[M]):
 
     def upsert(
         self, values: Mapping[str, Any], *, on: Sequence[str], update: Sequence[str] | None
-    ) -> Executable:
-        """INSERT … ON CONFLICT (on) DO UPDATE … RETURNING the model."""
+    ) -> Write:
+        """INSERT … ON CONFLICT (on) DO UPDATE … RETURNING the model.
+
+        MySQL/MariaDB: ``INSERT … ON DUPLICATE KEY UPDATE``, then the row is read by ``on``
+        (there the conflict is on any unique key, so ``on`` must name the one that matters).
+        """
         checked = self.values(values, what="in upsert")
         targets = list(self.values(dict.fromkeys(on), what="in on"))
         if not targets:
             raise FilterError("upsert needs on=[column, …] naming a unique key")
         names = update if update is not None else [k for k in checked if k not in targets]
         self.values(dict.fromkeys(names), what="in update")
-        stmt = insert(self.model).values(checked)
+        missing = [t for t in targets if t not in checked]
+        if self.caps.upsert == "on_duplicate_key" and missing:
+            raise FilterError(f"upsert on={targets} needs values for {missing}")
+        alive = self._dml_visibility("alive")
+        return upsert_write(
+            self.caps, self.model, checked, targets, names, alive[0] if alive else None,
+            stamp="updated_at" in self.columns,
+        )
+
+    def upsert_many(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None,
+    ) -> tuple[Executable, list[dict[str, Any]]]:
+        """INSERT … ON CONFLICT (on) DO UPDATE … RETURNING, and the checked rows to run it with.
+
+        Every row must name the same columns (a missing one would overwrite with NULL), and
+        no two rows the same ``on`` key (PostgreSQL refuses to update a row twice).
+        """
+        checked = [self.values(row, what="in upsert_many") for row in rows]
+        targets = list(self.values(dict.fromkeys(on), what="in on"))
+        if not targets:
+            raise FilterError("upsert_many needs on=[column, …] naming a unique key")
+        if not checked:
+            return insert(self.model), []
+        columns = list(checked[0])
+        for number, row in enumerate(checked, start=1):
+            if set(row) != set(columns):
+                odd = sorted(set(columns) ^ set(row))
+                raise FilterError(
+                    f"upsert_many: row {number} differs from row 1 in {', '.join(odd)}; give "
+                    "every row the same columns (a missing one would be set to NULL)"
+                )
+            missing = [t for t in targets if t not in row]
+            if missing:
+                raise FilterError(f"upsert_many: row {number} lacks the key {missing}")
+        seen: dict[tuple[Any, ...], int] = {}
+        for number, row in enumerate(checked, start=1):
+            key = tuple(row[t] for t in targets)
+            if key in seen:
+                raise FilterError(
+                    f"upsert_many: rows {seen[key]} and {number} have the same key {key!r}; "
+                    "keep one"
+                )
+            seen[key] = number
+        names = update if update is not None else [k for k in columns if k not in targets]
+        self.values(dict.fromkeys(names), what="in update")
+        if self.caps.upsert != "on_conflict":  # MySQL: no RETURNING to give the rows back
+            self.caps.require(
+                "upsert_many (INSERT … ON CONFLICT … RETURNING in input order)",
+                "upsert rows one by one with upsert(), or load them with "
+                "from_frame(frame, on_conflict='update', on=[...])",
+            )
+        stmt: Any = ON_CONFLICT[self.caps.name](self.model)
         new: dict[str, Any] = {n: stmt.excluded[n] for n in names}
         if new and "updated_at" in self.columns:
-            new["updated_at"] = func.now()
-        # DO UPDATE even with nothing to change (a no-op SET), so RETURNING yields the row.
-        new = new or {targets[0]: stmt.excluded[targets[0]]}
-        # A partial unique index (WHERE deleted_at IS NULL) is only inferred with its predicate.
+            new["updated_at"] = utc_now()
+        new = new or {targets[0]: stmt.excluded[targets[0]]}  # RETURNING needs an update
         alive = self._dml_visibility("alive")
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=targets, index_where=alive[0] if alive else None, set_=new
         )
-        return stmt.returning(self.model).execution_options(**REFRESH)
+        returning = upsert.returning(self.model, sort_by_parameter_order=True)
+        return returning.execution_options(**REFRESH), checked
 
     def soft_delete(self, where: list[ColumnElement[bool]]) -> Update:
         """UPDATE … SET deleted_at = now() on alive matching rows."""
-        return self._update(where, {"deleted_at": func.now()}, "alive")
+        return self._update(where, {"deleted_at": utc_now()}, "alive")
 
-    def restore(self, ident: Any) -> Update:
+    def restore(self, ident: Any) -> Write:
         """UPDATE … SET deleted_at = NULL on one soft-deleted row, RETURNING it."""
         if not self.soft:
             raise TypeError(f"{self.model.__name__} has no soft delete (no SoftDelete mixin)")
         stmt = self._update([self._pk_clause(ident)], {"deleted_at": None}, "deleted")
-        return stmt.returning(self.model).execution_options(**REFRESH)
+        return self._write(stmt, ident, returns=self.caps.update_returning)
 
-    def delete(self, ident: Any) -> Executable:
+    def delete(self, ident: Any) -> Write:
         """Soft-delete one row (UPDATE) for SoftDelete models, else DELETE it; RETURNING it."""
         if self.soft:
-            stmt: Update | Delete = self.soft_delete([self._pk_clause(ident)])
-        else:
-            stmt = delete(self.model).where(self._pk_clause(ident))
-        return stmt.returning(self.model).execution_options(**REFRESH)
+            stmt = self.soft_delete([self._pk_clause(ident)])
+            return self._write(stmt, ident, returns=self.caps.update_returning)
+        gone = delete(self.model).where(self._pk_clause(ident))
+        return self._write(gone, ident, returns=self.caps.delete_returning, gone=True)
 
     def delete_many(self, where: Iterable[Any], lookups: Mapping[str, Any]) -> Update | Delete:
         """Soft-delete (or DELETE, without SoftDelete) the matching rows; a filter is required."""
@@ -398,11 +507,7 @@ class Statements(Generic[M]):
             return self.soft_delete(clauses)
         return delete(self.model).where(*clauses).execution_options(synchronize_session="fetch")
 
-    def hard_delete(self, ident: Any) -> Executable:
+    def hard_delete(self, ident: Any) -> Write:
         """DELETE one row by key whatever its soft-delete state, RETURNING it."""
-        return (
-            delete(self.model)
-            .where(self._pk_clause(ident))
-            .returning(self.model)
-            .execution_options(**REFRESH)
-        )
+        stmt = delete(self.model).where(self._pk_clause(ident))
+        return self._write(stmt, ident, returns=self.caps.delete_returning, gone=True)

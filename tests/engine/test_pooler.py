@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import String
+from sqlalchemy import String, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -159,3 +159,24 @@ async def test_mixed_load_through_the_pooler_has_no_failures(
         "SELECT count(*) AS n FROM pg_prepared_statements"
     )[0].n  # nothing prepared on the server's own side either
     await pooled.asyncio.refresh_pools()
+
+
+def test_an_unlock_that_returns_false_discards_the_connection(db: dbnb.Database) -> None:
+    """A session lock not held any more (a pooler moved the session): the connection goes."""
+    from dbnb.migrations.locking import release
+
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        release(conn, lock=True)  # this session never took the lock: unlock returns false
+        assert conn.invalidated
+
+
+def test_a_fresh_database_through_the_pooler_leaves_no_lock(
+    pgbouncer: URL, db: dbnb.Database
+) -> None:
+    for _ in range(2):
+        fresh = dbnb.connect(pgbouncer, database="t_pooler_fresh", reset=True,
+                             pooler="transaction", application_name="dbnb-fresh")
+        assert fresh.execute("SELECT current_database() AS d")[0].d == "t_pooler_fresh"
+        fresh.close()
+    assert _advisory_locks(db) == 0

@@ -28,8 +28,9 @@ def test_parsers_follow_the_signatures() -> None:
     assert parsed == {"message": "add coupons", "autogenerate": True, "empty": False,
                       "baseline": False, "models": None, "config": None}
     assert find("connect").parse(["env:X", "--database", "d", "--reset"]) == {
-        "url": "env:X", "database": "d", "reset": True
+        "url": "env:X", "database": "d", "reset": True, "ask_password": False
     }
+    assert find("connect").parse(["warehouse", "--password"])["ask_password"] is True
     assert find("stamp").parse(["--help"]) is None
 
 

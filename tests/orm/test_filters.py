@@ -55,7 +55,8 @@ def test_every_operator_builds_its_sql(lookup: str, value: Any, fragment: str) -
 def test_operator_table_is_the_documented_one() -> None:
     assert OPERATORS == (
         "eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "like", "ilike",
-        "contains", "startswith", "endswith", "isnull", "between",
+        "contains", "startswith", "endswith", "icontains", "istartswith", "iendswith",
+        "isnull", "between",
     )
 
 
@@ -132,7 +133,7 @@ def test_order_by_strings_lists_and_expressions() -> None:
     assert order_by_clauses(User, None) == []
     with pytest.raises(FilterError, match="Did you mean 'created_at'"):
         order_by_clauses(User, "-creatd_at")
-    with pytest.raises(FilterError, match="order_by takes column names or expressions"):
+    with pytest.raises(FilterError, match="order_by takes column names"):
         order_by_clauses(User, [3])  # type: ignore[list-item]
 
 

@@ -79,7 +79,9 @@ async def test_bad_filters_and_pages_fail_before_any_query(
         (lambda: users.paginate(size=1001), PaginationError, "from 1 to 1000, got 1001"),
         (lambda: users.paginate(size=0), PaginationError, "from 1 to 1000"),
         (lambda: users.keyset(size=5000), PaginationError, "from 1 to 1000"),
-        (lambda: users.keyset(order_by=["name", "-age"]), PaginationError, "same way"),
+        (lambda: users.keyset(order_by=["name", "-agee"]), FilterError, "'agee'"),
+        (lambda: users.keyset(order_by="name", after="forged.cursor"), PaginationError,
+         "not made by this API"),
         (lambda: users.keyset(order_by="name", after={"name": "x"}), PaginationError, "'id'"),
         (lambda: users.list(limit=-1), PaginationError, "limit must be"),
     ]
