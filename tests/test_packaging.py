@@ -53,7 +53,9 @@ def test_import_dbnb_leaves_the_heavy_libraries_for_first_use() -> None:
     import subprocess
     import sys
 
-    heavy = ["pandas", "pyarrow", "IPython", "alembic", "numpy"]
+    # SQLAlchemy's dialect modules too: the engine loads the one it needs when it is made.
+    heavy = ["pandas", "pyarrow", "IPython", "alembic", "numpy", "sqlalchemy.dialects.mysql",
+             "sqlalchemy.dialects.postgresql", "sqlalchemy.dialects.sqlite"]
     probe = (
         "import sys, dbnb\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"

@@ -239,8 +239,8 @@ class Database:
         read through ``COPY`` in a short transaction; ``... RETURNING`` and data-modifying CTEs
         work too. A script runs in one transaction and its last statement's rows come back.
         A statement that returns no rows raises ``FrameError`` before it runs (and rolls the
-        script back). ``dtype_backend``, ``decimal`` and ``uuid_as`` are options, not
-        parameters.
+        script back). ``dtype_backend``, ``decimal``, ``uuid_as`` and ``json_as`` are options,
+        not parameters.
 
         Example::
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, Table, text
 
-from dbnb.frames.aread import BlockParser, aread_frame, asent, inlined
+from dbnb.frames.ablocks import BlockParser
+from dbnb.frames.aread import aread_frame, asent, inlined
 from dbnb.frames.describe import adescribe
 from dbnb.frames.partitions import (
     EXPORT_SNAPSHOT,

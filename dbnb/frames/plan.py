@@ -100,18 +100,11 @@ class ReadPlan:
             return f"SELECT {', '.join(exprs)} FROM ({sql}\n) AS q({names})"
         return f"WITH q({names}) AS ({sql}\n) SELECT {', '.join(exprs)} FROM q"
 
-    def parse(
-        self,
-        data: bytes | bytearray | pa.Buffer,
-        *,
-        threads: bool = True,
-        pool: pa.MemoryPool | None = None,
-    ) -> pa.Table:
+    def parse(self, data: bytes | bytearray | pa.Buffer, *, threads: bool = True) -> pa.Table:
         """Parse CSV bytes (whole rows) into the wire table, every column's type fixed.
 
         ``threads=False`` parses on the calling thread only: slower for one big result, but
-        it keeps a streaming read's working memory small. ``pool`` is the Arrow memory pool
-        the table is allocated from (Arrow's default pool when None).
+        it keeps a streaming read's working memory small.
         """
         if len(data) == 0:
             return self._empty_wires()
@@ -119,23 +112,20 @@ class ReadPlan:
         try:
             if threads and len(data) >= self._serial_options.block_size:
                 return pacsv.read_csv(
-                    source, read_options=self.read_options, convert_options=self.convert_options,
-                    memory_pool=pool,
+                    source, read_options=self.read_options, convert_options=self.convert_options
                 )
             # The streaming reader: a quarter of read_csv's fixed cost on a small result.
             return pacsv.open_csv(
-                source, read_options=self._serial_options, convert_options=self.convert_options,
-                memory_pool=pool,
+                source, read_options=self._serial_options, convert_options=self.convert_options
             ).read_all()
         except pa.ArrowInvalid as exc:
             raise FrameError(f"could not parse the result as its column types: {exc}") from exc
 
     def parse_streamed(self, data: bytes | bytearray | pa.Buffer) -> pa.Table:
-        """Parse a block of a stream on this thread alone, in the C library's memory.
+        """Parse a block of a stream on this thread alone, then hand freed memory back.
 
-        Arrow's default allocator (mimalloc) keeps each thread's freed pages, which in a
-        stream, where every chunk is freed as the next arrives, came to two chunks' worth of
-        memory on top; the system allocator gives them back.
+        Arrow's allocator keeps each thread's freed pages; a stream's parse thread lives as
+        long as the stream, so it gives them back after every block.
         """
         table = self.parse(data, threads=False)
         pa.default_memory_pool().release_unused()

@@ -71,15 +71,13 @@ def _copy_started(pgconn: Any, encoding: str) -> None:
         raise psycopg.errors.error_from_result(result, encoding=encoding)
 
 
-def rows_out(
-    raw: Any, message: str, block_bytes: int, pool: pa.MemoryPool | None = None
-) -> Iterator[bytearray | pa.Buffer]:
+def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray | pa.Buffer]:
     """Send ``message`` (ending in a COPY ... TO STDOUT and more statements); yield byte blocks.
 
     psycopg's ``Copy.read()`` costs a Python generator round per row (seconds per million
     rows), so the rows are pulled straight from libpq (``PQgetCopyData``) into blocks of
-    about ``block_bytes`` of whole rows (:class:`~dbnb.frames.blocks.BlockBuffer`, allocated
-    from ``pool``; a result smaller than a piece comes as one ``bytearray``). Leaving early
+    about ``block_bytes`` of whole rows (:class:`~dbnb.frames.blocks.BlockBuffer`; small
+    blocks, and a result smaller than a piece, come as ``bytearray`` s). Leaving early
     cancels the COPY.
     """
     import psycopg.errors
@@ -96,7 +94,7 @@ def rows_out(
     # Small blocks (streaming) stay bytearrays: below malloc's threshold they cost nothing.
     direct = block_bytes <= 2 * PIECE
     piece_bytes = block_bytes if direct else PIECE
-    blocks = BlockBuffer(block_bytes, pool)
+    blocks = BlockBuffer(block_bytes)
     buf = bytearray()
     finished = False
     try:
@@ -184,16 +182,14 @@ class _Opened:
             raise driver_error(exc, explain_sql(self.sql), self.target) from exc
         return planned_rows(explained[0] if explained else None)
 
-    def blocks(
-        self, plan: ReadPlan, block_bytes: int, pool: pa.MemoryPool | None = None
-    ) -> Iterator[bytearray | pa.Buffer]:
+    def blocks(self, plan: ReadPlan, block_bytes: int) -> Iterator[bytearray | pa.Buffer]:
         """COPY the rows out in blocks of whole rows, with the read settings in place."""
         import psycopg
 
         query = plan.copy_query(self.sql, wraps_cleanly=self.target.wraps_cleanly)
         message = copy_message(query)
         try:
-            yield from rows_out(self.raw, message, block_bytes, pool)
+            yield from rows_out(self.raw, message, block_bytes)
         except psycopg.Error as exc:
             raise driver_error(exc, message, self.target) from exc
 

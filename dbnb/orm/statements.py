@@ -43,7 +43,7 @@ from dbnb.orm.models import SoftDelete
 from dbnb.orm.pagination import DEFAULT_MAX_PAGE_SIZE, KeysetPlan, PagePlan, check_size
 from dbnb.orm.softdelete import INCLUDE_DELETED, ONLY_DELETED
 from dbnb.orm.types import utc_now
-from dbnb.orm.writes import ON_CONFLICT, REFRESH, Write, one_row_write, upsert_write
+from dbnb.orm.writes import REFRESH, Write, on_conflict_insert, one_row_write, upsert_write
 
 __all__ = ["Statements", "Visibility", "Write"]
 
@@ -469,7 +469,7 @@ class Statements(Generic[M]):
                 "upsert rows one by one with upsert(), or load them with "
                 "from_frame(frame, on_conflict='update', on=[...])",
             )
-        stmt: Any = ON_CONFLICT[self.caps.name](self.model)
+        stmt: Any = on_conflict_insert(self.caps.name)(self.model)
         new: dict[str, Any] = {n: stmt.excluded[n] for n in names}
         if new and "updated_at" in self.columns:
             new["updated_at"] = utc_now()
