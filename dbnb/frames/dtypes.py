@@ -63,7 +63,14 @@ import pyarrow as pa
 
 from dbnb.frames import columns as oids
 from dbnb.frames import decode
-from dbnb.frames.columns import ARRAY_ELEMENTS, DtypeBackend, JsonAs, ResultColumn, UuidAs
+from dbnb.frames.columns import (
+    ARRAY_ELEMENTS,
+    Backend,
+    DtypeBackend,
+    JsonAs,
+    ResultColumn,
+    UuidAs,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,6 +92,8 @@ _JSON_ARRAY_ITEM = "coalesce(to_json({c})::text, 'null') || ','"
 # (floats as text: NaN and Infinity are not JSON numbers).
 _LIST_OBJECT = "json_build_object('v', {c})::text"
 _FLOAT_LIST_OBJECT = "json_build_object('v', {c}::text[])::text"
+# A uuid's 16 bytes (hex-encoded by bytea_output=hex), for Arrow's uuid type.
+_UUID_BYTES = "uuid_send({c})"
 # An interval's three fields, exactly (extract is exact numeric from PostgreSQL 14 on).
 _INTERVAL_PARTS = (
     "(extract(year from {c}) * 12 + extract(month from {c}))::int4",
@@ -126,8 +135,11 @@ def rule_for(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
+    output: Backend = "pandas",
 ) -> Rule:
-    """The rule for one result column, under the read's options (the table above)."""
+    """The rule for one result column, under the read's options (the tables above)."""
+    if output != "pandas":
+        return _exact(col, output, decimal=decimal, uuid_as=uuid_as, json_as=json_as)
     arrow = backend == "pyarrow"
     oid = col.oid
     if oid in _INTEGERS:
@@ -171,13 +183,40 @@ def rule_for(
     return _plain(pa.string() if arrow else pa.large_string())
 
 
-def _numeric(col: ResultColumn, arrow: bool, decimal: bool) -> Rule:
-    exact = (
+def _exact(
+    col: ResultColumn, output: Backend, *, decimal: bool, uuid_as: UuidAs, json_as: JsonAs
+) -> Rule:
+    """The rule of an Arrow or polars result: Arrow's exact types, no pandas finish."""
+    oid = col.oid
+    if oid == oids.FLOAT4:
+        return _plain(pa.float32())
+    if oid == oids.NUMERIC:
+        if _fits_decimal128(col):
+            return _plain(pa.decimal128(int(col.precision or 0), int(col.scale or 0)))
+        return _plain(pa.string() if decimal else pa.float64())
+    if oid == oids.UUID and uuid_as == "uuid":
+        return Rule((Wire(_UUID_BYTES, pa.binary()),), decode.uuids)
+    if oid in (oids.JSON, oids.JSONB) or (oid in ARRAY_ELEMENTS and not _typed_list(oid)):
+        sql = "{c}::text" if oid in (oids.JSON, oids.JSONB) else "to_json({c})::text"
+        tagged = json_as == "object" and output == "arrow"
+        return Rule((Wire(sql, pa.string()),), decode.json_texts if tagged else None)
+    return rule_for(col, "pyarrow", decimal=decimal, uuid_as=uuid_as, json_as=json_as)
+
+
+def _typed_list(oid: int) -> bool:
+    return _LIST_ELEMENTS.get(ARRAY_ELEMENTS[oid] or 0) is not None
+
+
+def _fits_decimal128(col: ResultColumn) -> bool:
+    return (
         col.precision is not None
         and col.scale is not None
         and 0 < col.precision <= _MAX_DECIMAL128_PRECISION
     )
-    if exact and (arrow or decimal):
+
+
+def _numeric(col: ResultColumn, arrow: bool, decimal: bool) -> Rule:
+    if _fits_decimal128(col) and (arrow or decimal):
         return _plain(pa.decimal128(int(col.precision or 0), int(col.scale or 0)))
     if decimal:
         return _plain(pa.string(), _decimals)

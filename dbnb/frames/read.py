@@ -24,7 +24,7 @@ from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.blocks import PIECE, BlockBuffer
 from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
-from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
+from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import describe
 from dbnb.frames.query import (
     AHEAD,
@@ -43,10 +43,9 @@ from dbnb.frames.query import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.orm import Session
 
-    from dbnb.frames.plan import ReadPlan
+    from dbnb.frames.plan import Frame, ReadPlan
 
 __all__ = ["iter_frames", "parse_ahead", "read_frame", "rows_out", "run_statement", "sent"]
 
@@ -230,7 +229,7 @@ def parse_ahead(
         parser.shutdown(cancel_futures=True)
 
 
-def _read(opened: _Opened, plan: ReadPlan) -> pd.DataFrame:
+def _read(opened: _Opened, plan: ReadPlan) -> Frame:
     return plan.combine(list(parse_ahead(opened.blocks(plan, PIPELINED), plan)))
 
 
@@ -244,7 +243,7 @@ def _no_rows(target: Target) -> FrameError:
 
 def run_statement(
     session: Session, target: Target, **options: Any
-) -> tuple[pd.DataFrame | None, int]:
+) -> tuple[Frame | None, int]:
     """Run ``target``: its rows as a typed DataFrame (and their count), or None and rowcount.
 
     What the last statement of a script goes through (``db.execute``, ``%%db``): rows come
@@ -255,7 +254,7 @@ def run_statement(
         result = session.execute(target.executable)
         return None, int(getattr(result, "rowcount", -1))
     if not target.copyable:
-        frame = fetched_frame(session.execute(target.executable))
+        frame = fetched_frame(session.execute(target.executable), opened.plan.output)
         return frame, len(frame)
     frame = _read(opened, opened.plan)
     return frame, len(frame)
@@ -270,7 +269,8 @@ def read_frame(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
-) -> pd.DataFrame:
+    backend: Backend = "pandas",
+) -> Frame:
     """Run ``stmt`` in ``session``; return its rows as a DataFrame typed by the column types.
 
     Runs ``COPY (stmt) TO STDOUT`` inside the session's transaction and commits nothing.
@@ -281,11 +281,12 @@ def read_frame(
     table in :mod:`dbnb.frames.dtypes`; an empty result keeps them.
     """
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="read_frame()")
-    opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as, json_as))
+    options = options_of(dtype_backend, decimal, uuid_as, json_as, backend)
+    opened = _Opened(session, target, options)
     if opened.plan is None:
         raise _no_rows(target)
     if not target.copyable:
-        return fetched_frame(session.execute(target.executable))
+        return fetched_frame(session.execute(target.executable), backend)
     return _read(opened, opened.plan)
 
 
@@ -299,8 +300,9 @@ def iter_frames(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
+    backend: Backend = "pandas",
     progress: bool | None = None,
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[Frame]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows, in bounded memory.
 
     The COPY streams inside a SAVEPOINT of the session's transaction; leaving the loop early
@@ -314,7 +316,8 @@ def iter_frames(
     nested = session.begin_nested()
     done = False
     try:
-        opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as, json_as))
+        options = options_of(dtype_backend, decimal, uuid_as, json_as, backend)
+        opened = _Opened(session, target, options)
         if opened.plan is None or not target.copyable:
             raise _no_rows(target) if opened.plan is None else FrameError(
                 "iter_frames() streams what COPY can read (SELECT, VALUES, WITH, ... RETURNING); "
