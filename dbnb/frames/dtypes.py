@@ -5,30 +5,49 @@ column itself, or SQL over it: an interval goes as months, days and microseconds
 type pyarrow's CSV reader parses each into (nothing is guessed from the values), how the wires
 become one Arrow column (:mod:`dbnb.frames.decode`), and how that column becomes a pandas one.
 
-========================  ==================================  ====================================
-PostgreSQL                default dtype                       ``dtype_backend="pyarrow"``
-========================  ==================================  ====================================
-smallint/integer/bigint   ``Int16`` / ``Int32`` / ``Int64``   ``int16/32/64[pyarrow]``
-real / double precision   ``float32`` / ``float64``           ``double[pyarrow]``
-numeric(p,s)              ``float64``; ``decimal=True``:      ``decimal128(p, s)[pyarrow]``
-                          ``object`` of ``Decimal``
-boolean                   ``boolean``                         ``bool[pyarrow]``
-text / varchar / char     ``string`` (Arrow-backed)           ``string[pyarrow]``
-timestamptz               ``datetime64[us, UTC]``             ``timestamp[us, tz=UTC][pyarrow]``
-timestamp                 ``datetime64[us]``                  ``timestamp[us][pyarrow]``
-date                      ``datetime64[s]``                   ``date32[day][pyarrow]``
-time                      ``object`` of ``datetime.time``     ``time64[us][pyarrow]``
-interval                  ``object`` of ``pd.DateOffset`` (both backends)
-bytea                     ``object`` of ``bytes``             ``binary[pyarrow]``
-uuid                      ``string``; ``uuid_as="uuid"``:     ``string[pyarrow]``
-                          ``object`` of ``UUID``
-json / jsonb              ``object`` (parsed values);         ``object``; ``json_as="string"``:
-                          ``json_as="string"``: ``string``    ``string[pyarrow]``
-arrays of bool, numbers,  ``list<...>[pyarrow]`` (both backends)
-text, uuid
-other arrays              ``object`` (lists of JSON values)   ``object``
-anything else (inet...)   ``string`` (PostgreSQL's text)      ``string[pyarrow]``
-========================  ==================================  ====================================
+One table for every backend. pandas: the default dtypes, and ``dtype_backend="pyarrow"``
+(each an ``ArrowDtype`` of the type shown); Arrow: ``to_arrow()`` / ``db.arrow()`` /
+``backend="arrow"`` (the decoded table itself, no pandas involved); polars: ``to_polars()`` /
+``db.polars()`` / ``backend="polars"`` (``pl.from_arrow`` of that table).
+
+===================  ==============================  ===================  ==========================
+PostgreSQL           pandas (default)                pandas ``pyarrow``   Arrow / polars
+===================  ==============================  ===================  ==========================
+smallint/int/bigint  ``Int16/32/64``                 ``int16/32/64``      ``int16/32/64`` /
+                                                                          ``Int16/32/64``
+real / double        ``float32`` / ``float64``       ``double``           ``float``, ``double`` /
+                                                                          ``Float32``, ``Float64``
+numeric(p,s), p<=38  ``float64``; ``decimal=True``:  ``decimal128(p,s)``  ``decimal128(p, s)`` /
+                     ``Decimal`` objects                                  ``Decimal(p, s)``
+numeric, other       ``float64``; ``decimal=True``:  ``double``           ``double``;
+                     ``Decimal`` objects                                  ``decimal=True``:
+                                                                          its exact text
+boolean              ``boolean``                     ``bool``             ``bool`` / ``Boolean``
+text/varchar/char    ``string`` (Arrow-backed)       ``string``           ``string`` / ``String``
+timestamptz          ``datetime64[us, UTC]``         ``timestamp[us,      ``timestamp[us, tz=UTC]``
+                                                     tz=UTC]``            / ``Datetime(us, UTC)``
+timestamp            ``datetime64[us]``              ``timestamp[us]``    ``timestamp[us]`` /
+                                                                          ``Datetime(us)``
+date                 ``datetime64[s]``               ``date32``           ``date32`` / ``Date``
+time                 ``datetime.time`` objects       ``time64[us]``       ``time64[us]`` / ``Time``
+interval             ``pd.DateOffset`` objects       (as the default)     ``month_day_nano_
+                                                                          interval`` / ``Struct{
+                                                                          months, days,
+                                                                          nanoseconds}``
+bytea                ``bytes`` objects               ``binary``           ``binary`` / ``Binary``
+uuid                 ``string``; ``uuid_as=          ``string``           ``string`` / ``String``;
+                     "uuid"``: ``UUID`` objects                           ``uuid_as="uuid"``:
+                                                                          Arrow's ``uuid``
+json / jsonb         parsed values; ``json_as=       (as the default)     Arrow's ``json`` (its
+                     "string"``: ``string``                               text) / ``String``;
+                                                                          ``json_as="string"``:
+                                                                          ``string``
+arrays of bool,      ``list<...>``                   ``list<...>``        ``list<...>`` / ``List``
+numbers, text, uuid
+other arrays         lists of JSON values            (as the default)     the JSON text, as json
+anything else        ``string`` (the server's        ``string``           ``string`` / ``String``
+                     text: inet, ...)
+===================  ==============================  ===================  ==========================
 
 The default backend uses pandas' own dtypes where one holds the values exactly, Python objects
 where they are the natural value and cheap to make, and Arrow dtypes where neither holds:
@@ -49,6 +68,16 @@ where they are the natural value and cheap to make, and Arrow dtypes where neith
   backend it is ``double[pyarrow]`` (``object`` of ``Decimal`` with ``decimal=True``);
 - in JSON, SQL ``NULL`` and JSON ``null`` both read as ``None``; ``json_as="string"`` keeps the
   text (and the difference).
+
+Arrow and polars results keep every type exactly where Arrow has one: ``real`` stays 32-bit,
+decimals are ``decimal128``, time zones are kept, arrays are lists (of lists). JSON stays its
+text, tagged with Arrow's ``json`` type (documents of mixed shapes have no single struct
+type; in polars ``pl.col(c).str.json_decode()`` makes structs of those that share a shape).
+polars has no calendar interval, so an interval is a struct of its three exact fields (a
+``Duration`` would make a month a number of days), and no UUID type, so uuids are text. One
+limit: asyncpg does not tell a ``numeric`` column's declared precision for SQL text (the
+columns of a repository's or a SQLAlchemy statement carry it), so there such a column reads as
+``double``; ``decimal=True`` reads its exact text.
 """
 
 from __future__ import annotations
