@@ -174,7 +174,7 @@ class AsyncDatabase(Generic[D]):
     async def create_table_from_frame(
         self,
         name: str,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pl.DataFrame | pa.Table,
         /,
         *,
         schema: str | None = None,

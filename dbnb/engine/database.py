@@ -293,7 +293,7 @@ class Database:
     def create_table_from_frame(
         self,
         name: str,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pl.DataFrame | pa.Table,
         /,
         *,
         schema: str | None = None,
@@ -311,7 +311,8 @@ class Database:
 
         Args:
             name: the table name, used as given (quoted).
-            frame: the pandas DataFrame to store.
+            frame: the pandas or polars DataFrame, or ``pyarrow.Table``, to store (polars and
+                Arrow types are read from the schema, never through pandas).
             schema: the schema to create it in (default: the search path's first).
             primary_key: a column name, or several, to make the primary key.
             if_exists: ``"fail"`` (default), ``"replace"`` (drop and create again) or

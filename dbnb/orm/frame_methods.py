@@ -203,14 +203,17 @@ class FrameMethods(Generic[M]):
 
     def from_frame(
         self,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pl.DataFrame | pa.Table,
         *,
         on_conflict: OnConflict = None,
         on: Sequence[str] | None = None,
         naive_as: str | None = None,
         progress: bool | None = None,
     ) -> int:
-        """Load ``frame`` through COPY in one SAVEPOINT; return the rows written.
+        """Load a pandas or polars DataFrame (or ``pyarrow.Table``) through COPY; return rows.
+
+        One SAVEPOINT: all rows or none. polars and Arrow input is checked and converted as
+        Arrow, never through pandas.
 
         Columns are checked before anything is sent (unknown ones and missing NOT NULL ones
         are :class:`~dbnb.FrameError`); NaN/NaT/None/pd.NA become NULL; absent columns get
@@ -357,7 +360,7 @@ class AsyncFrameMethods(Generic[M]):
 
     async def from_frame(
         self,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pl.DataFrame | pa.Table,
         *,
         on_conflict: OnConflict = None,
         on: Sequence[str] | None = None,

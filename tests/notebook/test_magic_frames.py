@@ -77,3 +77,10 @@ def test_without_polars_the_magic_names_the_extra(
         cell(ip, "--polars")
     with pytest.raises(UsageError, match=r"pip install 'dbnb\[polars\]'"):
         ip.run_line_magic("db", "config frame=polars")
+
+
+def test_persist_takes_a_polars_frame(ip: InteractiveShell, db: dbnb.Database) -> None:
+    ip.user_ns["pl_sales"] = pl.DataFrame({"id": [1, 2], "amount": [Decimal("1.50"), None]})
+    done = ip.run_line_magic("db", "persist pl_sales --table pl_sales --primary-key id")
+    assert done.rows == 2 and ("amount", "numeric(38, 2)", True) in done.columns
+    assert db.execute("SELECT amount FROM pl_sales ORDER BY id") == [(Decimal("1.50"),), (None,)]
