@@ -103,7 +103,7 @@ def _texts(name: str, kind: str, arr: pa.Array) -> pa.Array:
             "column first (pl.col(c).cast(pl.String), pc.cast(col, pa.string())) if its text "
             "is what you want"
         )
-    return arr.cast(pa.string()) if cells.stringlike(arr.type) else arr
+    return arr
 
 
 def _uuids(arr: pa.Array) -> list[Any]:

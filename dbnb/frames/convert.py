@@ -303,11 +303,17 @@ def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | 
     return checked_array(name, kind, _arrow(name, series))
 
 
+def _is_view(t: pa.DataType) -> bool:
+    test = getattr(pa.types, "is_string_view", None)  # pyarrow >= 16
+    return bool(test and test(t))
+
+
 def checked_array(name: str, kind: str, arr: pa.Array) -> pa.Array:
     """Check an Arrow column against its column's kind, as COPY's CSV will carry it.
 
     What pandas and Arrow/polars input share once a column is Arrow: text must be text,
-    floats numbers, booleans booleans, dates whole days; text is plain ``string``.
+    floats numbers, booleans booleans, dates whole days; text is ``string`` or
+    ``large_string`` (what the CSV writer takes).
 
     Raises:
         FrameError: the values do not fit the column (the message names it).
@@ -327,8 +333,8 @@ def checked_array(name: str, kind: str, arr: pa.Array) -> pa.Array:
         if not _all(pc.equal(days.cast(arr.type), arr)):
             raise FrameError(f"column {name!r} (date): datetimes with a time of day")
         return days
-    if pa.types.is_large_string(arr.type) or isinstance(arr.type, pa.ExtensionType):
-        return arr.cast(pa.string())
+    if isinstance(arr.type, pa.ExtensionType) or _is_view(arr.type):
+        return arr.cast(pa.string())  # (large_string the CSV writer takes as it is)
     return arr
 
 
