@@ -96,7 +96,7 @@ def _texts(name: str, kind: str, arr: pa.Array) -> pa.Array:
     ):
         return pa.array([None if v is None else str(v) for v in _uuids(arr)], pa.string())
     if pa.types.is_dictionary(t):
-        arr = arr.dictionary_decode()
+        arr = arr.cast(t.value_type)
     if kind in ("uuid", "text") and not cells.stringlike(arr.type):
         raise FrameError(
             f"column {name!r} ({kind}): takes strings, got {arr.type} values; convert the "
@@ -106,23 +106,28 @@ def _texts(name: str, kind: str, arr: pa.Array) -> pa.Array:
     return arr
 
 
-def _uuids(arr: pa.Array) -> list[Any]:
+def _storage(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """An extension column's storage values (uuid bytes, JSON text), in one array."""
+    whole = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return whole.storage if isinstance(whole, pa.ExtensionArray) else whole
+
+
+def _uuids(arr: pa.ChunkedArray | pa.Array) -> list[Any]:
     import uuid
 
-    storage = arr.storage if isinstance(arr, pa.ExtensionArray) else arr
-    return [None if b is None else uuid.UUID(bytes=b) for b in storage.to_pylist()]
+    return [None if b is None else uuid.UUID(bytes=b) for b in _storage(arr).to_pylist()]
 
 
 def _json(name: str, arr: pa.Array) -> pa.Array:
     if getattr(arr.type, "extension_name", None) == "arrow.json":
-        return arr.storage.cast(pa.string())  # already JSON text
+        return _storage(arr).cast(pa.string())  # already JSON text
     return pa.array([cells.json_text(name, v) for v in arr.to_pylist()], pa.string())
 
 
 def _column(name: str, kind: str, arr: pa.Array, naive_as: str | None) -> pa.Array:
     if kind in _INTEGER_KINDS:
         if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
+            arr = arr.cast(arr.type.value_type)
         return integers(name, kind, arr)
     if kind in ("timestamptz", "timestamp"):
         return _timestamps(name, kind, arr, naive_as)
@@ -157,7 +162,7 @@ def table_to_arrow(plan: LoadPlan, table: pa.Table, *, naive_as: str | None) -> 
             values = fill(n)
             arr = _arrow_of(column, values)
         else:
-            arr = table.column(source).combine_chunks()
+            arr = table.column(source)  # chunks kept: combining them copies every value
         arrays.append(_column(column, kind, arr, naive_as))
     return pa.table(arrays, names=[f"c{i}" for i in range(len(arrays))])
 

@@ -209,3 +209,26 @@ async def test_async_table_from_polars(db: dbnb.Database) -> None:
         "from_polars_async", pl.DataFrame({"x": [1, 2]}), if_exists="replace"
     )
     assert done.rows == 2 and db.execute("SELECT sum(x) FROM from_polars_async") == [(3,)]
+
+
+async def test_chunked_tables_and_arrow_extension_types(shell: Any, db: dbnb.Database) -> None:
+    def batch(codes: list[str], refs: list[uuid.UUID | None], docs: list[str | None]) -> Any:
+        return pa.RecordBatch.from_arrays([
+            pa.array(codes).dictionary_encode(),
+            pa.ExtensionArray.from_storage(
+                pa.uuid(), pa.array([r.bytes if r else None for r in refs], pa.binary(16))),
+            pa.ExtensionArray.from_storage(pa.json_(pa.string()), pa.array(docs)),
+            pa.array([1, None] if len(codes) == 2 else [3], pa.int32()),
+        ], names=["code", "ref", "meta", "count"])
+
+    table = pa.Table.from_batches([batch(["k1", "k2"], [REF, None], ['{"a": [1]}', None]),
+                                   batch(["k3"], [REF], ["null"])])
+    assert table.column("code").num_chunks == 2
+    assert await load(shell, db, table) == 3
+    rows = db.execute("SELECT code, ref, meta, count FROM parcels_in ORDER BY code")
+    assert rows == [("k1", REF, {"a": [1]}, 1), ("k2", None, None, None), ("k3", REF, None, 3)]
+    chunked = pl.concat([polars_frame().slice(0, 1), polars_frame().slice(1, 2)], rechunk=False)
+    assert chunked.n_chunks() == 2
+    db.execute("DELETE FROM parcels_in")
+    await load(shell, db, chunked)
+    assert [r[0] for r in stored(db)] == ["p1", "p2", "p3"]
