@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
 from dbnb.engine import health as _health
+from dbnb.engine import probes
 from dbnb.engine import profile as _profile
+from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptRows, arun_script, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
@@ -184,6 +186,10 @@ class AsyncDatabase(Generic[D]):
         progress: bool | None = None,
     ) -> PersistResult:
         """Await :meth:`Database.create_table_from_frame` (asyncpg COPY, one transaction)."""
+        self._engines.caps.require(
+            "create_table_from_frame (PostgreSQL types, COPY)",
+            "declare a model, db.create_all(Model), then Repository(Model, db).from_frame(df)",
+        )
         from dbnb.frames.persist import acreate_table_from_frame
 
         async with self.session() as s:
@@ -203,6 +209,10 @@ class AsyncDatabase(Generic[D]):
         self, table: str, *, columns: str | Sequence[str] | None = None, top: int = 5
     ) -> _profile.TableProfile:
         """Await :meth:`Database.profile` (the same scans, on asyncpg)."""
+        self._engines.caps.require(
+            "profile (PostgreSQL's catalog and aggregates)",
+            "read the table with db.frame(...) and use DataFrame.describe()",
+        )
         try:
             async with self.engine.connect() as conn:
                 relation, found = await self._catalog(conn, table)
@@ -218,6 +228,10 @@ class AsyncDatabase(Generic[D]):
 
     async def value_counts(self, table: str, column: str, *, top: int = 20) -> pd.DataFrame:
         """Await :meth:`Database.value_counts`."""
+        self._engines.caps.require(
+            "value_counts (PostgreSQL's catalog)",
+            "read the column with db.frame(...) and use Series.value_counts()",
+        )
         try:
             async with self.engine.connect() as conn:
                 relation, found = await self._catalog(conn, table)
@@ -232,6 +246,10 @@ class AsyncDatabase(Generic[D]):
 
     async def histogram(self, table: str, column: str, *, bins: int = 20) -> pd.DataFrame:
         """Await :meth:`Database.histogram`."""
+        self._engines.caps.require(
+            "histogram (width_bucket)",
+            "read the column with db.frame(...) and use Series.plot.hist()",
+        )
         try:
             async with self.engine.connect() as conn:
                 relation, found = await self._catalog(conn, table)
@@ -245,38 +263,51 @@ class AsyncDatabase(Generic[D]):
         return _profile.histogram_frame(chosen, rows, bins)
 
     async def health(self) -> _health.HealthReport:
-        """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises."""
+        """Run ``SELECT 1`` on the async engine and report latency and version; never raises."""
+        caps = self._engines.caps
         try:
             engine = self.engine
             start = time.perf_counter()
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
                 latency = (time.perf_counter() - start) * 1000
-                version = (await conn.execute(text("SHOW server_version"))).scalar_one()
-            return _health.HealthReport(True, "asyncpg", latency, str(version))
+                version = (await conn.execute(text(probes.version_sql(caps)))).scalar_one()
+            return _health.HealthReport(
+                True, caps.async_driver, latency, str(version), backend=caps.label
+            )
         except Exception as exc:
-            return _health.failed_report("asyncpg", exc)
+            return _health.failed_report(caps.async_driver, exc)
 
     def pool_status(self) -> _health.PoolReport:
         """Snapshot both engines' pools (no I/O, so not a coroutine)."""
         return self._engines.pool_report()
 
     async def info(self) -> _health.ServerInfo:
-        """Ask the server (over asyncpg) for version, size, connections and idle transactions."""
+        """Ask the server (async engine) for version, size, connections and idle transactions."""
+        asks = probes.info_queries(self._engines.caps)
+
+        async def rows(sql: str | None) -> list[Any] | None:
+            return None if sql is None else list(await conn.execute(text(sql)))
+
         async with self.engine.connect() as conn:
             try:
-                head = (await conn.execute(text(_health.SERVER_INFO_SQL))).one()
-                connections = list(await conn.execute(text(_health.CONNECTIONS_SQL)))
-                idle = list(await conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
-                long = list(await conn.execute(text(_health.LONG_RUNNING_SQL)))
+                head = (await conn.execute(text(asks.head))).one()
+                connections = await rows(asks.connections)
+                idle, long = await rows(asks.idle), await rows(asks.long)
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle, long)
+        return _health.server_info_from_rows(
+            head, connections, idle or [], long or [], backend=self._engines.caps.label
+        )
 
     async def sessions(
         self, *, stale: bool = False, terminate: int | str | None = None, everyone: bool = False
     ) -> SessionList:
         """Await :meth:`Database.sessions` (list dbnb's sessions; end one or the stale ones)."""
+        self._engines.caps.require(
+            "sessions",
+            "list and end connections with the server's own tools (MySQL: SHOW PROCESSLIST, KILL)",
+        )
         async with self.engine.connect() as conn:
             try:
                 rows = list(await conn.execute(text(SESSIONS_SQL), {"everyone": everyone}))
@@ -288,6 +319,17 @@ class AsyncDatabase(Generic[D]):
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
         return SessionList(found, pids)
+
+    async def create_all(self, models: Any) -> list[str]:
+        """Await :meth:`Database.create_all` (CREATE the missing tables) on the async engine."""
+        tables = metadata_of(models)
+        async with self.engine.begin() as conn:
+            try:
+                created: list[str] = await conn.run_sync(create_missing, tables)
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+        self._engines.refresh()
+        return created
 
     async def refresh_pools(self) -> None:
         """Replace both pools' connections, awaiting the async ones' graceful close."""

@@ -19,10 +19,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
+from dbnb.dialects import Capabilities
 from dbnb.engine import health as _health
+from dbnb.engine import probes
 from dbnb.engine import profile as _profile
 from dbnb.engine.async_database import AsyncDatabase
+from dbnb.engine.engines import in_memory, shared_memory
 from dbnb.engine.lifecycle import Engines
+from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptResult, ScriptRows, run_script, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
@@ -48,6 +52,11 @@ if TYPE_CHECKING:
 __all__ = ["Database"]
 
 
+_NO_SESSIONS = (
+    "list and end connections with the server's own tools (MySQL: SHOW PROCESSLIST, KILL)"
+)
+
+
 def _rows(report: ScriptResult, rows: list[Any]) -> ScriptRows:
     found = ScriptRows(rows)
     found.steps = report.steps
@@ -55,10 +64,12 @@ def _rows(report: ScriptResult, rows: list[Any]) -> ScriptRows:
 
 
 class Database:
-    """A PostgreSQL database reached through a sync (psycopg) and an async (asyncpg) engine.
+    """A database reached through a sync and an async engine (psycopg and asyncpg for PostgreSQL).
 
     Create it with :func:`dbnb.connect`. Engines are created on first use; ``close()`` disposes
-    both, after which any use raises :class:`~dbnb.DatabaseClosed`.
+    both, after which any use raises :class:`~dbnb.DatabaseClosed`. SQLite (``sqlite3`` and
+    ``aiosqlite``) and MySQL/MariaDB (PyMySQL and aiomysql) work too; what differs is in
+    :attr:`capabilities`.
 
     Example::
 
@@ -70,6 +81,7 @@ class Database:
     def __init__(self, settings: Settings, *, embedded: EmbeddedServer | None = None) -> None:
         if settings.url is None:
             raise ConfigError("Database needs a URL; use dbnb.connect() for the embedded default")
+        settings = shared_memory(settings)
         self.settings = settings
         self.embedded = embedded
         self._engines = Engines(settings)
@@ -85,8 +97,13 @@ class Database:
 
     @property
     def database(self) -> str:
-        """The database name."""
-        return str(self.url.database or "")
+        """The database name (for SQLite, the file, or ``:memory:``)."""
+        return ":memory:" if in_memory(self.url) else str(self.url.database or "")
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do (COPY, partial indexes, RETURNING...): see dbnb.dialects."""
+        return self._engines.caps
 
     @property
     def closed(self) -> bool:
@@ -331,6 +348,10 @@ class Database:
 
             db.create_table_from_frame("sales_2026", df, primary_key="id")
         """
+        self.capabilities.require(
+            "create_table_from_frame (PostgreSQL types, COPY)",
+            "declare a model, db.create_all(Model), then Repository(Model, db).from_frame(df)",
+        )
         from dbnb.frames.persist import create_table_from_frame
 
         with self.session() as s:
@@ -367,6 +388,10 @@ class Database:
             db.profile("events")                     # %db profile events
             db.profile("events", columns=["kind", "amount"]).frame
         """
+        self.capabilities.require(
+            "profile (PostgreSQL's catalog and aggregates)",
+            "read the table with db.frame(...) and use DataFrame.describe()",
+        )
         try:
             with self.engine.connect() as conn:
                 relation, found = self._catalog(conn, table)
@@ -387,6 +412,10 @@ class Database:
 
             db.value_counts("events", "kind").plot.bar()
         """
+        self.capabilities.require(
+            "value_counts (PostgreSQL's catalog)",
+            "read the column with db.frame(...) and use Series.value_counts()",
+        )
         try:
             with self.engine.connect() as conn:
                 relation, found = self._catalog(conn, table)
@@ -406,6 +435,10 @@ class Database:
 
             db.histogram("orders", "total", bins=10).plot.bar()
         """
+        self.capabilities.require(
+            "histogram (width_bucket)",
+            "read the column with db.frame(...) and use Series.plot.hist()",
+        )
         try:
             with self.engine.connect() as conn:
                 relation, found = self._catalog(conn, table)
@@ -422,16 +455,19 @@ class Database:
 
     def health(self) -> _health.HealthReport:
         """Run ``SELECT 1`` on the sync engine and report latency and version; never raises."""
+        caps = self.capabilities
         try:
             engine = self.engine
             start = time.perf_counter()
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
                 latency = (time.perf_counter() - start) * 1000
-                version = conn.execute(text("SHOW server_version")).scalar_one()
-            return _health.HealthReport(True, "psycopg", latency, str(version))
+                version = conn.execute(text(probes.version_sql(caps))).scalar_one()
+            return _health.HealthReport(
+                True, caps.sync_driver, latency, str(version), backend=caps.label
+            )
         except Exception as exc:
-            return _health.failed_report("psycopg", exc)
+            return _health.failed_report(caps.sync_driver, exc)
 
     def pool_status(self) -> _health.PoolReport:
         """Snapshot both engines' pools from their counters (no I/O)."""
@@ -439,15 +475,20 @@ class Database:
 
     def info(self) -> _health.ServerInfo:
         """Ask the server for version, size, our connections and idle-in-transaction sessions."""
+        asks = probes.info_queries(self.capabilities)
+
+        def rows(sql: str | None) -> list[Any] | None:
+            return None if sql is None else list(conn.execute(text(sql)))
+
         with self.engine.connect() as conn:
             try:
-                head = conn.execute(text(_health.SERVER_INFO_SQL)).one()
-                connections = list(conn.execute(text(_health.CONNECTIONS_SQL)))
-                idle = list(conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
-                long = list(conn.execute(text(_health.LONG_RUNNING_SQL)))
+                head = conn.execute(text(asks.head)).one()
+                connections, idle, long = rows(asks.connections), rows(asks.idle), rows(asks.long)
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle, long)
+        return _health.server_info_from_rows(
+            head, connections, idle or [], long or [], backend=self.capabilities.label
+        )
 
     def sessions(
         self, *, stale: bool = False, terminate: int | str | None = None, everyone: bool = False
@@ -470,6 +511,7 @@ class Database:
             db.sessions(stale=True)                 # %db sessions --stale
             db.sessions(terminate=12345)            # %db sessions --terminate 12345
         """
+        self.capabilities.require("sessions", _NO_SESSIONS)
         with self.engine.connect() as conn:
             try:
                 rows = list(conn.execute(text(SESSIONS_SQL), {"everyone": everyone}))
@@ -481,6 +523,29 @@ class Database:
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
         return SessionList(found, pids)
+
+    def create_all(self, models: Any) -> list[str]:
+        """CREATE the tables of ``models`` that do not exist yet (the apps' ``init_db()``).
+
+        Args:
+            models: a declarative Base (``dbnb.Base``), a model class, a ``MetaData``, or a
+                list of them. Existing tables are left as they are (no migration).
+
+        Returns:
+            The names of the tables created, in creation order.
+
+        Example::
+
+            db.create_all(Base)
+        """
+        tables = metadata_of(models)
+        with self.engine.begin() as conn:
+            try:
+                created = create_missing(conn, tables)
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+        self.refresh_pools()
+        return created
 
     # -- lifecycle ------------------------------------------------------------------------------
 

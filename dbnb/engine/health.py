@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from dbnb.display.tables import Record, Table
 from dbnb.display.values import Count, Duration, Percent, Size, Status
@@ -177,7 +177,13 @@ class PoolReport:
 def pool_status_of(
     pool: Pool | None, *, engine: str, driver: str, size: int, max_overflow: int
 ) -> PoolStatus:
-    """Build a :class:`PoolStatus` from a pool's counters (``None``: engine not created yet)."""
+    """Build a :class:`PoolStatus` from a pool's counters (``None``: engine not created yet).
+
+    A ``StaticPool`` (in-memory SQLite) is one connection that every session shares: it is
+    never checked out by one of them, so it counts as one connection, checked in.
+    """
+    if isinstance(pool, StaticPool):
+        return PoolStatus(engine, driver, True, 1, 1, 0, 0, 1)
     if pool is None or not isinstance(pool, QueuePool):
         return PoolStatus(engine, driver, False, size, 0, 0, 0, size + max_overflow)
     return PoolStatus(
@@ -206,6 +212,7 @@ class HealthReport:
     server_version: str | None = None
     error: str | None = None
     message: str | None = None
+    backend: str = "PostgreSQL"
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain values."""
@@ -236,7 +243,7 @@ class HealthReport:
             latency = Duration((self.latency_ms or 0.0) / 1000)
             return (
                 f"healthy: {self.driver} answered in {latency} "
-                f"(PostgreSQL {self.server_version})"
+                f"({self.backend} {self.server_version})"
             )
         return f"unhealthy: {self.driver}: {self.error}: {self.message}"
 
@@ -291,16 +298,21 @@ class LongQuery:
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """What the server says about itself and about this application's connections."""
+    """What the server says about itself and about this application's connections.
+
+    Fields a backend does not have are None and not shown: SQLite has no application name,
+    connections or sessions; MySQL/MariaDB no application name.
+    """
 
     version: str
     database: str
     size_bytes: int
     size_pretty: str
-    application_name: str
-    connections: dict[str, int] = field(default_factory=dict)
+    application_name: str | None
+    connections: dict[str, int] | None = field(default_factory=dict)
     idle_in_transaction: tuple[IdleTransaction, ...] = ()
     long_running: tuple[LongQuery, ...] = ()
+    backend: str = "PostgreSQL"
 
     @property
     def idle_in_transaction_count(self) -> int:
@@ -313,27 +325,37 @@ class ServerInfo:
         ``long_running`` (queries of dbnb processes running for over LONG_RUNNING_SECONDS)
         appears only when there are some.
         """
-        values = {
+        values: dict[str, Any] = {
             "version": self.version,
             "database": self.database,
             "size": self.size_pretty,
             "application_name": self.application_name,
-            "connections": ", ".join(f"{k}={v}" for k, v in self.connections.items()) or "none",
+            "connections": None if self.connections is None else (
+                ", ".join(f"{k}={v}" for k, v in self.connections.items()) or "none"
+            ),
             "idle_in_transaction": self.idle_in_transaction_count,
         }
+        values = {k: v for k, v in values.items() if v is not None}
+        if self.connections is None:
+            del values["idle_in_transaction"]  # no sessions to be idle
         if self.long_running:
             values["long_running"] = len(self.long_running)
         return values
 
     def _record(self) -> Record:
-        fields = {
-            "version": self.version,
+        fields: dict[str, Any] = {
+            "version": f"{self.backend} {self.version}" if self.backend != "PostgreSQL"
+            else self.version,
             "database": self.database,
             "size": Size(self.size_bytes),
-            "application_name": self.application_name,
-            "connections": ", ".join(f"{v} {k}" for k, v in self.connections.items()) or "none",
-            "idle_in_transaction": Count(self.idle_in_transaction_count),
         }
+        if self.application_name is not None:
+            fields["application_name"] = self.application_name
+        if self.connections is not None:
+            fields["connections"] = (
+                ", ".join(f"{v} {k}" for k, v in self.connections.items()) or "none"
+            )
+            fields["idle_in_transaction"] = Count(self.idle_in_transaction_count)
         if self.long_running:
             fields["long_running"] = Count(len(self.long_running))
         return Record("server", fields)
@@ -375,16 +397,25 @@ class ServerInfo:
 
 
 def server_info_from_rows(
-    head: Any, connections: list[Any], idle: list[Any], long: Sequence[Any] = ()
+    head: Any,
+    connections: list[Any] | None,
+    idle: list[Any],
+    long: Sequence[Any] = (),
+    *,
+    backend: str = "PostgreSQL",
 ) -> ServerInfo:
-    """Assemble a :class:`ServerInfo` from the rows of the catalog queries above."""
+    """Assemble a :class:`ServerInfo` from the rows of the catalog queries (None: no such thing)."""
+    size = int(head.size_bytes or 0)
     return ServerInfo(
         version=str(head.version),
         database=str(head.database),
-        size_bytes=int(head.size_bytes),
-        size_pretty=str(head.size_pretty),
-        application_name=str(head.application_name),
-        connections={str(r.state): int(r.n) for r in connections},
+        size_bytes=size,
+        size_pretty=str(head.size_pretty) if head.size_pretty is not None else str(Size(size)),
+        application_name=None if head.application_name is None else str(head.application_name),
+        connections=None if connections is None else {
+            str(r.state): int(r.n) for r in connections
+        },
+        backend=backend,
         idle_in_transaction=tuple(
             IdleTransaction(
                 int(r.pid), str(r.application_name or ""), float(r.idle_seconds or 0.0),

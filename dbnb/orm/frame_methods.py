@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncFrameMethods", "FrameMethods"]
 
 M = TypeVar("M")
+# Partitioned reads share a PostgreSQL snapshot (pg_export_snapshot) between connections.
+_ONE_STREAM = "read in one stream (leave partitions unset); it is the generic cursor read there"
 
 
 class FrameMethods(Generic[M]):
@@ -154,6 +156,8 @@ class FrameMethods(Generic[M]):
         streams = check_partitions(partitions, limit=limit, offset=offset)
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
+        if streams > 1:
+            self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         with self._session() as s:
             if streams > 1:
                 from dbnb.frames import parallel
@@ -320,6 +324,8 @@ class AsyncFrameMethods(Generic[M]):
         streams = check_partitions(partitions, limit=limit, offset=offset)
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
+        if streams > 1:
+            self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         async with self._session() as s:
             if streams > 1:
                 from dbnb.frames import aparallel

@@ -13,7 +13,8 @@ never a silent fallback to v4:
   layout: 48 bits of milliseconds, 12 bits of sub-millisecond time, version 7, variant 10, 62
   random bits) just before it creates a table that uses it (a ``before_create`` event), and
   :func:`ensure_uuidv7` does the same in a migration. The default's text is ``uuidv7()`` on
-  both, so Alembic's ``compare_server_default`` finds nothing to change.
+  both, so Alembic's ``compare_server_default`` finds nothing to change. SQLite and
+  MySQL/MariaDB get the same layout as an expression default in their own SQL.
 """
 
 from __future__ import annotations
@@ -94,6 +95,27 @@ class uuidv7(FunctionElement[uuid.UUID]):
 @compiles(uuidv7)
 def _compile(element: Any, compiler: Any, **kw: Any) -> str:
     return "uuidv7()"
+
+
+# SQLite and MySQL/MariaDB keep a UUID as 32 hex digits (SQLAlchemy's Uuid there): the same
+# layout spelled in their SQL, milliseconds from the clock, the rest random.
+@compiles(uuidv7, "sqlite")
+def _compile_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return (
+        "lower(printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))"
+        " || '7' || substr(hex(randomblob(2)), 2, 3)"
+        " || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(8)), 2, 15))"
+    )
+
+
+@compiles(uuidv7, "mysql")
+@compiles(uuidv7, "mariadb")
+def _compile_mysql(element: Any, compiler: Any, **kw: Any) -> str:
+    return (
+        "lower(concat(lpad(hex(floor(unix_timestamp(now(3)) * 1000)), 12, '0'), '7',"
+        " substr(md5(concat(rand(), uuid())), 1, 3), substr('89ab', 1 + floor(rand() * 4), 1),"
+        " substr(md5(concat(rand(), uuid())), 1, 15)))"
+    )
 
 
 def ensure_uuidv7(bind: Any) -> None:
