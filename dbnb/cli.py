@@ -93,7 +93,7 @@ def _run(top: argparse.Namespace) -> int:
     if command.magic_only:
         raise CommandUsageError(
             f"{command.name} lasts across notebook cells; use %db {command.name} in a notebook "
-            "(in Python: with db.sandbox(): ...)"
+            f"(in Python: {command.instead})"
         )
     kwargs = command.parse(top.args, prog=_PROG)
     if kwargs is None:

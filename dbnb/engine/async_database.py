@@ -37,6 +37,8 @@ from dbnb.server.sessions import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    import polars as pl
+    import pyarrow as pa
 
     from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
     from dbnb.frames.persist import IfExists, PersistResult
@@ -138,10 +140,43 @@ class AsyncDatabase(Generic[D]):
         assert report.frame is not None
         return report.frame
 
+    async def arrow(
+        self,
+        sql: str,
+        /,
+        *,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
+        **params: Any,
+    ) -> pa.Table:
+        """Await a query with ``:name`` bound parameters; return its rows as a ``pyarrow.Table``."""
+        table: pa.Table = await self._read(
+            sql, params, "db.asyncio.arrow()", backend="arrow", decimal=decimal,
+            uuid_as=uuid_as, json_as=json_as,
+        )
+        return table
+
+    async def polars(self, sql: str, /, *, decimal: bool = False, **params: Any) -> pl.DataFrame:
+        """Await a query with ``:name`` bound parameters; return its rows as a polars DataFrame."""
+        frame: pl.DataFrame = await self._read(
+            sql, params, "db.asyncio.polars()", backend="polars", decimal=decimal
+        )
+        return frame
+
+    async def _read(self, sql: str, params: dict[str, Any], what: str, **options: Any) -> Any:
+        from dbnb.frames.columns import options_of
+
+        options = options_of(**options)  # before anything is sent
+        targets = targets_of(sql, params, what=what)
+        async with self.session() as s:
+            report, _ = await arun_script(s, targets, last="read", **options)
+        return report.frame
+
     async def create_table_from_frame(
         self,
         name: str,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pl.DataFrame | pa.Table,
         /,
         *,
         schema: str | None = None,

@@ -20,7 +20,7 @@ from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.ablocks import BlockParser, BlockStream
 from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
-from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
+from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import adescribe
 from dbnb.frames.query import (
     RESTORE_SETTINGS,
@@ -41,10 +41,9 @@ from dbnb.frames.query import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from dbnb.frames.plan import ReadPlan
+    from dbnb.frames.plan import Frame, ReadPlan
 
 __all__ = ["aiter_frames", "aread_frame", "arun_statement", "asent", "inlined"]
 
@@ -130,7 +129,7 @@ class _AsyncOpened:
             raise driver_error(exc, copy_sql(query), self.target) from exc
 
 
-async def _aread(opened: _AsyncOpened, plan: ReadPlan) -> pd.DataFrame:
+async def _aread(opened: _AsyncOpened, plan: ReadPlan) -> Frame:
     parser = BlockParser(plan)
     await opened.run(plan, parser.sink)
     return plan.combine(await parser.tables())
@@ -146,7 +145,7 @@ def _no_rows(target: Target) -> FrameError:
 
 async def arun_statement(
     session: AsyncSession, target: Target, **options: Any
-) -> tuple[pd.DataFrame | None, int]:
+) -> tuple[Frame | None, int]:
     """Await ``target``: its rows as a typed DataFrame (and their count), or None and rowcount.
 
     The async twin of :func:`~dbnb.frames.read.run_statement`.
@@ -160,7 +159,7 @@ async def arun_statement(
         result = await session.execute(target.executable)
         return None, int(getattr(result, "rowcount", -1))
     if not target.copyable:
-        frame = fetched_frame(await session.execute(target.executable))
+        frame = fetched_frame(await session.execute(target.executable), opened.plan.output)
         return frame, len(frame)
     frame = await _aread(opened, opened.plan)
     return frame, len(frame)
@@ -175,7 +174,8 @@ async def aread_frame(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
-) -> pd.DataFrame:
+    backend: Backend = "pandas",
+) -> Frame:
     """Await ``stmt`` in ``session``; return its rows as a DataFrame (asyncpg COPY).
 
     The async twin of :func:`read_frame`: same statement handling, same dtypes.
@@ -184,14 +184,15 @@ async def aread_frame(
         from dbnb.frames import generic
 
         return await generic.aread_frame(session, stmt, params, dtype_backend=dtype_backend,
-                                         decimal=decimal, uuid_as=uuid_as, json_as=json_as)
+                                         decimal=decimal, uuid_as=uuid_as, json_as=json_as,
+                                         backend=backend)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="aread_frame()")
-    options = options_of(dtype_backend, decimal, uuid_as, json_as)
+    options = options_of(dtype_backend, decimal, uuid_as, json_as, backend)
     opened = await _AsyncOpened.open(session, target, options)
     if opened.plan is None:
         raise _no_rows(target)
     if not target.copyable:
-        return fetched_frame(await session.execute(target.executable))
+        return fetched_frame(await session.execute(target.executable), backend)
     return await _aread(opened, opened.plan)
 
 
@@ -205,8 +206,9 @@ async def aiter_frames(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
+    backend: Backend = "pandas",
     progress: bool | None = None,
-) -> AsyncIterator[pd.DataFrame]:
+) -> AsyncIterator[Frame]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows (``async for``).
 
     The async twin of :func:`iter_frames`: a bounded queue between the COPY and the loop keeps
@@ -217,7 +219,8 @@ async def aiter_frames(
 
         async for found in generic.aiter_frames(
             session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
-            decimal=decimal, uuid_as=uuid_as, json_as=json_as, progress=progress,
+            decimal=decimal, uuid_as=uuid_as, json_as=json_as, backend=backend,
+            progress=progress,
         ):
             yield found
         return
@@ -230,7 +233,7 @@ async def aiter_frames(
     done = False
     try:
         opened = await _AsyncOpened.open(
-            session, target, options_of(dtype_backend, decimal, uuid_as, json_as)
+            session, target, options_of(dtype_backend, decimal, uuid_as, json_as, backend)
         )
         plan = opened.plan
         if plan is None or not target.copyable:

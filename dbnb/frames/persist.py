@@ -23,7 +23,6 @@ from dbnb.frames import ddl
 from dbnb.frames.write import awrite_frame, write_frame
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
@@ -64,7 +63,7 @@ class _Plan:
     def __init__(
         self,
         name: str,
-        frame: pd.DataFrame,
+        frame: Any,
         *,
         schema: str | None,
         primary_key: str | Sequence[str] | None,
@@ -119,7 +118,7 @@ class _Plan:
 def create_table_from_frame(
     session: Session,
     name: str,
-    frame: pd.DataFrame,
+    frame: Any,
     *,
     schema: str | None = None,
     primary_key: str | Sequence[str] | None = None,
@@ -148,7 +147,7 @@ def create_table_from_frame(
 async def acreate_table_from_frame(
     session: AsyncSession,
     name: str,
-    frame: pd.DataFrame,
+    frame: Any,
     *,
     schema: str | None = None,
     primary_key: str | Sequence[str] | None = None,

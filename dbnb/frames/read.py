@@ -25,7 +25,7 @@ from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.blocks import PIECE, BlockBuffer
 from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
-from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
+from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import describe
 from dbnb.frames.query import (
     AHEAD,
@@ -44,10 +44,9 @@ from dbnb.frames.query import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.orm import Session
 
-    from dbnb.frames.plan import ReadPlan
+    from dbnb.frames.plan import Frame, ReadPlan
 
 __all__ = ["iter_frames", "parse_ahead", "read_frame", "rows_out", "run_statement", "sent"]
 
@@ -227,7 +226,7 @@ def parse_ahead(
         parser.shutdown(cancel_futures=True)
 
 
-def _read(opened: _Opened, plan: ReadPlan) -> pd.DataFrame:
+def _read(opened: _Opened, plan: ReadPlan) -> Frame:
     return plan.combine(list(parse_ahead(opened.blocks(plan, PIPELINED), plan)))
 
 
@@ -241,7 +240,7 @@ def _no_rows(target: Target) -> FrameError:
 
 def run_statement(
     session: Session, target: Target, **options: Any
-) -> tuple[pd.DataFrame | None, int]:
+) -> tuple[Frame | None, int]:
     """Run ``target``: its rows as a typed DataFrame (and their count), or None and rowcount.
 
     What the last statement of a script goes through (``db.execute``, ``%%db``): rows come
@@ -256,7 +255,7 @@ def run_statement(
         result = session.execute(target.executable)
         return None, int(getattr(result, "rowcount", -1))
     if not target.copyable:
-        frame = fetched_frame(session.execute(target.executable))
+        frame = fetched_frame(session.execute(target.executable), opened.plan.output)
         return frame, len(frame)
     frame = _read(opened, opened.plan)
     return frame, len(frame)
@@ -271,7 +270,8 @@ def read_frame(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
-) -> pd.DataFrame:
+    backend: Backend = "pandas",
+) -> Frame:
     """Run ``stmt`` in ``session``; return its rows as a DataFrame typed by the column types.
 
     Runs ``COPY (stmt) TO STDOUT`` inside the session's transaction and commits nothing.
@@ -286,13 +286,15 @@ def read_frame(
         from dbnb.frames import generic
 
         return generic.read_frame(session, stmt, params, dtype_backend=dtype_backend,
-                                  decimal=decimal, uuid_as=uuid_as, json_as=json_as)
+                                  decimal=decimal, uuid_as=uuid_as, json_as=json_as,
+                                  backend=backend)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="read_frame()")
-    opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as, json_as))
+    options = options_of(dtype_backend, decimal, uuid_as, json_as, backend)
+    opened = _Opened(session, target, options)
     if opened.plan is None:
         raise _no_rows(target)
     if not target.copyable:
-        return fetched_frame(session.execute(target.executable))
+        return fetched_frame(session.execute(target.executable), backend)
     return _read(opened, opened.plan)
 
 
@@ -306,8 +308,9 @@ def iter_frames(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
+    backend: Backend = "pandas",
     progress: bool | None = None,
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[Frame]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows, in bounded memory.
 
     The COPY streams inside a SAVEPOINT of the session's transaction; leaving the loop early
@@ -320,7 +323,8 @@ def iter_frames(
 
         yield from generic.iter_frames(
             session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
-            decimal=decimal, uuid_as=uuid_as, json_as=json_as, progress=progress,
+            decimal=decimal, uuid_as=uuid_as, json_as=json_as, backend=backend,
+            progress=progress,
         )
         return
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="iter_frames()")
@@ -329,7 +333,8 @@ def iter_frames(
     nested = session.begin_nested()
     done = False
     try:
-        opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as, json_as))
+        options = options_of(dtype_backend, decimal, uuid_as, json_as, backend)
+        opened = _Opened(session, target, options)
         if opened.plan is None or not target.copyable:
             raise _no_rows(target) if opened.plan is None else FrameError(
                 "iter_frames() streams what COPY can read (SELECT, VALUES, WITH, ... RETURNING); "

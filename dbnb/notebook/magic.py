@@ -28,13 +28,14 @@ from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError, QueryError, mask_secrets
+from dbnb.frames.columns import Backend, options_of
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
+from dbnb.notebook.config import MagicSettings
 from dbnb.phrasing import speaking
 from dbnb.settings import conceal, safe_url
 from dbnb.sqltext import split
 
 if TYPE_CHECKING:
-    import pandas as pd
     from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = ["DbMagics"]
@@ -59,15 +60,23 @@ class _CellOptions:
     sandbox: bool = False
     path: str | None = None
     db: str | None = None
+    frame: Backend | None = None
+
+
+_FRAME_FLAGS: dict[str, Backend] = {"--pandas": "pandas", "--polars": "polars", "--arrow": "arrow"}
 
 
 def _cell_options(line: str) -> _CellOptions:
-    """Read ``-o NAME``, ``--sandbox``, ``-f FILE`` and ``--db NAME`` from the ``%%db`` line."""
+    """Read the ``%%db`` line's options: -o, --sandbox, -f, --db and --polars/--arrow/--pandas."""
     words = shlex.split(line)
     found: dict[str, Any] = {}
     while words:
         word = words.pop(0)
-        if word in {"-o", "--out"} and words:
+        if word in _FRAME_FLAGS:
+            if found.get("frame", _FRAME_FLAGS[word]) != _FRAME_FLAGS[word]:
+                raise UsageError("%%db: choose one of --pandas, --polars and --arrow")
+            found["frame"] = _FRAME_FLAGS[word]
+        elif word in {"-o", "--out"} and words:
             found["out"] = out = words.pop(0)
             if not out.isidentifier():
                 raise UsageError(f"%%db -o needs a variable name, got {out!r}")
@@ -80,7 +89,7 @@ def _cell_options(line: str) -> _CellOptions:
         else:
             raise UsageError(
                 f"%%db: unexpected {word!r}; usage: %%db [-o NAME] [--sandbox] [-f FILE.sql] "
-                "[--db CONNECTION], SQL on the next lines"
+                "[--db CONNECTION] [--polars | --arrow | --pandas], SQL on the next lines"
             )
     return _CellOptions(**found)
 
@@ -108,6 +117,7 @@ class DbMagics(Magics):
         # (one connected with a typed password is found again by name, never asked twice).
         self.connection_name: str | None = None
         self.named: dict[str, Database] = {}
+        self.settings = MagicSettings()  # %db config
         self._connect_default()
 
     def _connect_default(self) -> None:
@@ -131,7 +141,8 @@ class DbMagics(Magics):
         [-f FILE]`` runs the cell's SQL (``%db -f FILE`` a file's): several statements run in one
         transaction, each reported; the last one's rows come back as a DataFrame; ``:name``
         is bound from the notebook variable ``name`` as a parameter (``\\:`` for a literal
-        colon). ``--sandbox`` rolls it all back.
+        colon). ``--sandbox`` rolls it all back. ``--polars`` / ``--arrow`` return a polars
+        DataFrame / a ``pyarrow.Table`` (``%db config frame=polars``: every cell).
         """
         try:
             with speaking("magic"):
@@ -162,6 +173,8 @@ class DbMagics(Magics):
             return self._connect(**kwargs)
         if command.name == "connections":
             return command.function(current=self.connection_name)
+        if command.name == "config":
+            return command.function(state=self.settings, **kwargs)
         if command.name == "stop":
             return self._stop(**kwargs)
         if command.name == "persist":
@@ -288,7 +301,7 @@ class DbMagics(Magics):
 
     # -- %%db ------------------------------------------------------------------------------------
 
-    def _query(self, line: str, cell: str) -> pd.DataFrame | None:
+    def _query(self, line: str, cell: str) -> Any:
         options = _cell_options(line)
         out, sandbox, path = options.out, options.sandbox, options.path
         sql = cell
@@ -302,11 +315,17 @@ class DbMagics(Magics):
         if not sql.strip():
             raise UsageError("%%db: the cell has no SQL")
         db = self._database_named(options.db) if options.db else None
-        return self._sql(sql, out=out, sandbox=sandbox, db=db)
+        return self._sql(sql, out=out, sandbox=sandbox, db=db, frame=options.frame)
 
     def _sql(
-        self, sql: str, *, out: str | None, sandbox: bool, db: Database | None = None
-    ) -> pd.DataFrame | None:
+        self,
+        sql: str,
+        *,
+        out: str | None,
+        sandbox: bool,
+        db: Database | None = None,
+        frame: Backend | None = None,
+    ) -> Any:
         from dbnb.engine.scripts import run_script, targets_of
 
         statements = split(sql)
@@ -322,9 +341,10 @@ class DbMagics(Magics):
                 "write \\: for a literal colon)"
             )
         targets = targets_of(sql, {n: namespace[n] for n in names}, what="%%db")
+        backend = options_of(backend=frame or self.settings.frame)["backend"]
         db = db or self._current()
         with db.sandbox() if sandbox else db.session() as session:
-            result, _ = run_script(session, targets, last="run")
+            result, _ = run_script(session, targets, last="run", backend=backend)
         if len(result.steps) > 1:
             print(result.report() + ("\n(rolled back: --sandbox)" if sandbox else ""))
         elif result.frame is None:
