@@ -19,9 +19,10 @@ from typing import Any
 
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
-from dbnb.errors import DbnbError, mask_secrets
+from dbnb.errors import DbnbError
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
 from dbnb.phrasing import speaking
+from dbnb.redaction import mask_secrets
 from dbnb.settings import Concealed, safe_url
 
 __all__ = ["main"]

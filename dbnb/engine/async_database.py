@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
+from dbnb.driver_errors import translate
 from dbnb.engine import health as _health
 from dbnb.engine import probes
 from dbnb.engine import profile as _profile
@@ -26,7 +27,6 @@ from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptRows, arun_script, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
-from dbnb.errors import translate
 from dbnb.server.sessions import (
     SESSIONS_SQL,
     SessionList,

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from dbnb.dialects import Capabilities
+from dbnb.driver_errors import translate
 from dbnb.engine import health as _health
 from dbnb.engine import probes
 from dbnb.engine import profile as _profile
@@ -30,7 +31,7 @@ from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptResult, ScriptRows, run_script, targets_of
 from dbnb.engine.sessions import Sessions
 from dbnb.engine.transactions import SandboxScope, TransactionScope
-from dbnb.errors import ConfigError, translate
+from dbnb.errors import ConfigError
 from dbnb.server.embedded import EmbeddedServer
 from dbnb.server.sessions import (
     SESSIONS_SQL,

@@ -15,7 +15,8 @@ from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from dbnb.display.tables import Record, Table
 from dbnb.display.values import Count, Duration, Percent, Size, Status
-from dbnb.errors import mask_secrets, translate
+from dbnb.driver_errors import translate
+from dbnb.redaction import mask_secrets
 
 __all__ = [
     "HealthReport",

@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
+from dbnb.driver_errors import translate
 from dbnb.engine.lifecycle import Engines
-from dbnb.errors import translate
 
 __all__ = ["Sessions"]
 

@@ -39,7 +39,8 @@ from sqlalchemy import event
 from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
-from dbnb.errors import FrameError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
 from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.query import STOP, Target, stop_before_sending, stopped, target_of
 from dbnb.frames.typed_rows import MYSQL_KINDS, Column, frame_of, kind_of

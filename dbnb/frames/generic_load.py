@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
-from dbnb.errors import FrameError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
 from dbnb.frames import convert
 from dbnb.frames.arrowin import frame_input, table_to_arrow
 

@@ -18,7 +18,8 @@ from sqlalchemy.schema import CreateTable
 
 from dbnb.display.tables import Table as ShownTable
 from dbnb.display.values import plural
-from dbnb.errors import FrameError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
 from dbnb.frames import ddl
 from dbnb.frames.write import awrite_frame, write_frame
 

@@ -27,7 +27,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 
-from dbnb.errors import FrameError, ParameterError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError, ParameterError
 from dbnb.frames.columns import ResultColumn
 from dbnb.sqltext import Statement, split
 

@@ -22,7 +22,8 @@ from sqlalchemy.sql import Executable
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
-from dbnb.errors import FrameError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
 from dbnb.frames.blocks import PIECE, BlockBuffer
 from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
 from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs, options_of

@@ -24,7 +24,8 @@ from sqlalchemy.sql import Executable
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
-from dbnb.errors import FrameError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
 from dbnb.frames import convert
 from dbnb.frames.arrowin import frame_input, table_to_arrow
 from dbnb.frames.query import driver_error

@@ -27,11 +27,12 @@ from dbnb.engine import connections
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
-from dbnb.errors import DbnbError, QueryError, mask_secrets
+from dbnb.errors import DbnbError, QueryError
 from dbnb.frames.columns import Backend, options_of
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
 from dbnb.notebook.config import MagicSettings
 from dbnb.phrasing import speaking
+from dbnb.redaction import mask_secrets
 from dbnb.settings import conceal, safe_url
 from dbnb.sqltext import split
 
