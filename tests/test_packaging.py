@@ -49,11 +49,14 @@ def test_py_typed_is_shipped() -> None:
 
 
 def test_import_dbnb_leaves_the_heavy_libraries_for_first_use() -> None:
-    """``import dbnb`` imports no pandas, pyarrow, IPython or Alembic; the first frame does."""
+    """``import dbnb`` imports no pandas, pyarrow, polars, IPython or Alembic; a frame does."""
     import subprocess
     import sys
 
-    heavy = ["pandas", "pyarrow", "IPython", "alembic", "numpy"]
+    # SQLAlchemy's dialect modules too: the engine loads the one it needs when it is made.
+    heavy = ["pandas", "polars", "pyarrow", "IPython", "alembic", "numpy",
+             "sqlalchemy.dialects.mysql", "sqlalchemy.dialects.postgresql",
+             "sqlalchemy.dialects.sqlite"]
     probe = (
         "import sys, dbnb\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
@@ -66,4 +69,5 @@ def test_import_dbnb_leaves_the_heavy_libraries_for_first_use() -> None:
     at_import, after_use = done.stdout.splitlines()
     assert at_import == "[]"
     assert "pyarrow" in after_use
+    assert "polars" not in after_use  # only a polars read imports it
     assert "read_frame" in dir(dbnb)  # lazy names still show in completion

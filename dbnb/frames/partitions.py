@@ -17,12 +17,12 @@ another process or machine can read one, given a connection to the same server).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, ColumnElement, Select, Table, and_, literal_column, or_, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import asc_op, desc_op
 
@@ -50,8 +50,18 @@ __all__ = [
 #: whether its transaction wrote anything (other connections could not see that: one stream).
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot(), txid_current_if_assigned() IS NOT NULL"
 MIN_TID_RANGE_VERSION = 140000  # TID range scans; before them each ctid range scans it all
-_dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-_quote_table = _dialect.identifier_preparer.format_table
+
+
+@functools.cache
+def _postgresql() -> Any:
+    from sqlalchemy.dialects import postgresql  # on first use: import dbnb need not load it
+
+    return postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _quote_table(table: Table) -> str:
+    quoted: str = _postgresql().identifier_preparer.format_table(table)
+    return quoted
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,7 @@ def pages_query(table: Table) -> str:
 
 def bounds_query(key: OrderKey, table: Table) -> Any:
     """The histogram bounds of the key column (typed as it is), from the table's statistics."""
-    typed = key.column.type.compile(dialect=_dialect)
+    typed = key.column.type.compile(dialect=_postgresql())
     return text(
         f"SELECT histogram_bounds::text::{typed}[] AS bounds FROM pg_stats "
         "WHERE schemaname = coalesce(:schema, current_schema()) AND tablename = :table "
