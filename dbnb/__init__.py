@@ -21,8 +21,10 @@ from dbnb.display.progress import set_progress
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.bridge import run
 from dbnb.engine.database import Database
-from dbnb.engine.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.engine.health import HealthReport, PoolReport, PoolStatus
+from dbnb.engine.nodes import NodeStatus
 from dbnb.engine.registry import close_all, connect
+from dbnb.engine.server_info import ServerInfo
 from dbnb.engine.transactions import execute_in_transaction
 from dbnb.errors import (
     AbstractModelError,
@@ -49,6 +51,8 @@ from dbnb.errors import (
     QueryCanceled,
     QueryError,
     QueryTimeout,
+    ReplicasBehind,
+    ReplicaWarning,
     SchemaChanged,
     SerializationFailure,
     ServerInUse,
@@ -72,6 +76,7 @@ from dbnb.orm.pagination import KeysetPage, Page
 from dbnb.orm.repository import Repository
 from dbnb.orm.uuidv7 import UUIDv7PrimaryKey, ensure_uuidv7, uuid7
 from dbnb.server.embedded import EmbeddedServer, embedded_server
+from dbnb.server.replica import LocalReplica
 from dbnb.settings import Settings
 
 if TYPE_CHECKING:
@@ -108,6 +113,8 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     """Import a lazily exported name (see :data:`_LAZY`) the first time it is asked for."""
+    if name == "dask":  # dbnb.dask, the Dask integration: only when asked for (an extra)
+        return importlib.import_module("dbnb.dask")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dbnb' has no attribute {name!r}")
@@ -150,12 +157,14 @@ __all__ = [
     "IntegrityViolation",
     "InvalidValue",
     "KeysetPage",
+    "LocalReplica",
     "LoopMismatch",
     "MigrationBlocked",
     "MigrationError",
     "MigrationResult",
     "MissingExtra",
     "ModelList",
+    "NodeStatus",
     "NotFound",
     "NotNullViolation",
     "Page",
@@ -167,6 +176,8 @@ __all__ = [
     "QueryCanceled",
     "QueryError",
     "QueryTimeout",
+    "ReplicaWarning",
+    "ReplicasBehind",
     "Repository",
     "RevisionResult",
     "SchemaChanged",

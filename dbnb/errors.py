@@ -43,6 +43,8 @@ __all__ = [
     "QueryCanceled",
     "QueryError",
     "QueryTimeout",
+    "ReplicaWarning",
+    "ReplicasBehind",
     "SchemaChanged",
     "SerializationFailure",
     "ServerInUse",
@@ -134,6 +136,17 @@ class MigrationBlocked(MigrationError):
 
 class ServerInUse(DbnbError, RuntimeError):
     """The embedded server was asked to stop while other live processes still use it."""
+
+
+class ReplicaWarning(UserWarning):
+    """A read replica left the rotation (unreachable, too far behind, not a standby).
+
+    Reads go to the other replicas, or to the primary; the replica is tried again later.
+    """
+
+
+class ReplicasBehind(DbnbError, RuntimeError):
+    """Replicas did not replay the primary's latest writes within the time allowed."""
 
 
 class ConnectionFailed(DbnbError, ConnectionError):

@@ -333,3 +333,21 @@ def ipython() -> Any:
     assert shell is not None
     shell.run_line_magic("load_ext", "dbnb")
     return shell
+
+
+@pytest.fixture(scope="session")
+def replicated_server(embedded: dbnb.EmbeddedServer | None) -> Iterator[dbnb.EmbeddedServer]:
+    """The server the replica tests make streaming replicas of (the wheel's PostgreSQL 18).
+
+    The embedded test server; with ``DBNB_TEST_URL`` (whose server cannot be copied from
+    here) a private embedded one in a temporary home. Replicas are made by the tests' own
+    fixtures (``start_replica``) and stopped by pid.
+    """
+    if embedded is not None:
+        yield embedded
+        return
+    home = Path(tempfile.mkdtemp(prefix="dbnb-test-primary-"))
+    server = dbnb.embedded_server(home, announce=False)
+    yield server
+    server.stop(force=True)
+    shutil.rmtree(home, ignore_errors=True)

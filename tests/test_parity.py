@@ -67,7 +67,7 @@ def test_docstrings_everywhere() -> None:
 DATABASE_ONLY = {"async_session", "get_async_session", "session_factory"}
 ASYNC_DATABASE_ONLY = {"sync"}
 # Scope factories (usable with `async with`) and counter snapshots: no I/O, so no coroutine.
-DATABASE_NO_IO = {"transaction", "sandbox", "pool_status"}
+DATABASE_NO_IO = {"transaction", "sandbox", "pool_status", "use"}
 
 
 def _awaitable(function: Any) -> bool:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -60,6 +61,8 @@ class Engines:
         # when no loop is available to await their graceful close.
         self._async_raw: set[Any] = set()
         self._pending: set[asyncio.Task[None]] = set()
+        # Called by refresh() too: the replicas replay the primary's DDL (dbnb.engine.replicas).
+        self.followers: list[Callable[[], None]] = []
 
     @property
     def closed(self) -> bool:
@@ -222,6 +225,8 @@ class Engines:
         each psycopg connection is replaced the next time it is checked out, and the asyncpg
         adapter drops its prepared statements and reloads its type cache before the next one.
         """
+        for follower in self.followers:
+            follower()
         with self.lock:
             self.generation += 1
             dialect = self._async.sync_engine.dialect if self._async is not None else None

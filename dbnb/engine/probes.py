@@ -1,6 +1,6 @@
 """What ``health()`` and ``info()`` ask each backend: the same questions in its own catalog.
 
-PostgreSQL answers from ``pg_stat_activity`` (:mod:`dbnb.engine.health`); MySQL/MariaDB from
+PostgreSQL answers from ``pg_stat_activity`` (:mod:`dbnb.engine.server_info`); MySQL/MariaDB from
 ``information_schema`` (size of its tables, connections by command, transactions left open by
 sleeping sessions, long queries); SQLite from its pragmas (the file's size). A question a
 backend has no answer to is ``None``, so the report leaves that field out instead of inventing
@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dbnb.dialects import Capabilities
-from dbnb.engine import health
+from dbnb.engine import server_info
 
 __all__ = ["InfoQueries", "info_queries", "version_sql"]
 
-_LONG = health.LONG_RUNNING_SECONDS
+_LONG = server_info.LONG_RUNNING_SECONDS
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class InfoQueries:
 
 
 _POSTGRESQL = InfoQueries(
-    health.SERVER_INFO_SQL, health.CONNECTIONS_SQL, health.IDLE_IN_TRANSACTION_SQL,
-    health.LONG_RUNNING_SQL,
+    server_info.SERVER_INFO_SQL, server_info.CONNECTIONS_SQL, server_info.IDLE_IN_TRANSACTION_SQL,
+    server_info.LONG_RUNNING_SQL,
 )
 _SQLITE = InfoQueries(
     """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -17,6 +18,7 @@ from dbnb import environ
 from dbnb.engine import connections
 from dbnb.engine.bridge import close_runners
 from dbnb.engine.database import Database
+from dbnb.engine.replica_settings import ReplicaSettings
 from dbnb.errors import ConfigError
 from dbnb.server.admin import create_database
 from dbnb.server.embedded import EmbeddedServer, embedded_server
@@ -30,9 +32,9 @@ _registry: dict[tuple[Any, ...], Database] = {}
 _registry_lock = threading.Lock()
 
 
-def _registry_key(settings: Settings) -> tuple[Any, ...]:
+def _registry_key(settings: Settings, replicas: ReplicaSettings) -> tuple[Any, ...]:
     assert settings.url is not None
-    return (settings.url.render_as_string(hide_password=False), repr(settings))
+    return (settings.url.render_as_string(hide_password=False), repr(settings), replicas.key())
 
 
 def open_databases() -> list[Database]:
@@ -47,6 +49,9 @@ def connect(
     database: str | None = None,
     reset: bool = False,
     ask_password: bool = False,
+    replicas: Sequence[str | URL] | str | None = None,
+    max_replica_lag: float | None = None,
+    replica_recheck: float | None = None,
     **options: Any,
 ) -> Database:
     """Connect to a database: a URL, a named connection, or else the embedded PostgreSQL.
@@ -68,6 +73,14 @@ def connect(
         reset: drop and recreate ``database`` first, for a fresh, deterministic start (SQLite:
             delete the file).
         ask_password: ask for the password at a prompt (getpass); it is kept in memory only.
+        replicas: URLs of PostgreSQL streaming replicas of this server (a list, or text
+            separated by commas; else ``DBNB_REPLICA_URLS``): reads go to them in turn,
+            writes to the primary. Their database, and a user and password they leave out,
+            are the primary's.
+        max_replica_lag: seconds a replica may be behind and still serve reads (else
+            ``DB_MAX_REPLICA_LAG``, default 10).
+        replica_recheck: seconds between looks at a replica's lag, and before a skipped one
+            is tried again (else ``DB_REPLICA_RECHECK``, default 5).
         **options: pool_size, max_overflow, pool_timeout, pool_recycle, pool_pre_ping, echo,
             echo_pool, statement_timeout, connect_timeout, application_name, slow_query_ms,
             dotenv (``False``: read no ``.env``); see :class:`~dbnb.Settings`.
@@ -77,6 +90,7 @@ def connect(
         db = dbnb.connect(database="tutorial_01", reset=True)
         db = dbnb.connect("sqlite:///shop.db")
         wh = dbnb.connect("warehouse")            # [warehouse] in the connections file
+        db = dbnb.connect(primary_url, replicas=[replica_url])
     """
     url = conceal(url)  # a traceback printed with its variables must not show a password
     name = str(url) if isinstance(url, str) and connections.is_name(url) else None
@@ -102,7 +116,11 @@ def connect(
     elif reset:
         raise ConfigError("reset=True needs database=...: name the database to recreate")
     assert settings.url is not None
-    key = _registry_key(settings)
+    replica_settings = ReplicaSettings.resolve(
+        replicas, settings.url, max_replica_lag=max_replica_lag, replica_recheck=replica_recheck,
+        environ=seen,
+    )
+    key = _registry_key(settings, replica_settings)
     with _registry_lock:
         for stale in [k for k, v in _registry.items() if v.closed]:
             del _registry[stale]
@@ -119,7 +137,7 @@ def connect(
                 pooled=settings.pooler == "transaction",
             )
         if db is None:
-            db = Database(settings, embedded=server)
+            db = Database(settings, embedded=server, replicas=replica_settings)
             _registry[key] = db
     _register_shutdown()
     return db

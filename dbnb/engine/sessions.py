@@ -3,7 +3,9 @@
 :class:`Sessions` opens every ``Session`` / ``AsyncSession`` a Database hands out. While a
 sandbox is open (``with db.sandbox()``, or ``%db sandbox`` across notebook cells), new sessions
 join its connection through savepoints, so whatever they commit is undone with it.
-:meth:`Sessions.scope` is the commit-or-roll-back block behind ``db.session()``.
+:meth:`Sessions.scope` is the commit-or-roll-back block behind ``db.session()``. With read
+replicas, a session asked for reading (``read=True``) runs on the one the
+:class:`~dbnb.engine.replicas.ReplicaSet` chooses; every other session runs on the primary.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Iterator
 
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from dbnb.driver_errors import translate
 from dbnb.engine.lifecycle import Engines
+from dbnb.engine.replicas import ReplicaSet, Use
 
 __all__ = ["Sessions"]
 
@@ -25,8 +29,14 @@ __all__ = ["Sessions"]
 class Sessions:
     """Open sessions on one Database's engines; track the sandbox they must join."""
 
-    def __init__(self, engines: Engines) -> None:
+    def __init__(self, engines: Engines, replicas: ReplicaSet | None = None) -> None:
         self.engines = engines
+        self.replicas = replicas
+        # Primary sessions tell an open read-your-writes block that something committed.
+        self._primary_class: type[Session] = Session
+        if replicas is not None:
+            self._primary_class = type("PrimarySession", (Session,), {})
+            event.listen(self._primary_class, "after_commit", replicas.committed)
         self._factory: sessionmaker[Session] | None = None
         self._sandbox: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
             f"dbnb_sandbox_{id(self)}", default=None
@@ -43,16 +53,22 @@ class Sessions:
         self.engines.check_open()
         with self.engines.lock:
             if self._factory is None:
-                self._factory = sessionmaker(self.engines.sync, expire_on_commit=False)
+                self._factory = sessionmaker(
+                    self.engines.sync, expire_on_commit=False, class_=self._primary_class
+                )
             return self._factory
 
-    def new(self) -> Session:
-        """A new sync Session: on the engine, or joined to the open sandbox."""
+    def new(self, *, read: bool = False, use: Use = None) -> Session:
+        """A new sync Session: joined to the open sandbox, on a replica (``read``), or primary."""
         sandbox = self._sandbox.get() or self._pinned
         if sandbox is not None:
             return Session(
                 bind=sandbox, expire_on_commit=False, join_transaction_mode="create_savepoint"
             )
+        if read and self.replicas is not None:
+            routed = self.replicas.session(use)
+            if routed is not None:
+                return routed
         return self.factory()()
 
     def new_async(self) -> AsyncSession:
@@ -62,31 +78,61 @@ class Sessions:
             return AsyncSession(
                 bind=sandbox, expire_on_commit=False, join_transaction_mode="create_savepoint"
             )
-        return AsyncSession(self.engines.asynchronous, expire_on_commit=False)
+        return AsyncSession(
+            self.engines.asynchronous, expire_on_commit=False,
+            sync_session_class=self._primary_class,
+        )
+
+    async def _new_async(self, *, read: bool, use: Use) -> AsyncSession:
+        if read and self.replicas is not None and self._async_sandbox.get() is None:
+            routed = await self.replicas.asession(use)
+            if routed is not None:
+                return routed
+        return self.new_async()
 
     @contextlib.contextmanager
-    def scope(self) -> Iterator[Session]:
-        """A Session committed when the block ends, rolled back (and re-raised) on error."""
+    def scope(
+        self, *, read: bool = False, use: Use = None, read_your_writes: bool = False
+    ) -> Iterator[Session]:
+        """A Session committed when the block ends, rolled back (and re-raised) on error.
+
+        ``read``: a session for reading, on a replica when one is usable. ``read_your_writes``:
+        once anything in the block committed on the primary, its reads go there too.
+        """
         self.engines.check_open()
-        with self.new() as session:
+        with self._reading_your_writes(read_your_writes), self.new(read=read, use=use) as session:
             try:
                 yield session
                 session.commit()
             except BaseException as exc:
                 _quiet_rollback(session)
-                raise translate(exc)  # noqa: B904 (translate() chains it)
+                error = translate(exc)
+                if self.replicas is not None:
+                    self.replicas.after_error(session, error)
+                raise error  # noqa: B904 (translate() chains it)
 
     @contextlib.asynccontextmanager
-    async def async_scope(self) -> AsyncIterator[AsyncSession]:
+    async def async_scope(
+        self, *, read: bool = False, use: Use = None, read_your_writes: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """An AsyncSession committed when the block ends, rolled back on error."""
         self.engines.check_open()
-        async with self.new_async() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException as exc:
-                await _quiet_async_rollback(session)
-                raise translate(exc)  # noqa: B904 (translate() chains it)
+        with self._reading_your_writes(read_your_writes):
+            async with await self._new_async(read=read, use=use) as session:
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException as exc:
+                    await _quiet_async_rollback(session)
+                    error = translate(exc)
+                    if self.replicas is not None:
+                        self.replicas.after_error(session, error)
+                    raise error  # noqa: B904 (translate() chains it)
+
+    def _reading_your_writes(self, wanted: bool) -> contextlib.AbstractContextManager[None]:
+        if wanted and self.replicas is not None:
+            return self.replicas.reading_your_writes()
+        return contextlib.nullcontext()
 
     # -- the sandbox sessions join ----------------------------------------------------------------
 
@@ -145,6 +191,8 @@ class Sessions:
             with contextlib.suppress(Exception):  # the server may already be gone
                 self.unpin_sandbox()
             self.engines.close()
+            if self.replicas is not None:
+                self.replicas.close()
 
 
 def _quiet_rollback(session: Session) -> None:

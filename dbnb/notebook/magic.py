@@ -27,6 +27,7 @@ from dbnb.engine import connections
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
+from dbnb.engine.replicas import USES, check_use
 from dbnb.errors import DbnbError, QueryError
 from dbnb.frames.columns import Backend, options_of
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
@@ -61,6 +62,7 @@ class _CellOptions:
     sandbox: bool = False
     path: str | None = None
     db: str | None = None
+    use: str | None = None
     frame: Backend | None = None
 
 
@@ -68,7 +70,7 @@ _FRAME_FLAGS: dict[str, Backend] = {"--pandas": "pandas", "--polars": "polars", 
 
 
 def _cell_options(line: str) -> _CellOptions:
-    """Read the ``%%db`` line's options: -o, --sandbox, -f, --db and --polars/--arrow/--pandas."""
+    """Read the ``%%db`` line's options: -o, --sandbox, -f, --db, --use and --polars/--arrow."""
     words = shlex.split(line)
     found: dict[str, Any] = {}
     while words:
@@ -87,10 +89,13 @@ def _cell_options(line: str) -> _CellOptions:
             found["path"] = words.pop(0)
         elif word == "--db" and words:
             found["db"] = words.pop(0)
+        elif word == "--use" and words and words[0] in USES:
+            found["use"] = words.pop(0)
         else:
             raise UsageError(
                 f"%%db: unexpected {word!r}; usage: %%db [-o NAME] [--sandbox] [-f FILE.sql] "
-                "[--db CONNECTION] [--polars | --arrow | --pandas], SQL on the next lines"
+                "[--db CONNECTION] [--use primary|replica] [--polars | --arrow | --pandas], "
+                "SQL on the next lines"
             )
     return _CellOptions(**found)
 
@@ -143,7 +148,8 @@ class DbMagics(Magics):
         transaction, each reported; the last one's rows come back as a DataFrame; ``:name``
         is bound from the notebook variable ``name`` as a parameter (``\\:`` for a literal
         colon). ``--sandbox`` rolls it all back. ``--polars`` / ``--arrow`` return a polars
-        DataFrame / a ``pyarrow.Table`` (``%db config frame=polars``: every cell).
+        DataFrame / a ``pyarrow.Table`` (``%db config frame=polars``: every cell). With read
+        replicas, a cell that only reads runs on one; ``--use primary`` keeps it on the primary.
         """
         try:
             with speaking("magic"):
@@ -316,7 +322,9 @@ class DbMagics(Magics):
         if not sql.strip():
             raise UsageError("%%db: the cell has no SQL")
         db = self._database_named(options.db) if options.db else None
-        return self._sql(sql, out=out, sandbox=sandbox, db=db, frame=options.frame)
+        return self._sql(
+            sql, out=out, sandbox=sandbox, db=db, use=options.use, frame=options.frame
+        )
 
     def _sql(
         self,
@@ -325,8 +333,10 @@ class DbMagics(Magics):
         out: str | None,
         sandbox: bool,
         db: Database | None = None,
+        use: str | None = None,
         frame: Backend | None = None,
     ) -> Any:
+        from dbnb.engine.routing import run_routed
         from dbnb.engine.scripts import run_script, targets_of
 
         statements = split(sql)
@@ -344,8 +354,13 @@ class DbMagics(Magics):
         targets = targets_of(sql, {n: namespace[n] for n in names}, what="%%db")
         backend = options_of(backend=frame or self.settings.frame)["backend"]
         db = db or self._current()
-        with db.sandbox() if sandbox else db.session() as session:
-            result, _ = run_script(session, targets, last="run", backend=backend)
+        if sandbox:
+            with db.sandbox() as session:
+                result, _ = run_script(session, targets, last="run", backend=backend)
+        else:  # a cell that only reads goes to a replica when the Database has one
+            result, _ = run_routed(
+                db.session, targets, use=check_use(use), last="run", backend=backend
+            )
         if len(result.steps) > 1:
             print(result.report() + ("\n(rolled back: --sandbox)" if sandbox else ""))
         elif result.frame is None:

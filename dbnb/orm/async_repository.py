@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dbnb.driver_errors import translate
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
+from dbnb.engine.replicas import Use
 from dbnb.errors import UniqueViolation
 from dbnb.orm.filters import OrderBy
 from dbnb.orm.frame_methods import AsyncFrameMethods
@@ -54,7 +55,8 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
         super().__init__(*args)
 
     @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[AsyncSession]:
+    async def _session(self, *, read: bool = False, use: Use = None) -> AsyncIterator[AsyncSession]:
+        # Bound to a Database, a read (``read``) may go to a replica; ``use`` overrides.
         if isinstance(self.bind, AsyncSession):
             try:
                 yield self.bind
@@ -62,7 +64,7 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
                 raise translate(exc) from exc
         else:
             db = self.bind.asyncio if isinstance(self.bind, Database) else self.bind
-            async with db.session() as session:
+            async with db.session(read_only=read, use=use) as session:
                 yield session
 
     async def _apply(self, s: AsyncSession, write: Write) -> M | None:
@@ -84,7 +86,7 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
 
     async def get(self, ident: Any) -> M | None:
         """Await :meth:`Repository.get`."""
-        async with self._session() as s:
+        async with self._session(read=True) as s:
             return (await s.scalars(self._q.get(ident))).one_or_none()
 
     async def get_or_raise(self, ident: Any) -> M:
@@ -93,7 +95,7 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
 
     async def get_by(self, *where: Any, **lookups: Any) -> M | None:
         """Await :meth:`Repository.get_by`."""
-        async with self._session() as s:
+        async with self._session(read=True) as s:
             return (await s.scalars(self._q.select(where, lookups, limit=1))).first()
 
     async def get_by_or_raise(self, *where: Any, **lookups: Any) -> M:
@@ -102,7 +104,7 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
 
     async def get_many(self, idents: Iterable[Any]) -> ModelList[M]:
         """Await :meth:`Repository.get_many`."""
-        async with self._session() as s:
+        async with self._session(read=True) as s:
             return ModelList((await s.scalars(self._q.get_many(idents))).all())
 
     async def list(
@@ -115,7 +117,7 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
     ) -> ModelList[M]:
         """Await :meth:`Repository.list`."""
         stmt = self._q.select(where, lookups, order_by=order_by, limit=limit, offset=offset)
-        async with self._session() as s:
+        async with self._session(read=True) as s:
             return ModelList((await s.scalars(stmt)).all())
 
     async def paginate(
@@ -125,7 +127,7 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
         plan = self._q.paginate(
             where, lookups, page=page, size=size, order_by=order_by, max_size=self.max_page_size
         )
-        async with self._session() as s:
+        async with self._session(read=True) as s:
             rows = (await s.execute(plan.rows)).all()
             total = (await s.scalar(plan.count) or 0) if plan.needs_count(rows) else None
             return plan.result(rows, total)
@@ -143,17 +145,17 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
             where, lookups, order_by=order_by, after=after, size=size,
             max_size=self.max_page_size, cursor_key=self.cursor_key,
         )
-        async with self._session() as s:
+        async with self._session(read=True) as s:
             return plan.result((await s.scalars(plan.rows)).all())
 
     async def count(self, *where: Any, **lookups: Any) -> int:
         """Await :meth:`Repository.count`."""
-        async with self._session() as s:
+        async with self._session(read=True) as s:
             return await s.scalar(self._q.count(where, lookups)) or 0
 
     async def exists(self, *where: Any, **lookups: Any) -> bool:
         """Await :meth:`Repository.exists`."""
-        async with self._session() as s:
+        async with self._session(read=True) as s:
             return (await s.execute(self._q.exists(where, lookups))).first() is not None
 
     async def create(self, **values: Any) -> M:

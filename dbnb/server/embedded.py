@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import logging
 import os
+import shutil
 import threading
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from sqlalchemy.engine import URL
 from dbnb.display.jupyter import notice
 from dbnb.errors import ConfigError, ConnectionFailed, ServerInUse
 from dbnb.server import attachments
+from dbnb.server.replica import LocalReplica
 
 __all__ = ["EmbeddedServer", "embedded_server", "home_dir", "stop"]
 
@@ -179,6 +181,43 @@ class EmbeddedServer:
             self._server.ensure_postgres_running()
             attachments.attach(self.home)
         attachments.start_reaper(self.home)
+
+    def start_replica(self, name: str = "replica-1") -> LocalReplica:
+        """Start a streaming replica of this server, in ``<home>/replicas/<name>``.
+
+        ``pg_basebackup -R`` copies the running server and the copy starts as a hot standby on
+        a unix socket of its own, streaming this server's WAL (the embedded server allows local
+        replication connections as it is). A replica of the same name made earlier is
+        replaced by a fresh copy. It stops when this process exits, on ``stop()``, or when
+        this server stops. For trying replicas on one machine: pass ``replica.url()`` to
+        ``dbnb.connect(..., replicas=[...])``.
+
+        Raises:
+            ConnectionFailed: the copy or the start failed, or it did not stream within a
+                minute (the message has the end of its log).
+
+        Example::
+
+            replica = dbnb.embedded_server().start_replica()
+            db = dbnb.connect(database="shop", replicas=[replica.url()])
+        """
+        if not name.replace("-", "_").isidentifier():
+            raise ConfigError(f"replica name {name!r}: use letters, digits, '-' and '_'")
+        taken = {d.name for d in (self.home / "replicas").glob("*") if d.name != name}
+        replica = LocalReplica(
+            self.home / "replicas" / name,
+            bin_path=Path(self._server.bin_path),
+            system_user=self._server.system_user,
+            primary_socket_dir=self.socket_dir,
+            primary_port=self.port,
+            port=self.port + 1 + len(taken),
+        )
+        replicas = self.home / "replicas"
+        replicas.mkdir(parents=True, exist_ok=True)
+        if self._server.system_user is not None:
+            shutil.chown(replicas, self._server.system_user)
+        replica.create()
+        return replica
 
     def _pg_ctl(self, action: str, *args: str) -> None:
         pgexec = _pgserver().pgexec.pgexec

@@ -28,8 +28,11 @@ def test_parsers_follow_the_signatures() -> None:
     assert parsed == {"message": "add coupons", "autogenerate": True, "empty": False,
                       "baseline": False, "models": None, "config": None}
     assert find("connect").parse(["env:X", "--database", "d", "--reset"]) == {
-        "url": "env:X", "database": "d", "reset": True, "ask_password": False
+        "url": "env:X", "database": "d", "reset": True, "ask_password": False,
+        "replicas": None, "max_replica_lag": None, "replica_recheck": None,
     }
+    replicated = find("connect").parse(["x", "--replicas", "postgresql://a, postgresql://b"])
+    assert replicated["replicas"] == "postgresql://a, postgresql://b"
     assert find("connect").parse(["warehouse", "--password"])["ask_password"] is True
     assert find("stamp").parse(["--help"]) is None
 
