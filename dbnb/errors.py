@@ -32,6 +32,7 @@ __all__ = [
     "LoopMismatch",
     "MigrationBlocked",
     "MigrationError",
+    "MissingExtra",
     "NotFound",
     "NotNullViolation",
     "PaginationError",
@@ -77,6 +78,10 @@ class FilterError(DbnbError, ValueError):
 
 class FrameError(DbnbError, ValueError):
     """A DataFrame does not fit its table, or a result cannot become a DataFrame."""
+
+
+class MissingExtra(DbnbError, ImportError):
+    """An optional dependency is not installed; the message names the ``pip install`` to run."""
 
 
 class ParameterError(DbnbError, ValueError):

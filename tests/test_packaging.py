@@ -49,21 +49,24 @@ def test_py_typed_is_shipped() -> None:
 
 
 def test_import_dbnb_leaves_the_heavy_libraries_for_first_use() -> None:
-    """``import dbnb`` imports no pandas, pyarrow, IPython or Alembic; the first frame does."""
+    """``import dbnb`` imports no pandas, pyarrow, IPython, Alembic or dask; first use does."""
     import subprocess
     import sys
 
-    heavy = ["pandas", "pyarrow", "IPython", "alembic", "numpy"]
+    heavy = ["pandas", "pyarrow", "IPython", "alembic", "numpy", "dask"]
     probe = (
         "import sys, dbnb\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
         "dbnb.read_frame\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+        "dbnb.dask.read_frame\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
-    at_import, after_use = done.stdout.splitlines()
+    at_import, after_use, after_dask = done.stdout.splitlines()
     assert at_import == "[]"
     assert "pyarrow" in after_use
+    assert "dask" not in after_dask  # dbnb.dask imports dask itself when a function runs
     assert "read_frame" in dir(dbnb)  # lazy names still show in completion
