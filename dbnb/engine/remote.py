@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 
-from dbnb.errors import ConnectionFailed
+from dbnb.errors import ConnectionFailed, translate
 from dbnb.urls import safe_url
 
 if TYPE_CHECKING:
@@ -57,8 +58,13 @@ class WorkerConnection:
         options = () if settings is None else tuple(
             (name, getattr(settings, name)) for name in _CARRIED
         )
-        plain = url.set(drivername="postgresql", password=None)
-        return cls(plain.difference_update_query(["password"]), options)
+        # URL.set(password=None) would keep it (None means "unchanged" there): built anew.
+        plain = URL.create(
+            "postgresql", username=url.username, host=url.host, port=url.port,
+            database=url.database,
+            query={k: v for k, v in url.query.items() if k.lower() != "password"},
+        )
+        return cls(plain, options)
 
     def __repr__(self) -> str:
         return f"WorkerConnection({safe_url(self.url)})"
@@ -99,11 +105,13 @@ class WorkerConnection:
         """Turn a refused login inside the block into an error that says what to set here."""
         try:
             yield
-        except ConnectionFailed as exc:
-            text = str(exc).lower()
-            if not any(sign in text for sign in _NO_PASSWORD):
+        except (ConnectionFailed, SQLAlchemyError) as exc:
+            error = exc if isinstance(exc, ConnectionFailed) else translate(exc)
+            if any(sign in str(error).lower() for sign in _NO_PASSWORD):
+                raise ConnectionFailed(self.no_credentials()) from exc
+            if error is exc:
                 raise
-            raise ConnectionFailed(self.no_credentials()) from exc
+            raise error  # noqa: B904 (translate() chains it)
 
     def no_credentials(self) -> str:
         """What a worker without credentials is told (naming this machine and the server)."""

@@ -81,13 +81,16 @@ class PartitionReader:
 def collection(read: PartitionedRead, connections: tuple[WorkerConnection, ...]) -> dd.DataFrame:
     """The dask DataFrame of ``read``: one task per partition, ``meta`` from the plan."""
     require_dask()
+    import dask
     import dask.dataframe as dd
 
     reader = PartitionReader(read, connections)
-    frame: dd.DataFrame = dd.from_map(  # type: ignore[no-untyped-call]
-        reader, range(len(read.queries)), meta=read.plan.empty(), label="dbnb-read",
-        enforce_metadata=False,
-    )
+    # dask would turn object columns (JSON values) into strings: the dtypes stay dbnb's.
+    with dask.config.set({"dataframe.convert-string": False}):
+        frame: dd.DataFrame = dd.from_map(  # type: ignore[no-untyped-call]
+            reader, range(len(read.queries)), meta=read.plan.empty(), label="dbnb-read",
+            enforce_metadata=False,
+        )
     return frame
 
 
@@ -165,7 +168,8 @@ def write_collection(
     columns = loaded_columns(table, list(frame.columns), attributes)
     connection = WorkerConnection.of(db.url, db.settings)
     if not all_or_nothing:
-        writer = PartitionWriter(connection, table, naive_as)
+        # A copy of its own: the model's MetaData (every other table) stays out of the tasks.
+        writer = PartitionWriter(connection, table.to_metadata(MetaData()), naive_as)
         return sum(_each_partition(writer, frame))
     staging = _staging_table(table, columns)
     target = _qualified(table.schema, table.name)
