@@ -17,7 +17,7 @@ import dask
 import pandas as pd
 import pytest
 from dask.distributed import Client, LocalCluster
-from sqlalchemy import String, text
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 import dbnb
@@ -91,7 +91,9 @@ def test_to_dask_is_to_frame_in_partitions(client: Client, events: dbnb.Reposito
     assert len(sizes) == 4 and all(n > 0 for n in sizes)  # ranges of pages, none empty
 
 
-def test_filters_columns_and_visibility_apply(client: Client, events: dbnb.Repository[Event]) -> None:
+def test_filters_columns_and_visibility_apply(
+    client: Client, events: dbnb.Repository[Event]
+) -> None:
     filters = {"kind": "b", "amount__gt": 100}
     ddf = events.to_dask(partitions=3, partition_on="id", columns=["id", "amount", "units"],
                          **filters)
@@ -316,10 +318,10 @@ BIG_ROWS = 6_000_000
 
 def test_a_table_larger_than_a_worker_groups_by_like_sql(db: dbnb.Database) -> None:
     db.execute("CREATE UNLOGGED TABLE dask_big (id bigint PRIMARY KEY, kind text, amount float8,"
-               " units int)")
+               " units int, note text)")
     db.execute(
-        "INSERT INTO dask_big SELECT g, 'kind-' || (g % 7), (g % 1000) * 0.25, g % 100 "
-        f"FROM generate_series(1, {BIG_ROWS}) g"
+        "INSERT INTO dask_big SELECT g, 'kind-' || (g % 7), (g % 1000) * 0.25, g % 100, "
+        f"'a note of event number ' || g FROM generate_series(1, {BIG_ROWS}) g"
     )
     db.execute("ANALYZE dask_big")
     size = db.frame("SELECT pg_table_size('dask_big') AS b").b[0]
@@ -331,7 +333,7 @@ def test_a_table_larger_than_a_worker_groups_by_like_sql(db: dbnb.Database) -> N
         assert frame_bytes > WORKER_LIMIT  # as a frame too, it fits in no single worker
         got = ddf.groupby("kind").agg({"amount": "sum", "units": "sum", "id": "count"}).compute()
         got = got.sort_index()
-        memory = [w.memory_limit for w in cluster.workers.values()]
+        memory = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
     finally:
         client.close()
         cluster.close()
