@@ -12,7 +12,10 @@ Each partition runs on its own connection, in a ``REPEATABLE READ`` transaction 
 the snapshot the reading session exported (``pg_export_snapshot()`` / ``SET TRANSACTION
 SNAPSHOT``): together they are exactly the rows of one query at one moment, whatever commits
 meanwhile. :class:`PartitionedRead` carries what a partition needs (picklable: a task on
-another process or machine can read one, given a connection to the same server).
+another process or machine can read one, given a connection to the same server). Dask
+partitions (:func:`dbnb.frames.parallel.plan_reads`) share no snapshot: their tasks run
+later, perhaps many times and on replicas, long after any exporting transaction could stay
+open, so each reads what is committed when it starts.
 """
 
 from __future__ import annotations
