@@ -121,6 +121,13 @@ def main() -> None:
                 dtypes[name] = frame.dtypes
                 rows[name] = len(frame)
                 del frame
+        reading: dict[str, list[int]] = {}
+        for name, make in runs.items():  # the reads alone: each partition's rows counted there
+            base = client.run(reset_peak)
+            sizes = make().map_partitions(len, meta=(None, "int64")).compute()
+            assert int(sizes.sum()) == rows[name]
+            after = client.run(peak)
+            reading[name] = sorted(after[w] - base[w] for w in after)
         client.close()
         cluster.close()
         db.close()
@@ -138,16 +145,20 @@ def main() -> None:
         f"loopback, {n} partitions; {load()} at the end. Each `.compute()` gathers the whole "
         "frame into the client. Best of "
         f"{args.repeat}, in turns. Peak memory: growth of each worker's peak RSS (VmHWM) over "
-        "what it held before the read, the larger first.",
+        "what it held before, the larger first: while reading (`map_partitions(len)`: every "
+        "partition read on a worker, only counts gathered) and during `.compute()` (where "
+        "dask also concatenates all partitions on one worker before sending them).",
         "",
-        "| read | rows | s | rows/s | vs dbnb | worker peak growth (MiB) |",
-        "|---|---:|---:|---:|---:|---|",
+        "| read | rows | s | rows/s | vs dbnb | worker peak, reading (MiB) "
+        "| worker peak, compute() (MiB) |",
+        "|---|---:|---:|---:|---:|---|---|",
     ]
     for name, seconds in best.items():
+        read_peak = " / ".join(f"{kib / 1024:.0f}" for kib in reversed(reading[name]))
         grown = " / ".join(f"{kib / 1024:.0f}" for kib in reversed(peaks[name]))
         lines.append(
             f"| {name} | {rows[name]:,} | {seconds:.1f} | {rows[name] / seconds:,.0f} | "
-            f"{seconds / best[dbnb_name]:.2f}x | {grown} |"
+            f"{seconds / best[dbnb_name]:.2f}x | {read_peak} | {grown} |"
         )
     ratio = best[dask_name] / best[dbnb_name]
     lines += [
