@@ -13,19 +13,24 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING
 
+from dbnb.dialects import Capabilities
 from dbnb.display.progress import set_progress
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.bridge import run
 from dbnb.engine.database import Database
-from dbnb.engine.health import HealthReport, PoolReport, PoolStatus, ServerInfo
+from dbnb.engine.health import HealthReport, PoolReport, PoolStatus
 from dbnb.engine.nodes import NodeStatus
 from dbnb.engine.registry import close_all, connect
+from dbnb.engine.server_info import ServerInfo
 from dbnb.engine.transactions import execute_in_transaction
 from dbnb.errors import (
+    AbstractModelError,
     CheckViolation,
     ConfigError,
+    ConfigWarning,
     ConnectionFailed,
     DatabaseClosed,
     DbnbError,
@@ -52,6 +57,7 @@ from dbnb.errors import (
     SerializationFailure,
     ServerInUse,
     UniqueViolation,
+    UnsupportedOnDialect,
 )
 from dbnb.notebook.catalog import TableDescription, TableList
 
@@ -121,13 +127,20 @@ def __dir__() -> list[str]:
 
 __version__ = "0.1.0"
 
+# Silent unless the application configures logging: logging.basicConfig(level=logging.INFO)
+# (or a handler on the "dbnb" logger) shows connects, disposals, failed calls and migrations.
+logging.getLogger("dbnb").addHandler(logging.NullHandler())
+
 __all__ = [
+    "AbstractModelError",
     "AsyncDatabase",
     "AsyncRepository",
     "Base",
     "BigIntPrimaryKey",
+    "Capabilities",
     "CheckViolation",
     "ConfigError",
+    "ConfigWarning",
     "ConnectionFailed",
     "CurrentRevision",
     "Database",
@@ -177,6 +190,7 @@ __all__ = [
     "Timestamps",
     "UUIDPrimaryKey",
     "UniqueViolation",
+    "UnsupportedOnDialect",
     "aiter_frames",
     "aread_frame",
     "awrite_frame",

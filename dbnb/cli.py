@@ -131,4 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DbnbError as exc:
         message = (str(exc).strip().splitlines() or [""])[0]
         print(f"{_PROG}: {type(exc).__name__}: {mask_secrets(message)}", file=sys.stderr)
-        return 1
+        # Bad input (a URL, a filter, a value: the ValueError branch of the tree) is bad usage,
+        # like an unknown option; anything else is a failure of the operation itself.
+        return 2 if isinstance(exc, ValueError) else 1

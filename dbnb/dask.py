@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = ["read_frame", "write_frame"]
 
+_NO_COPY = ("use dbnb.read_frame() / from_frame() with dask.dataframe.from_pandas() and "
+            "compute(); dbnb.dask reads and writes through PostgreSQL's COPY")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][\w$]*(\.[A-Za-z_][\w$]*)?$")
 
 
@@ -132,6 +134,7 @@ def read_frame(
     check_partitions(partitions, limit=None, offset=None)
     options = options_of(dtype_backend, decimal, uuid_as, json_as)
     database = _database(db)
+    database.capabilities.require("dbnb.dask.read_frame()", _NO_COPY)
     parts: list[Any]
     with database.session(read_only=True, use=use) as s:
         if isinstance(sql_or_table, Table) or _TABLE_NAME.match(sql_or_table):
@@ -210,6 +213,7 @@ def write_frame(
     if db is None:
         raise FrameError("write_frame() needs db= (a Database or URL) unless given a repository")
     database = _database(db)
+    database.capabilities.require("dbnb.dask.write_frame()", _NO_COPY)
     if isinstance(target, str):
         with database.session() as s:
             target = _reflect(s, target)

@@ -1,7 +1,9 @@
 """PostgreSQL's error fields, read the same from psycopg and asyncpg, and psql's ``LINE n`` view.
 
 IO-free helpers of :mod:`dbnb.errors`: :func:`read_diagnostics` collects SQLSTATE, DETAIL, HINT,
-position and the named objects from either driver's exception; :func:`position_lines` renders a
+position and the named objects from either driver's exception (SQLite's extended result codes
+and MySQL/MariaDB's error numbers are given the SQLSTATE PostgreSQL uses for the same failure,
+with the table, column or constraint their messages name); :func:`position_lines` renders a
 position as psql does; :func:`relocate` moves a position from the SQL sent to the SQL written.
 The bottom of the package: it imports nothing of dbnb.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from typing import Any
 
 __all__ = ["as_sent", "position_lines", "read_diagnostics", "relocate"]
 
@@ -29,21 +32,101 @@ _FIELDS = {
 }
 
 
+# SQLite's extended result codes (sqlite3's ``sqlite_errorname``) -> PostgreSQL's SQLSTATE.
+_SQLITE_STATES = {
+    "SQLITE_CONSTRAINT_UNIQUE": "23505",
+    "SQLITE_CONSTRAINT_PRIMARYKEY": "23505",
+    "SQLITE_CONSTRAINT_FOREIGNKEY": "23503",
+    "SQLITE_CONSTRAINT_NOTNULL": "23502",
+    "SQLITE_CONSTRAINT_CHECK": "23514",
+    "SQLITE_BUSY": "55P03",
+    "SQLITE_LOCKED": "55P03",
+    "SQLITE_INTERRUPT": "57014",
+    "SQLITE_CANTOPEN": "08006",
+}
+# MySQL/MariaDB error numbers (PyMySQL's and aiomysql's ``args[0]``) -> SQLSTATE.
+_MYSQL_STATES = {
+    1062: "23505", 1451: "23503", 1452: "23503", 1048: "23502", 1364: "23502", 3819: "23514",
+    4025: "23514", 1213: "40001", 1205: "55P03", 3024: "57014", 1969: "57014", 1064: "42601",
+    1146: "42P01", 1054: "42703", 1049: "3D000", 1045: "28000", 2003: "08006", 2006: "08006",
+    2013: "08006",
+}
+# SQLite's generic SQLITE_ERROR, by what its message says.
+_SQLITE_MESSAGES = (
+    ("no such table", "42P01"), ("no such column", "42703"), ("syntax error", "42601"),
+    ("already exists", "42P07"),
+)
+_SQLITE_FAILED = re.compile(r"constraint failed: (?P<what>[^,\s]+)")
+_MYSQL_KEY = re.compile(r"for key '(?:[^'.]*\.)?(?P<key>[^']+)'")
+_MYSQL_CONSTRAINT = re.compile(r"CONSTRAINT `(?P<name>[^`]+)`")
+_MYSQL_COLUMN = re.compile(r"(?:Column|Field) '(?P<column>[^']+)'")
+
+
+def _other_backends(orig: BaseException) -> dict[str, str]:
+    """SQLSTATE, message and named objects of a SQLite or MySQL/MariaDB driver exception."""
+    name = getattr(orig, "sqlite_errorname", None)
+    if isinstance(name, str):
+        message = str(orig)
+        found = {"message": message}
+        state = _SQLITE_STATES.get(name) or _SQLITE_STATES.get("_".join(name.split("_")[:2]))
+        if state is None:
+            # Any other SQLite error is about the statement, never the connection (a file
+            # that cannot be opened is SQLITE_CANTOPEN above).
+            said = next((s for text, s in _SQLITE_MESSAGES if text in message), None)
+            state = said or ("23000" if "CONSTRAINT" in name else "42000")
+        found["sqlstate"] = state
+        failed = _SQLITE_FAILED.search(message)
+        if failed:
+            what = failed.group("what")
+            table, _, column = what.rpartition(".")
+            if state == "23514":
+                found["constraint"] = what
+            elif table:
+                found["table"], found["column"] = table, column
+        return found
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    module = type(orig).__module__
+    if module.startswith(("pymysql", "aiomysql")) and len(args) >= 2 and isinstance(args[0], int):
+        message = str(args[1])
+        found = {"message": message}
+        if args[0] in _MYSQL_STATES:
+            found["sqlstate"] = _MYSQL_STATES[args[0]]
+        elif args[0] < 2000:  # the server's errors; 2000 and up are the client's (connection)
+            found["sqlstate"] = "HY000"
+        for pattern, key, group in (
+            (_MYSQL_KEY, "constraint", "key"),
+            (_MYSQL_CONSTRAINT, "constraint", "name"),
+            (_MYSQL_COLUMN, "column", "column"),
+        ):
+            match = pattern.search(message)
+            if match and key not in found:
+                found[key] = match.group(group)
+        return found
+    return {}
+
+
 def read_diagnostics(orig: BaseException | None) -> dict[str, str]:
-    """Read PostgreSQL's error fields from a psycopg or asyncpg exception (or its wrapper)."""
+    """Read PostgreSQL's error fields from a psycopg or asyncpg exception (or its wrapper).
+
+    A SQLite or MySQL/MariaDB driver exception gives the SQLSTATE PostgreSQL would use for the
+    same failure, its message, and the table, column or constraint the message names.
+    """
     found: dict[str, str] = {}
     seen: set[int] = set()
     # SQLAlchemy's asyncpg adapter wraps the asyncpg exception; walk the cause chain.
     while orig is not None and id(orig) not in seen:
         seen.add(id(orig))
+        for key, known in _other_backends(orig).items():
+            found.setdefault(key, known)
         diag = getattr(orig, "diag", None)
         for key, (psycopg_name, asyncpg_name) in _FIELDS.items():
             for source, attr in ((diag, psycopg_name), (orig, asyncpg_name), (diag, key)):
                 value = getattr(source, attr, None) if source is not None else None
                 if isinstance(value, str) and value and key not in found:
                     found[key] = value
-        if "severity" not in found and isinstance(getattr(orig, "severity", None), str):
-            found["severity"] = orig.severity  # type: ignore[attr-defined]
+        severity = getattr(orig, "severity", None)
+        if "severity" not in found and isinstance(severity, str):
+            found["severity"] = severity
         orig = orig.__cause__ or getattr(orig, "orig", None)
     return found
 

@@ -19,8 +19,10 @@ from typing import Any, ClassVar
 from dbnb.diagnostics import as_sent, position_lines, read_diagnostics, relocate
 
 __all__ = [
+    "AbstractModelError",
     "CheckViolation",
     "ConfigError",
+    "ConfigWarning",
     "ConnectionFailed",
     "DatabaseClosed",
     "DbnbError",
@@ -47,6 +49,7 @@ __all__ = [
     "SerializationFailure",
     "ServerInUse",
     "UniqueViolation",
+    "UnsupportedOnDialect",
     "mask_secrets",
     "translate",
 ]
@@ -58,6 +61,27 @@ class DbnbError(Exception):
 
 class ConfigError(DbnbError, ValueError):
     """A setting (argument or environment variable) has a value dbnb cannot use."""
+
+
+class ConfigWarning(UserWarning):
+    """A setting dbnb does not know (``DB_POOL_SIZ``), named with the closest one it does."""
+
+
+class UnsupportedOnDialect(DbnbError, NotImplementedError):
+    """A feature needs PostgreSQL and this database is SQLite or MySQL/MariaDB.
+
+    The message names the feature, the backend and what to do instead; ``feature`` and
+    ``backend`` carry the first two.
+    """
+
+    def __init__(self, message: str, *, feature: str = "", backend: str = "") -> None:
+        super().__init__(message)
+        self.feature = feature
+        self.backend = backend
+
+
+class AbstractModelError(DbnbError, TypeError):
+    """``dbnb.Base`` or an ``__abstract__`` model was instantiated: subclass it with a table."""
 
 
 class DatabaseClosed(DbnbError, RuntimeError):

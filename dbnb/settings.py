@@ -11,7 +11,10 @@ variable                    meaning                                            d
 ``DB_MAX_OVERFLOW``         extra connections allowed under load               10
 ``DB_POOL_TIMEOUT``         seconds to wait for a free connection              30
 ``DB_POOL_RECYCLE``         seconds after which a connection is replaced       1800
+``DB_POOL_PRE_PING``        check a pooled connection before lending it         true
 ``DB_ECHO``                 log every statement (true/false)                   false
+``DB_ECHO_POOL``            log the pools' checkouts and returns (true/false)  false
+``DB_SLOW_QUERY_MS``        log statements slower than this (ms) as warnings   none
 ``DB_STATEMENT_TIMEOUT``    server-side statement timeout in milliseconds      none
 ``DB_POOLER``               ``transaction`` behind PgBouncer-style poolers      none
 ``DB_CONNECT_TIMEOUT``      seconds to wait for a new connection               5
@@ -21,6 +24,20 @@ variable                    meaning                                            d
 ``DB_MIGRATION_LOCK_TIMEOUT``  ms a migration waits for a table lock            10000
 ``DB_REDACT_VALUES``        hide quoted values in server messages (true/false)  false
 ==========================  =================================================  ==========
+
+``DATABASE_POOL_SIZE``, ``DATABASE_MAX_OVERFLOW``, ``DATABASE_POOL_TIMEOUT``,
+``DATABASE_POOL_RECYCLE``, ``DATABASE_POOL_PRE_PING``, ``DATABASE_ECHO`` and
+``DATABASE_ECHO_POOL`` are aliases of the ``DB_*`` names (two that disagree are a
+``ConfigError``); a ``.env`` file in the working directory or the project root is read under the
+real environment (:mod:`dbnb.environ`).
+
+On SQLite and MySQL/MariaDB, PostgreSQL's own settings follow one rule: those you must ask for
+(``pooler``, ``statement_timeout``, ``command_timeout``) raise
+:class:`~dbnb.UnsupportedOnDialect` when set; those that have defaults
+(``idle_in_transaction_timeout``, ``migration_lock_timeout``, ``ping_timeout``) are not
+applied there. On SQLite, ``connect_timeout`` is how long a statement waits for another
+connection's write lock (SQLite's busy timeout), and the pool options apply to file databases
+only (``:memory:`` is one connection shared by every session).
 
 Every timeout must be finite and within PostgreSQL's range (at most 2,147,483,647 ms).
 ``idle_in_transaction_timeout`` defaults to ten minutes: long enough for a person stepping
@@ -38,6 +55,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from dbnb import environ as _environ
+from dbnb.dialects import backend_of, capabilities
 from dbnb.errors import ConfigError
 
 # URL parsing lives in dbnb.urls; its names stay importable from here.
@@ -136,6 +155,9 @@ class Settings:
     idle_in_transaction_timeout: int | None = 600_000
     migration_lock_timeout: int = 10_000
     redact_values: bool = False
+    pool_pre_ping: bool = True
+    echo_pool: bool = False
+    slow_query_ms: int | None = None
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, Any, bool, str]] = [
@@ -184,10 +206,46 @@ class Settings:
             ("echo", self.echo, isinstance(self.echo, bool), "True or False"),
             ("redact_values", self.redact_values, isinstance(self.redact_values, bool),
              "True or False"),
+            ("pool_pre_ping", self.pool_pre_ping, isinstance(self.pool_pre_ping, bool),
+             "True or False"),
+            ("echo_pool", self.echo_pool, isinstance(self.echo_pool, bool), "True or False"),
+            (
+                "slow_query_ms",
+                self.slow_query_ms,
+                self.slow_query_ms is None or _is_ms(self.slow_query_ms),
+                _MS,
+            ),
         ]
         for name, value, ok, accepted in checks:
             if not ok:
                 raise ConfigError(f"{name}={value!r} is invalid; use {accepted}")
+        if self.url is not None:
+            self._check_backend()
+
+    def _check_backend(self) -> None:
+        """Refuse PostgreSQL-only settings that were asked for on another backend."""
+        assert self.url is not None
+        caps = capabilities(self.url)
+        if self.pooler is not None:
+            caps.require(
+                f"pooler={self.pooler!r}", "a pooler profile is for PgBouncer in front of "
+                "PostgreSQL; leave pooler (DB_POOLER) unset",
+            )
+        if self.statement_timeout is not None:
+            caps.require(
+                "statement_timeout", "leave statement_timeout (DB_STATEMENT_TIMEOUT) unset; "
+                "bound a query in its SQL instead (MySQL: /*+ MAX_EXECUTION_TIME(ms) */)",
+            )
+        if self.command_timeout is not None:
+            caps.require(
+                "command_timeout", "leave command_timeout (DB_COMMAND_TIMEOUT) unset",
+            )
+
+    @property
+    def backend(self) -> str:
+        """The backend of the URL: ``postgresql`` (also for the embedded server), ``sqlite``,
+        ``mysql`` or ``mariadb``."""
+        return "postgresql" if self.url is None else backend_of(self.url.drivername)
 
     @classmethod
     def resolve(
@@ -195,6 +253,7 @@ class Settings:
         url: str | URL | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        dotenv: bool | str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> Settings:
         """Resolve settings: explicit arguments win, then the environment, then defaults.
@@ -203,14 +262,22 @@ class Settings:
             url: the database URL; when ``None``, ``DBNB_URL`` then ``DATABASE_URL`` are read,
                 and with neither set the embedded server is used.
             environ: the environment to read (``os.environ`` by default).
+            dotenv: ``False`` reads no ``.env`` file; a directory to find one from; default:
+                the working directory's or the project root's, under the real environment
+                (see :mod:`dbnb.environ`).
             **options: any other field of :class:`Settings` (``pool_size=10``, ...).
 
         Raises:
-            ConfigError: an unknown option, or a value that cannot be used.
+            ConfigError: an unknown option, a value that cannot be used, or an alias and
+                dbnb's name set to different values.
+            UnsupportedOnDialect: a PostgreSQL-only setting asked of SQLite or MySQL.
         """
         # A view, not os.environ itself: a traceback printed with its frames' variables
         # (IPython's %xmode Verbose) must not show the whole environment.
-        env = _Environment(os.environ if environ is None else environ)
+        read = _environ.read(environ, dotenv=dotenv)
+        env = _Environment(
+            {**read, **{n: v for n in _environ.KNOWN if (v := _aliased(read, n)) is not None}}
+        )
         url = conceal(url)
         known = {f.name for f in fields(cls)} - {"url"}
         unknown = sorted(set(options) - known)
@@ -248,6 +315,9 @@ class Settings:
                 env, "DB_MIGRATION_LOCK_TIMEOUT", minimum=1, maximum=MAX_TIMEOUT_MS
             ),
             "redact_values": _env_bool(env, "DB_REDACT_VALUES"),
+            "pool_pre_ping": _env_bool(env, "DB_POOL_PRE_PING"),
+            "echo_pool": _env_bool(env, "DB_ECHO_POOL"),
+            "slow_query_ms": _env_int(env, "DB_SLOW_QUERY_MS", minimum=0, maximum=MAX_TIMEOUT_MS),
         }
         values.update({k: v for k, v in from_env.items() if v is not None})
         values.update({k: v for k, v in options.items() if v is not None})
@@ -268,27 +338,17 @@ class Settings:
             f" command_timeout={self.command_timeout},"
             f" idle_in_transaction_timeout={self.idle_in_transaction_timeout},"
             f" migration_lock_timeout={self.migration_lock_timeout},"
-            f" redact_values={self.redact_values})"
+            f" redact_values={self.redact_values}, pool_pre_ping={self.pool_pre_ping},"
+            f" echo_pool={self.echo_pool}, slow_query_ms={self.slow_query_ms})"
         )
 
 
-class _Environment(Mapping[str, str]):
-    """A read-only view of the environment whose repr lists nothing."""
+_Environment = _environ.Environment
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
 
-    def __getitem__(self, key: str) -> str:
-        return self._environ[key]
-
-    def __iter__(self) -> Any:
-        return iter(self._environ)
-
-    def __len__(self) -> int:
-        return len(self._environ)
-
-    def __repr__(self) -> str:
-        return "<environment>"
+def _aliased(env: Mapping[str, str], name: str) -> str | None:
+    found = _environ.setting(env, name)
+    return None if found is None else found[0]
 
 
 _MAX_SECONDS = MAX_TIMEOUT_MS / 1000

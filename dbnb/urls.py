@@ -1,7 +1,10 @@
 """Database URLs: parse the spellings people use, render them for humans, never echo a secret.
 
-Any of ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg`` comes in; a
-driver-neutral ``postgresql://`` SQLAlchemy ``URL`` comes out (its repr hides the password).
+Any of ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg``; ``sqlite://``
+(``sqlite:///file.db``, ``sqlite:///:memory:``, ``+pysqlite``, ``+aiosqlite``); ``mysql://`` or
+``mariadb://`` (``+pymysql``, ``+aiomysql``) comes in; a driver-neutral SQLAlchemy ``URL``
+(``postgresql://``, ``sqlite://``, ``mysql://``, ``mariadb://``) comes out (its repr hides the
+password).
 Malformed text is described by its shape, never repeated, and URL text travels as
 :class:`Concealed` so that tracebacks printed with their variables (``%xmode Verbose``) do not
 show it either.
@@ -15,6 +18,7 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from dbnb.dialects import BACKENDS, backend_of, capabilities
 from dbnb.errors import ConfigError, mask_secrets
 
 __all__ = ["Concealed", "conceal", "parse_url", "safe_url"]
@@ -25,8 +29,20 @@ _SCHEMES = {
     "postgresql+psycopg",
     "postgresql+psycopg2",
     "postgresql+asyncpg",
+    "sqlite",
+    "sqlite+pysqlite",
+    "sqlite+aiosqlite",
+    "mysql",
+    "mysql+pymysql",
+    "mysql+aiomysql",
+    "mariadb",
+    "mariadb+pymysql",
+    "mariadb+aiomysql",
 }
-_ACCEPTED = "postgresql://, postgres://, postgresql+psycopg:// or postgresql+asyncpg://"
+_ACCEPTED = (
+    "postgresql://, postgres://, postgresql+psycopg://, postgresql+asyncpg://, sqlite:///FILE, "
+    "sqlite:///:memory:, mysql:// or mariadb://"
+)
 _SCHEME_SHAPE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(/*)")
 
 
@@ -65,15 +81,16 @@ def _shape(text: str) -> str:
 
 
 def parse_url(value: str | URL, *, source: str = "url") -> URL:
-    """Parse a PostgreSQL URL into a driver-neutral ``postgresql://`` SQLAlchemy URL.
+    """Parse a database URL into a driver-neutral SQLAlchemy URL.
 
     Args:
-        value: any of ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg`` URLs;
-            unix sockets as ``?host=/run/postgresql``.
+        value: any of ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg`` URLs
+            (unix sockets as ``?host=/run/postgresql``), ``sqlite:///shop.db`` or
+            ``sqlite:///:memory:``, ``mysql://`` or ``mariadb://`` URLs.
         source: what to name in the error message (an argument or an environment variable).
 
     Raises:
-        ConfigError: the scheme is not PostgreSQL or the URL is malformed.
+        ConfigError: the scheme is none dbnb speaks, or the URL is malformed.
     """
     if isinstance(value, URL):
         url = value
@@ -97,13 +114,20 @@ def parse_url(value: str | URL, *, source: str = "url") -> URL:
             raise ConfigError(message) from None
     if url.drivername not in _SCHEMES:
         raise ConfigError(
-            f"{source} uses the scheme {url.drivername!r}; dbnb speaks PostgreSQL only: "
-            f"use {_ACCEPTED}"
+            f"{source} uses the scheme {url.drivername!r}; dbnb speaks PostgreSQL, SQLite and "
+            f"MySQL/MariaDB: use {_ACCEPTED}"
         )
+    backend = backend_of(url.drivername)
+    if BACKENDS[backend].in_process:
+        return url.set(drivername=backend)
     try:
         port = url.port
     except ValueError:  # make_url defers port parsing in some versions
         raise ConfigError(f"{source} has a port that is not a number") from None
+    if backend != "postgresql" and not url.database:
+        raise ConfigError(
+            f"{source} names no database; write {backend}://user@host:3306/dbname"
+        )
     if url.database and "@" in url.database:
         # postgresql:///user:pw@host/db parses with everything as the database name.
         raise ConfigError(
@@ -118,10 +142,14 @@ def parse_url(value: str | URL, *, source: str = "url") -> URL:
         url = url.difference_update_query(["password"]).set(
             password=password if isinstance(password, str) else password[0]
         )
-    return url.set(drivername="postgresql")
+    assert backend in BACKENDS
+    return url.set(drivername=backend)
 
 
 def safe_url(url: URL) -> str:
     """Render a URL for humans: password hidden, socket directories and options kept."""
+    if capabilities(url).in_process:
+        memory = not url.database or url.query.get("mode") == "memory"
+        return f"{backend_of(url.drivername)}:///{':memory:' if memory else url.database}"
     query = {k: ("***" if k.lower() == "password" else v) for k, v in url.query.items()}
     return mask_secrets(url.set(query=query).render_as_string(hide_password=True))

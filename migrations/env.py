@@ -27,7 +27,9 @@ if config.cmd_opts is not None and config.config_file_name is not None:
 def run_with(connection: Connection) -> None:
     """Run the migrations on ``connection``, one transaction per revision."""
     context.configure(
-        connection=connection, target_metadata=target_metadata(config), **context_options()
+        connection=connection,
+        target_metadata=target_metadata(config),
+        **context_options(connection),
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -36,7 +38,7 @@ def run_with(connection: Connection) -> None:
 def run_offline() -> None:
     """Write the migrations as SQL (``alembic upgrade head --sql``) instead of running them."""
     context.configure(
-        dialect_name="postgresql",
+        dialect_name=config.attributes.get("dialect_name", "postgresql"),
         target_metadata=target_metadata(config),
         literal_binds=True,
         **context_options(),

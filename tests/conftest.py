@@ -2,6 +2,12 @@
 
 The server is the embedded one, started in a temporary ``DBNB_HOME``, unless ``DBNB_TEST_URL``
 points at another server (then no embedded server starts). Both drivers are exercised.
+
+A test module that sets ``BACKENDS = ("postgresql", "sqlite", "mariadb")`` runs every test on
+each backend's own ``db`` (a SQLite file in a temporary directory; a database on a throwaway
+MariaDB server started from Debian's ``mariadb-server``); a test marked ``pg_only`` (a
+PostgreSQL feature, whose refusal elsewhere is tested on its own) runs on PostgreSQL only;
+one marked ``other_backends`` (what PostgreSQL-only features say elsewhere) on the others.
 """
 
 from __future__ import annotations
@@ -24,27 +30,34 @@ from sqlalchemy.engine import URL
 import dbnb
 from dbnb.settings import parse_url
 
-for _name in (
-    "DBNB_URL",
-    "DATABASE_URL",
-    "DB_POOL_SIZE",
-    "DB_MAX_OVERFLOW",
-    "DB_POOL_TIMEOUT",
-    "DB_POOL_RECYCLE",
-    "DB_ECHO",
-    "DB_STATEMENT_TIMEOUT",
-    "DB_POOLER",
-    "DB_CONNECT_TIMEOUT",
-    "DB_PING_TIMEOUT",
-    "DB_COMMAND_TIMEOUT",
-    "DB_IDLE_IN_TRANSACTION_TIMEOUT",
-    "DB_MIGRATION_LOCK_TIMEOUT",
-    "DB_REDACT_VALUES",
-):
+# The suite sets what it tests: nothing from the machine's environment (or a .env) leaks in.
+for _name in [n for n in os.environ if n.startswith(("DB_", "DATABASE_")) or n == "DBNB_URL"]:
     os.environ.pop(_name, None)
+os.environ["DBNB_DOTENV"] = "0"
 # The user's connections file (and its `default` entry) stays out of the tests; the tests of
 # named connections write their own in a temporary HOME.
 os.environ["DBNB_CONNECTIONS"] = ""
+
+ALL_BACKENDS = ("postgresql", "sqlite", "mariadb")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    backends = getattr(metafunc.module, "BACKENDS", None)
+    if backends and "db_backend" in metafunc.fixturenames:
+        metafunc.parametrize("db_backend", backends, indirect=True, scope="module")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        other = params.get("db_backend", "postgresql") != "postgresql"
+        pg_only = other and item.get_closest_marker("pg_only")
+        elsewhere = not other and item.get_closest_marker("other_backends")
+        (dropped if pg_only or elsewhere else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def require_component(program: str, package: str, *, where: tuple[str, ...] = ()) -> str:
@@ -207,10 +220,78 @@ def module_database_name(request: pytest.FixtureRequest) -> str:
     return f"t_{name}"[:63]
 
 
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[URL]:
+    """A throwaway MariaDB server (Debian's mariadb-server) on a loopback port; its root URL.
+
+    ``mariadb-install-db`` writes a fresh data directory into a temporary one; ``mariadbd``
+    serves it on 127.0.0.1 without grant tables (nothing but this test run can reach it) and is
+    stopped by pid at the end of the session.
+    """
+    program = require_component("mariadbd", "mariadb-server", where=("/usr/sbin",))
+    installer = require_component("mariadb-install-db", "mariadb-server")
+    home = Path(tempfile.mkdtemp(prefix="dbnb-mariadb-"))
+    # As root (CI), mariadbd must be told to stay root; as anyone else it runs as them.
+    user = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [installer, "--no-defaults", f"--datadir={home / 'data'}", *user,
+         "--auth-root-authentication-method=normal", "--skip-test-db"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [program, "--no-defaults", f"--datadir={home / 'data'}", f"--socket={home / 'sock'}",
+         f"--port={port}", "--bind-address=127.0.0.1", *user, "--skip-grant-tables",
+         f"--pid-file={home / 'pid'}", f"--log-error={home / 'error.log'}",
+         "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, home / "error.log")
+        yield URL.create("mariadb", username="root", host="127.0.0.1", port=port,
+                         database="mysql")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sqlite_dir() -> Iterator[Path]:
+    """A temporary directory for the SQLite database files of the run."""
+    home = Path(tempfile.mkdtemp(prefix="dbnb-sqlite-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def db(server_url: URL, request: pytest.FixtureRequest) -> Iterator[dbnb.Database]:
-    """A Database on a fresh database of its own for this test module."""
-    database = dbnb.connect(server_url, database=module_database_name(request), reset=True)
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The backend of the module's ``db``: PostgreSQL unless the module sets ``BACKENDS``."""
+    return str(getattr(request, "param", "postgresql"))
+
+
+def backend_url(request: pytest.FixtureRequest, backend: str) -> URL:
+    """The URL of a fresh database of the module on ``backend`` (one call per module)."""
+    name = module_database_name(request)
+    if backend == "sqlite":
+        return URL.create("sqlite", database=str(request.getfixturevalue("sqlite_dir") /
+                                                 f"{name}.db"))
+    if backend == "mariadb":
+        url: URL = request.getfixturevalue("mariadb_url")
+        return url.set(database=name)
+    server: URL = request.getfixturevalue("server_url")
+    return server.set(database=name)
+
+
+@pytest.fixture(scope="module")
+def db(db_backend: str, request: pytest.FixtureRequest) -> Iterator[dbnb.Database]:
+    """A Database on a fresh database of its own for this test module (on its backend)."""
+    url = backend_url(request, db_backend)
+    database = dbnb.connect(url, database=url.database, reset=True)
     yield database
     database.close()
 

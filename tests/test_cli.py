@@ -195,3 +195,13 @@ def test_messages_name_cli_commands(
     code, _, err = run(capsys, "--url", url, "current")
     assert code == 1 and "run `dbnb init` in the project root" in err
     assert "--config path/to/alembic.ini" in err
+
+
+def test_bad_input_exits_2_with_one_line_and_no_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["--url", "postgres:s3cret-pw@db.example.com/shop", "health"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith("dbnb: ConfigError: ") and err.count("\n") == 1
+    assert "s3cret-pw" not in err

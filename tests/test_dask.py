@@ -345,3 +345,12 @@ def test_a_table_larger_than_a_worker_groups_by_like_sql(db: dbnb.Database) -> N
     assert got.units.tolist() == expected.units.tolist()
     assert got.amount.tolist() == pytest.approx(expected.amount.tolist())
     db.execute("DROP TABLE dask_big")
+
+
+def test_other_backends_say_what_to_do_instead(tmp_path: Path) -> None:
+    lite = dbnb.connect(f"sqlite:///{tmp_path / 'lite.db'}")
+    with pytest.raises(dbnb.UnsupportedOnDialect, match="from_pandas"):
+        dbnb.dask.read_frame(lite, "SELECT 1 AS id")
+    with pytest.raises(dbnb.UnsupportedOnDialect, match="from_pandas"):
+        dbnb.Repository(Event, lite).to_dask()
+    lite.close()

@@ -60,7 +60,7 @@ def test_query_string_passwords_are_hidden_too(db: dbnb.Database) -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        f"mysql://root:{SECRET}@localhost/x",
+        f"oracle://root:{SECRET}@localhost/x",
         f"postgresql://root:{SECRET}@localhost:port/x",
         f"postgresql://root@/x?password={SECRET}&host=/nonexistent-dir",
     ],
@@ -116,7 +116,7 @@ SHAPES = [
     f"//app:{SECRET}@db.example.com/app",
     f"postgresql:///app:{SECRET}@db.example.com:notaport/app",
     f"postgresql://app:{SECRET}@db.example.com:99999/app",
-    f"mysql://app:{SECRET}@db.example.com/app",
+    f"mssql://app:{SECRET}@db.example.com/app",
     f"postgresql+nope://app:{SECRET}@db.example.com/app",
     f"  {SECRET}  ",
     f"host=db.example.com password={SECRET}",
@@ -144,9 +144,10 @@ def test_malformed_urls_through_the_cli_and_the_magic(
     from dbnb.cli import main
 
     monkeypatch.setenv("DBNB_SECRET_URL", bad)
-    assert main(["--url", "env:DBNB_SECRET_URL", "health"]) == 1
+    # A malformed URL is bad input: exit code 2, as bad usage (dbnb.cli, since 267d348).
+    assert main(["--url", "env:DBNB_SECRET_URL", "health"]) == 2
     monkeypatch.setenv("DBNB_URL", bad)
-    assert main(["health"]) == 1
+    assert main(["health"]) == 2
     out = capsys.readouterr()
     assert not _leaks(out.out + out.err) and "ConfigError" in out.err
     shell = _shell()

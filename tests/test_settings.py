@@ -51,7 +51,7 @@ def test_environment_pool_options() -> None:
         ({"DB_POOL_TIMEOUT": "soon"}, "DB_POOL_TIMEOUT"),
         ({"DB_ECHO": "maybe"}, "DB_ECHO"),
         ({"DB_STATEMENT_TIMEOUT": "1.5"}, "DB_STATEMENT_TIMEOUT"),
-        ({"DBNB_URL": "mysql://root@localhost/db"}, "DBNB_URL"),
+        ({"DBNB_URL": "oracle://root@localhost/db"}, "DBNB_URL"),
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
         ({"DATABASE_URL": "postgresql://u@h:99999/db"}, "DATABASE_URL"),
     ],
@@ -65,12 +65,12 @@ def test_bad_environment_values_name_the_variable(env: dict[str, str], needle: s
 
 def test_unknown_scheme_lists_accepted_ones() -> None:
     with pytest.raises(ConfigError, match=r"postgresql\+asyncpg://"):
-        Settings.resolve("mysql://root:hunter2@localhost/db", environ={})
+        Settings.resolve("oracle://root:hunter2@localhost/db", environ={})
 
 
 def test_bad_url_error_hides_password() -> None:
     with pytest.raises(ConfigError) as info:
-        Settings.resolve("mysql://root:hunter2@localhost/db", environ={})
+        Settings.resolve("oracle://root:hunter2@localhost/db", environ={})
     assert "hunter2" not in str(info.value)
     with pytest.raises(ConfigError) as info2:
         Settings.resolve("postgresql://root:hunter2@localhost:notaport/db", environ={})

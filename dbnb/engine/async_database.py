@@ -3,44 +3,36 @@
 Same method names as ``Database``, same pools; every method that talks to the server is a
 coroutine running on the asyncpg engine. ``pool_status()`` reads counters only, so it is not.
 It works on the engines and session scopes it shares with its Database and never imports
-``Database``: the class is generic in the sync face it belongs to (``sync``).
+``Database``: the class is generic in the sync face it belongs to (``sync``). The table
+methods and snapshots come from the mixins of :mod:`dbnb.engine.table_tools` and
+:mod:`dbnb.engine.snapshots`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Generic
 
-from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
-from dbnb.engine import health as _health
-from dbnb.engine import profile as _profile
-from dbnb.engine import replication as _replication
 from dbnb.engine.replicas import Use, check_use
 from dbnb.engine.routing import arun_routed
+from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptRows, targets_of
 from dbnb.engine.sessions import Sessions
+from dbnb.engine.snapshots import AsyncSnapshots
+from dbnb.engine.table_tools import AsyncTableTools
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import translate
-from dbnb.server.sessions import (
-    SESSIONS_SQL,
-    SessionList,
-    pids_to_end,
-    sessions_from_rows,
-    terminate_sql,
-)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
-    from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["AsyncDatabase"]
 
@@ -48,7 +40,7 @@ __all__ = ["AsyncDatabase"]
 D = TypeVar("D", default=Any)
 
 
-class AsyncDatabase(Generic[D]):
+class AsyncDatabase(AsyncTableTools, AsyncSnapshots, Generic[D]):
     """The awaitable face of a :class:`Database` (``db.asyncio``): same names, asyncpg engine."""
 
     def __init__(self, owner: D, sessions: Sessions) -> None:
@@ -153,149 +145,16 @@ class AsyncDatabase(Generic[D]):
         assert report.frame is not None
         return report.frame
 
-    async def create_table_from_frame(
-        self,
-        name: str,
-        frame: pd.DataFrame,
-        /,
-        *,
-        schema: str | None = None,
-        primary_key: str | Sequence[str] | None = None,
-        if_exists: IfExists = "fail",
-        types: Mapping[str, Any] | None = None,
-        progress: bool | None = None,
-    ) -> PersistResult:
-        """Await :meth:`Database.create_table_from_frame` (asyncpg COPY, one transaction)."""
-        from dbnb.frames.persist import acreate_table_from_frame
-
-        async with self.session() as s:
-            done = await acreate_table_from_frame(
-                s, name, frame, schema=schema, primary_key=primary_key, if_exists=if_exists,
-                types=types, progress=progress,
-            )
-        if done.action == "replaced":
-            self._engines.refresh()
-        return done
-
-    async def _catalog(self, conn: Any, table: str) -> tuple[str, list[_profile.ProfiledColumn]]:
-        rows = (await conn.execute(text(_profile.COLUMNS_SQL), {"table": table})).all()
-        return _profile.columns_from_rows(rows, table)
-
-    async def profile(
-        self, table: str, *, columns: str | Sequence[str] | None = None, top: int = 5
-    ) -> _profile.TableProfile:
-        """Await :meth:`Database.profile` (the same scans, on asyncpg)."""
-        try:
-            async with self.engine.connect() as conn:
-                relation, found = await self._catalog(conn, table)
-                chosen = _profile.chosen_columns(found, columns, table)
-                stats = (await conn.execute(text(_profile.stats_sql(relation, chosen)))).one()
-                groups = (await conn.execute(
-                    text(_profile.groups_sql(relation, chosen)), {"top": top}
-                )).all() if chosen else []
-                await conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        return _profile.profile_from_rows(relation, chosen, stats, groups)
-
-    async def value_counts(self, table: str, column: str, *, top: int = 20) -> pd.DataFrame:
-        """Await :meth:`Database.value_counts`."""
-        try:
-            async with self.engine.connect() as conn:
-                relation, found = await self._catalog(conn, table)
-                chosen = _profile.chosen_columns(found, [column], table)[0]
-                rows = (await conn.execute(
-                    text(_profile.value_counts_sql(relation, chosen)), {"top": top}
-                )).all()
-                await conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        return _profile.value_counts_frame(chosen, rows)
-
-    async def histogram(self, table: str, column: str, *, bins: int = 20) -> pd.DataFrame:
-        """Await :meth:`Database.histogram`."""
-        try:
-            async with self.engine.connect() as conn:
-                relation, found = await self._catalog(conn, table)
-                chosen = _profile.chosen_columns(found, [column], table)[0]
-                rows = (await conn.execute(
-                    text(_profile.histogram_sql(relation, chosen)), {"bins": bins}
-                )).all()
-                await conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        return _profile.histogram_frame(chosen, rows, bins)
-
-    async def health(self) -> _health.HealthReport:
-        """Run ``SELECT 1`` on the asyncpg engine and report latency and version; never raises.
-
-        With read replicas, every replica is looked at too (over asyncpg): one row per node.
-        """
-        replicas = self._sessions.replicas
-        try:
-            engine = self.engine
-            start = time.perf_counter()
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-                latency = (time.perf_counter() - start) * 1000
-                version = (await conn.execute(text("SHOW server_version"))).scalar_one()
-                behind = await _replication.astreamed(conn) if replicas is not None else {}
-            report = _health.HealthReport(True, "asyncpg", latency, str(version))
-        except Exception as exc:
-            report, behind = _health.failed_report("asyncpg", exc), {}
-        if replicas is None:
-            return report
-        await replicas.acheck_all()
-        return _replication.with_nodes(report, replicas, behind, self.url)
-
-    async def wait_for_replicas(self, max_wait: float = 30.0) -> None:
-        """Await :meth:`Database.wait_for_replicas` (over asyncpg)."""
-        replicas = self._sessions.replicas
-        if replicas is None:
-            return
-        try:
-            async with self.engine.connect() as conn:
-                found = await conn.execute(text(_replication.CURRENT_LSN_SQL))
-                lsn = str(found.scalar_one())
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        await replicas.await_replay(lsn, max_wait)
-
-    def pool_status(self) -> _health.PoolReport:
-        """Snapshot both engines' pools (no I/O, so not a coroutine); with replicas, each node."""
-        report = self._engines.pool_report()
-        replicas = self._sessions.replicas
-        if replicas is None:
-            return report
-        return _replication.pools_with_nodes(report, replicas, self.url)
-
-    async def info(self) -> _health.ServerInfo:
-        """Ask the server (over asyncpg) for version, size, connections and idle transactions."""
-        async with self.engine.connect() as conn:
+    async def create_all(self, models: Any) -> list[str]:
+        """Await :meth:`Database.create_all` (CREATE the missing tables) on the async engine."""
+        tables = metadata_of(models)
+        async with self.engine.begin() as conn:
             try:
-                head = (await conn.execute(text(_health.SERVER_INFO_SQL))).one()
-                connections = list(await conn.execute(text(_health.CONNECTIONS_SQL)))
-                idle = list(await conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
-                long = list(await conn.execute(text(_health.LONG_RUNNING_SQL)))
+                created: list[str] = await conn.run_sync(create_missing, tables)
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle, long)
-
-    async def sessions(
-        self, *, stale: bool = False, terminate: int | str | None = None, everyone: bool = False
-    ) -> SessionList:
-        """Await :meth:`Database.sessions` (list dbnb's sessions; end one or the stale ones)."""
-        async with self.engine.connect() as conn:
-            try:
-                rows = list(await conn.execute(text(SESSIONS_SQL), {"everyone": everyone}))
-                found = sessions_from_rows(rows, self.url, stale=stale)
-                pids = pids_to_end(found, terminate, stale=stale, everyone=everyone)
-                for pid in pids:
-                    await conn.execute(text(terminate_sql(conn.dialect)), {"pid": pid})
-                await conn.commit()
-            except SQLAlchemyError as exc:
-                raise translate(exc) from exc
-        return SessionList(found, pids)
+        self._engines.refresh()
+        return created
 
     async def refresh_pools(self) -> None:
         """Replace both pools' connections, awaiting the async ones' graceful close."""

@@ -3,50 +3,45 @@
 ``Database`` is the face users hold. The engines and their lifecycle live in
 :class:`~dbnb.engine.lifecycle.Engines`, the session scopes in
 :class:`~dbnb.engine.sessions.Sessions`; its awaitable face, :class:`~dbnb.AsyncDatabase`, is
-``db.asyncio``: same method names, same pools. Get one with :func:`dbnb.connect`.
+``db.asyncio``: same method names, same pools. Get one with :func:`dbnb.connect`. Its table
+methods (``profile``, ``create_table_from_frame``...) come from
+:class:`~dbnb.engine.table_tools.TableTools`, its snapshots (``health``, ``pool_status``,
+``info``, ``sessions``, ``wait_for_replicas``) from :class:`~dbnb.engine.snapshots.Snapshots`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
-from dbnb.engine import health as _health
-from dbnb.engine import profile as _profile
-from dbnb.engine import replication as _replication
+from dbnb.dialects import Capabilities
 from dbnb.engine.async_database import AsyncDatabase
+from dbnb.engine.engines import in_memory, shared_memory
 from dbnb.engine.lifecycle import Engines
 from dbnb.engine.replica_settings import ReplicaSettings
 from dbnb.engine.replicas import ReplicaSet, Use, check_use
 from dbnb.engine.routing import run_routed
+from dbnb.engine.schema import create_missing, metadata_of
 from dbnb.engine.scripts import ScriptResult, ScriptRows, targets_of
 from dbnb.engine.sessions import Sessions
+from dbnb.engine.snapshots import Snapshots
+from dbnb.engine.table_tools import TableTools
 from dbnb.engine.transactions import SandboxScope, TransactionScope
 from dbnb.errors import ConfigError, translate
 from dbnb.server.embedded import EmbeddedServer
-from dbnb.server.sessions import (
-    SESSIONS_SQL,
-    SessionList,
-    pids_to_end,
-    sessions_from_rows,
-    terminate_sql,
-)
 from dbnb.settings import Settings, safe_url
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
-    from dbnb.frames.persist import IfExists, PersistResult
 
 __all__ = ["Database"]
 
@@ -57,11 +52,13 @@ def _rows(report: ScriptResult, rows: list[Any]) -> ScriptRows:
     return found
 
 
-class Database:
-    """A PostgreSQL database reached through a sync (psycopg) and an async (asyncpg) engine.
+class Database(TableTools, Snapshots):
+    """A database reached through a sync and an async engine (psycopg and asyncpg for PostgreSQL).
 
     Create it with :func:`dbnb.connect`. Engines are created on first use; ``close()`` disposes
-    both, after which any use raises :class:`~dbnb.DatabaseClosed`.
+    both, after which any use raises :class:`~dbnb.DatabaseClosed`. SQLite (``sqlite3`` and
+    ``aiosqlite``) and MySQL/MariaDB (PyMySQL and aiomysql) work too; what differs is in
+    :attr:`capabilities`.
 
     Example::
 
@@ -79,6 +76,7 @@ class Database:
     ) -> None:
         if settings.url is None:
             raise ConfigError("Database needs a URL; use dbnb.connect() for the embedded default")
+        settings = shared_memory(settings)
         self.settings = settings
         self.embedded = embedded
         self.replicas = replicas or ReplicaSettings()
@@ -98,8 +96,13 @@ class Database:
 
     @property
     def database(self) -> str:
-        """The database name."""
-        return str(self.url.database or "")
+        """The database name (for SQLite, the file, or ``:memory:``)."""
+        return ":memory:" if in_memory(self.url) else str(self.url.database or "")
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do (COPY, partial indexes, RETURNING...): see dbnb.dialects."""
+        return self._engines.caps
 
     @property
     def closed(self) -> bool:
@@ -291,236 +294,28 @@ class Database:
         assert report.frame is not None
         return report.frame
 
-    def create_table_from_frame(
-        self,
-        name: str,
-        frame: pd.DataFrame,
-        /,
-        *,
-        schema: str | None = None,
-        primary_key: str | Sequence[str] | None = None,
-        if_exists: IfExists = "fail",
-        types: Mapping[str, Any] | None = None,
-        progress: bool | None = None,
-    ) -> PersistResult:
-        """CREATE TABLE ``name`` with types from the frame's dtypes, COPY the rows in; commit.
-
-        One transaction: the table and its rows appear together, or not at all. Types follow
-        the table in :mod:`dbnb.frames.ddl` (nullable integers stay integers, decimals keep
-        precision and scale, tz-aware datetimes are ``timestamptz``, lists become arrays,
-        dicts ``jsonb``); a named index is written as columns.
+    def create_all(self, models: Any) -> list[str]:
+        """CREATE the tables of ``models`` that do not exist yet (the apps' ``init_db()``).
 
         Args:
-            name: the table name, used as given (quoted).
-            frame: the pandas DataFrame to store.
-            schema: the schema to create it in (default: the search path's first).
-            primary_key: a column name, or several, to make the primary key.
-            if_exists: ``"fail"`` (default), ``"replace"`` (drop and create again) or
-                ``"append"`` (add the rows to the existing table, whose types rule).
-            types: column name -> SQLAlchemy type, overriding what a dtype says.
-            progress: show a progress bar (default: when someone is watching a long load).
+            models: a declarative Base (``dbnb.Base``), a model class, a ``MetaData``, or a
+                list of them. Existing tables are left as they are (no migration).
 
         Returns:
-            A :class:`~dbnb.frames.persist.PersistResult`: the columns and types, the rows.
-
-        Raises:
-            FrameError: a bad name or an unsupported dtype (naming the column), a missing
-                primary-key value, or the table exists and ``if_exists="fail"``.
+            The names of the tables created, in creation order.
 
         Example::
 
-            db.create_table_from_frame("sales_2026", df, primary_key="id")
+            db.create_all(Base)
         """
-        from dbnb.frames.persist import create_table_from_frame
-
-        with self.session() as s:
-            done = create_table_from_frame(
-                s, name, frame, schema=schema, primary_key=primary_key, if_exists=if_exists,
-                types=types, progress=progress,
-            )
-        if done.action == "replaced":
-            self.refresh_pools()  # no cached plan may outlive the old table's columns
-        return done
-
-    # -- looking at a table without loading it -------------------------------------------------
-
-    def _catalog(self, conn: Any, table: str) -> tuple[str, list[_profile.ProfiledColumn]]:
-        rows = conn.execute(text(_profile.COLUMNS_SQL), {"table": table}).all()
-        return _profile.columns_from_rows(rows, table)
-
-    def profile(
-        self, table: str, *, columns: str | Sequence[str] | None = None, top: int = 5
-    ) -> _profile.TableProfile:
-        """Profile a table's columns in SQL: count, nulls, distinct, min, max, mean, std, top.
-
-        On the server: one aggregate scan, then one ``GROUP BY`` per column; only the
-        statistics come back, so a table larger than memory profiles fine. Read-only.
-
-        Args:
-            table: the table or view, optionally ``schema.table``.
-            columns: the columns to profile (a list, or names separated by commas); all
-                when omitted.
-            top: how many of the commonest values to show per column.
-
-        Example::
-
-            db.profile("events")                     # %db profile events
-            db.profile("events", columns=["kind", "amount"]).frame
-        """
-        try:
-            with self.engine.connect() as conn:
-                relation, found = self._catalog(conn, table)
-                chosen = _profile.chosen_columns(found, columns, table)
-                stats = conn.execute(text(_profile.stats_sql(relation, chosen))).one()
-                groups = conn.execute(
-                    text(_profile.groups_sql(relation, chosen)), {"top": top}
-                ).all() if chosen else []
-                conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        return _profile.profile_from_rows(relation, chosen, stats, groups)
-
-    def value_counts(self, table: str, column: str, *, top: int = 20) -> pd.DataFrame:
-        """Count a column's values in SQL; return the commonest as a frame ready for ``.plot``.
-
-        Example::
-
-            db.value_counts("events", "kind").plot.bar()
-        """
-        try:
-            with self.engine.connect() as conn:
-                relation, found = self._catalog(conn, table)
-                chosen = _profile.chosen_columns(found, [column], table)[0]
-                rows = conn.execute(
-                    text(_profile.value_counts_sql(relation, chosen)), {"top": top}
-                ).all()
-                conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        return _profile.value_counts_frame(chosen, rows)
-
-    def histogram(self, table: str, column: str, *, bins: int = 20) -> pd.DataFrame:
-        """Count a numeric or time column in ``bins`` equal-width bins, in SQL (``.plot.bar()``).
-
-        Example::
-
-            db.histogram("orders", "total", bins=10).plot.bar()
-        """
-        try:
-            with self.engine.connect() as conn:
-                relation, found = self._catalog(conn, table)
-                chosen = _profile.chosen_columns(found, [column], table)[0]
-                rows = conn.execute(
-                    text(_profile.histogram_sql(relation, chosen)), {"bins": bins}
-                ).all()
-                conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        return _profile.histogram_frame(chosen, rows, bins)
-
-    # -- snapshots ------------------------------------------------------------------------------
-
-    def health(self) -> _health.HealthReport:
-        """Run ``SELECT 1`` on the sync engine and report latency and version; never raises.
-
-        With read replicas, every replica is looked at too (one row per node: role, latency,
-        lag, whether reads go there): a skipped replica that recovered goes back into rotation.
-        """
-        try:
-            engine = self.engine
-            start = time.perf_counter()
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-                latency = (time.perf_counter() - start) * 1000
-                version = conn.execute(text("SHOW server_version")).scalar_one()
-                behind = _replication.streamed(conn) if self._replicas is not None else {}
-            report = _health.HealthReport(True, "psycopg", latency, str(version))
-        except Exception as exc:
-            report, behind = _health.failed_report("psycopg", exc), {}
-        if self._replicas is None:
-            return report
-        self._replicas.check_all()
-        return _replication.with_nodes(report, self._replicas, behind, self.url)
-
-    def wait_for_replicas(self, max_wait: float = 30.0) -> None:
-        """Wait until the replicas in rotation have replayed every commit made so far.
-
-        Asks the primary where its WAL ends (``pg_current_wal_lsn()``) and each replica
-        whether it has replayed that far (``pg_last_wal_replay_lsn()``); after a load, reads
-        on the replicas then see it. Without replicas it returns at once.
-
-        Raises:
-            ReplicasBehind: a replica had not caught up within ``max_wait`` seconds.
-
-        Example::
-
-            events.from_frame(df)                 # the primary
-            db.wait_for_replicas()
-            events.to_frame()                     # a replica, with the new rows
-        """
-        if self._replicas is None:
-            return
-        try:
-            with self.engine.connect() as conn:
-                lsn = str(conn.execute(text(_replication.CURRENT_LSN_SQL)).scalar_one())
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        self._replicas.wait(lsn, max_wait)
-
-    def pool_status(self) -> _health.PoolReport:
-        """Snapshot both engines' pools from their counters (no I/O).
-
-        With read replicas, one row per node too: its state, lag, routed reads and pools.
-        """
-        report = self._engines.pool_report()
-        if self._replicas is None:
-            return report
-        return _replication.pools_with_nodes(report, self._replicas, self.url)
-
-    def info(self) -> _health.ServerInfo:
-        """Ask the server for version, size, our connections and idle-in-transaction sessions."""
-        with self.engine.connect() as conn:
+        tables = metadata_of(models)
+        with self.engine.begin() as conn:
             try:
-                head = conn.execute(text(_health.SERVER_INFO_SQL)).one()
-                connections = list(conn.execute(text(_health.CONNECTIONS_SQL)))
-                idle = list(conn.execute(text(_health.IDLE_IN_TRANSACTION_SQL)))
-                long = list(conn.execute(text(_health.LONG_RUNNING_SQL)))
+                created = create_missing(conn, tables)
             except SQLAlchemyError as exc:
                 raise translate(exc) from exc
-        return _health.server_info_from_rows(head, connections, idle, long)
-
-    def sessions(
-        self, *, stale: bool = False, terminate: int | str | None = None, everyone: bool = False
-    ) -> SessionList:
-        """List dbnb's sessions on the server; optionally end one (or every stale one).
-
-        Each row says the session's pid, application name (``dbnb:<pid of its process>``),
-        state, age, query and, when the server runs on this machine, whether the owning
-        process is still alive. Stale: the owner is gone, or it sat idle in a transaction for
-        over five minutes.
-
-        Args:
-            stale: list only stale sessions.
-            terminate: end this session (a pid), or every stale one (``"stale"``), with
-                ``pg_terminate_backend``.
-            everyone: include sessions of other applications (listing and terminating).
-
-        Example::
-
-            db.sessions(stale=True)                 # %db sessions --stale
-            db.sessions(terminate=12345)            # %db sessions --terminate 12345
-        """
-        with self.engine.connect() as conn:
-            try:
-                rows = list(conn.execute(text(SESSIONS_SQL), {"everyone": everyone}))
-                found = sessions_from_rows(rows, self.url, stale=stale)
-                pids = pids_to_end(found, terminate, stale=stale, everyone=everyone)
-                for pid in pids:
-                    conn.execute(text(terminate_sql(conn.dialect)), {"pid": pid})
-                conn.commit()
-            except SQLAlchemyError as exc:
-                raise translate(exc) from exc
-        return SessionList(found, pids)
+        self.refresh_pools()
+        return created
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -10,6 +10,11 @@ options asyncpg has no use for (TCP tuning) reach psycopg alone, asyncpg's own o
 dbnb's session settings (``statement_timeout``, ``idle_in_transaction_session_timeout``,
 ``client_connection_check_interval``) are never startup parameters: :mod:`dbnb.engine.events`
 sets them once per connection, or, behind a transaction pooler, inside every transaction.
+
+SQLite and MySQL/MariaDB engines are built by :func:`create_generic`: ``sqlite3`` and
+``aiosqlite``; PyMySQL and aiomysql (see :mod:`dbnb.dialects`). An in-memory SQLite database is
+one shared-cache database per Database, held by one connection per engine (SQLAlchemy's
+``StaticPool``), so the sync and async engines and every session see the same tables.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from dbnb.dialects import capabilities
 from dbnb.errors import ConfigError
 from dbnb.settings import Settings
 
-__all__ = ["async_url", "check_query", "create_async", "create_sync", "sync_url"]
+__all__ = [
+    "async_url", "check_query", "create_async", "create_generic", "create_sync", "sync_url",
+]
 
 # libpq query parameters that asyncpg spells differently or takes as server settings.
 _ASYNCPG_RENAMES = {"sslmode": "ssl", "connect_timeout": "timeout"}
@@ -62,6 +70,8 @@ def check_query(url: URL) -> None:
     Raises:
         ConfigError: an option is neither a libpq connection parameter nor an asyncpg one.
     """
+    if not capabilities(url).server_settings:
+        return  # SQLite's and MySQL's drivers read their own options
     unknown = sorted(set(url.query) - _libpq_keys() - _ASYNCPG_ONLY)
     if unknown:
         raise ConfigError(
@@ -106,6 +116,70 @@ def async_url(url: URL) -> tuple[URL, dict[str, Any]]:
     return url.set(drivername="postgresql+asyncpg", query=query), server_settings
 
 
+def _memory_url(url: URL) -> URL:
+    """A shared-cache in-memory database of its own, so both engines reach the same tables."""
+    query = {**url.query, "mode": "memory", "cache": "shared", "uri": "true"}
+    return url.set(database=f"file:dbnb-{uuid.uuid4().hex}", query=query)
+
+
+def in_memory(url: URL) -> bool:
+    """True for ``sqlite://`` and ``sqlite:///:memory:`` (and their shared-cache form)."""
+    return capabilities(url).in_process and (
+        (url.database or "") in ("", ":memory:") or url.query.get("mode") == "memory"
+    )
+
+
+def shared_memory(settings: Settings) -> Settings:
+    """Give an in-memory SQLite URL a shared-cache name of its own (other URLs: unchanged)."""
+    assert settings.url is not None
+    if in_memory(settings.url) and settings.url.query.get("mode") != "memory":
+        return settings.with_url(_memory_url(settings.url))
+    return settings
+
+
+def _missing_driver(backend: str, module: str, extra: str) -> ConfigError:
+    return ConfigError(
+        f"the {backend} driver {module} is not installed: pip install 'dbnb[{extra}]'"
+    )
+
+
+def create_generic(settings: Settings, *, asynchronous: bool) -> Engine | AsyncEngine:
+    """Create a SQLite or MySQL/MariaDB engine (sync or async) with dbnb's pool options.
+
+    Raises:
+        ConfigError: the backend's async driver is not installed (naming the pip extra).
+    """
+    from importlib.util import find_spec
+
+    from sqlalchemy.pool import StaticPool
+
+    assert settings.url is not None
+    caps = capabilities(settings.url)
+    driver = caps.async_driver if asynchronous else caps.sync_driver
+    if find_spec(driver) is None and driver != "pysqlite":
+        raise _missing_driver(caps.label, driver, caps.extra or "")
+    url = settings.url.set(drivername=f"{caps.name}+{driver}")
+    options: dict[str, Any] = {"echo": settings.echo, "echo_pool": settings.echo_pool,
+                               "hide_parameters": True}
+    connect_args: dict[str, Any] = {}
+    if caps.in_process:
+        # sqlite3's timeout is its busy timeout: how long to wait for another writer's lock.
+        connect_args["timeout"] = settings.connect_timeout
+        connect_args["check_same_thread"] = False
+        if in_memory(url):
+            options["poolclass"] = StaticPool
+        else:
+            options.update(_pool_options(settings))
+    else:
+        # Timestamps are stored without a zone: the session speaks UTC, so NOW() is UTC too.
+        connect_args["init_command"] = "SET time_zone = '+00:00'"
+        connect_args["connect_timeout"] = settings.connect_timeout
+        options.update(_pool_options(settings))
+        options["pool_pre_ping"] = settings.pool_pre_ping
+    make = create_async_engine if asynchronous else create_engine
+    return make(url, connect_args=connect_args, **options)
+
+
 def _pool_options(settings: Settings) -> dict[str, Any]:
     return {
         "pool_size": settings.pool_size,
@@ -115,6 +189,7 @@ def _pool_options(settings: Settings) -> dict[str, Any]:
         # dbnb.engine.events pings on checkout itself, with a deadline (pool_pre_ping has none).
         "pool_pre_ping": False,
         "echo": settings.echo,
+        "echo_pool": settings.echo_pool,
         "hide_parameters": True,
     }
 
@@ -125,8 +200,12 @@ def transaction_pooler(settings: Settings) -> bool:
 
 
 def create_sync(settings: Settings) -> Engine:
-    """Create the psycopg engine for ``settings.url`` with dbnb's pool and session options."""
+    """Create the sync engine for ``settings.url`` (psycopg for PostgreSQL) with dbnb's options."""
     assert settings.url is not None
+    if not capabilities(settings.url).server_settings:
+        engine = create_generic(settings, asynchronous=False)
+        assert isinstance(engine, Engine)
+        return engine
     connect_args: dict[str, Any] = {
         "application_name": settings.application_name,
         "connect_timeout": settings.connect_timeout,
@@ -151,8 +230,12 @@ def _statement_name() -> str:
 
 
 def create_async(settings: Settings) -> AsyncEngine:
-    """Create the asyncpg engine for ``settings.url`` with the same pool and session options."""
+    """Create the async engine for ``settings.url`` (asyncpg for PostgreSQL), same options."""
     assert settings.url is not None
+    if not capabilities(settings.url).server_settings:
+        engine = create_generic(settings, asynchronous=True)
+        assert isinstance(engine, AsyncEngine)
+        return engine
     url, server_settings = async_url(settings.url)
     server_settings["application_name"] = settings.application_name
     connect_args: dict[str, Any] = {"server_settings": server_settings}

@@ -17,10 +17,16 @@
   ``%%db``, a session) makes both engines forget their cached plans (``on_ddl``).
 - **Errors** get the bound that expired and, with ``redact_values``, a mark that tells
   :func:`~dbnb.errors.translate` to hide quoted values.
+- **SQLite** connections enforce foreign keys and let SQLAlchemy, not the ``sqlite3`` module,
+  begin transactions (so SAVEPOINTs nest and DDL is transactional); SQLite and MySQL/MariaDB
+  get none of PostgreSQL's session settings or pings (MySQL's pool pre-pings instead).
+- **Slow statements** (over ``slow_query_ms``) are logged as warnings on the ``dbnb.sql``
+  logger, with their duration and SQL (never their parameters).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import select
 import socket
@@ -32,6 +38,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from dbnb.dialects import capabilities
 from dbnb.engine import watchdog
 from dbnb.engine.engines import KEEPALIVES, TCP_USER_TIMEOUT_MS, transaction_pooler
 from dbnb.settings import Settings
@@ -45,6 +52,9 @@ _PING_FAILED = "dbnb_ping_failed"
 _DEADLINE = "dbnb_deadline"
 _GENERATION = "dbnb_generation"
 _FIRST = "dbnb_first_statement"
+_STARTED = "dbnb_started"
+#: Where slow statements are recorded (``logging.getLogger("dbnb")`` catches them).
+SQL_LOG = logging.getLogger("dbnb.sql")
 # Statements after which cached plans of other statements may be stale (comments skipped).
 _DDL = re.compile(
     r"^(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:alter|drop|create\s+or\s+replace)\b",
@@ -103,6 +113,10 @@ def install(
     pooled = transaction_pooler(settings)
     url = settings.url
     assert url is not None
+    _install_common(engine, settings)
+    if not capabilities(url).server_settings:
+        _install_generic(engine, capabilities(url).in_process)
+        return
     server = _where({"host": url.host, "port": url.port} if url.host else dict(url.query))
 
     @event.listens_for(engine, "do_connect")
@@ -143,7 +157,7 @@ def install(
 
     @event.listens_for(engine, "checkout")
     def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if record.info.pop(_FRESH, False):
+        if record.info.pop(_FRESH, False) or not settings.pool_pre_ping:
             return
         if not asynchronous and record.info.get(_GENERATION, 0) < generation():
             raise sa_exc.DisconnectionError("the schema changed: a fresh connection replaces it")
@@ -219,8 +233,58 @@ def install(
                 f"no answer from {server} within command_timeout="
                 f"{settings.command_timeout} s (DB_COMMAND_TIMEOUT)",
             )
+
+
+def _install_common(engine: Engine, settings: Settings) -> None:
+    """What every backend gets: the redaction mark on errors, slow-statement records."""
+
+    @event.listens_for(engine, "handle_error")
+    def redact(context: Any) -> None:
+        wrapped = context.sqlalchemy_exception
         if settings.redact_values and wrapped is not None:
             wrapped.dbnb_redact = True
+
+    if settings.slow_query_ms is None:
+        return
+    threshold = settings.slow_query_ms / 1000
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def started(conn: Any, *_: Any) -> None:
+        conn.info.setdefault(_STARTED, []).append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def finished(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        starts = conn.info.get(_STARTED)
+        if not starts:
+            return
+        seconds = time.perf_counter() - starts.pop()
+        if seconds >= threshold:
+            SQL_LOG.warning(
+                "slow statement: %.0f ms (slow_query_ms=%s): %s", seconds * 1000,
+                settings.slow_query_ms, " ".join(statement.split())[:500],
+                extra={"duration_ms": seconds * 1000, "statement": statement},
+            )
+
+
+def _install_generic(engine: Engine, in_process: bool) -> None:
+    """SQLite and MySQL/MariaDB: no PostgreSQL session settings; SQLite's transaction fixes."""
+    if not in_process:
+        return
+
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        # sqlite3 would begin (and commit) transactions on its own, which breaks SAVEPOINT
+        # and transactional DDL: SQLAlchemy's documented recipe hands that to the "begin" hook.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
 
 
 def _info(conn: Any) -> dict[str, Any]:

@@ -1,72 +1,31 @@
-"""Health, pool and server snapshots: frozen dataclasses built from counters and catalog rows.
+"""Health and pool snapshots: frozen dataclasses built from counters and a health check.
 
-The builders here take what was already read (a pool, rows from ``pg_stat_activity``) and do
-no I/O of their own; :class:`~dbnb.engine.database.Database` runs the queries on either engine.
-Reprs never touch the database.
+The builders here take what was already read (a pool, a ``SELECT 1``'s latency) and do no I/O
+of their own; :mod:`dbnb.engine.snapshots` runs the checks on either engine. What the server
+says about itself (``info()``) is :mod:`dbnb.engine.server_info`. Reprs never touch the
+database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from dbnb.display.tables import Record, Table
-from dbnb.display.values import Count, Duration, Percent, Size, Status
+from dbnb.display.values import Duration, Percent, Status
 from dbnb.engine.nodes import NodeStatus, NodeTable
 from dbnb.errors import mask_secrets, translate
 
 __all__ = [
     "HealthReport",
-    "IdleTransaction",
-    "LongQuery",
     "PoolStatus",
-    "ServerInfo",
     "failed_report",
     "pool_status_of",
 ]
 
 HEALTHY_UTILIZATION = 80.0
-
-# One round trip: version, database, size, this application's connections by state and the
-# sessions sitting idle in a transaction (they hold locks and a pooled connection).
-SERVER_INFO_SQL = """
-SELECT current_setting('server_version') AS version,
-       current_database() AS database,
-       pg_database_size(current_database()) AS size_bytes,
-       pg_size_pretty(pg_database_size(current_database())) AS size_pretty,
-       current_setting('application_name') AS application_name
-"""
-CONNECTIONS_SQL = """
-SELECT coalesce(state, 'unknown') AS state, count(*) AS n
-FROM pg_stat_activity
-WHERE application_name = current_setting('application_name') AND datname = current_database()
-GROUP BY 1 ORDER BY 1
-"""
-IDLE_IN_TRANSACTION_SQL = """
-SELECT pid, application_name,
-       extract(epoch FROM now() - state_change)::float8 AS idle_seconds,
-       left(query, 200) AS last_query
-FROM pg_stat_activity
-WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')
-  AND datname = current_database() AND pid <> pg_backend_pid()
-ORDER BY state_change
-"""
-#: Queries of any dbnb process (``dbnb:<pid>``) running for longer than LONG_RUNNING_SECONDS.
-LONG_RUNNING_SECONDS = 5
-LONG_RUNNING_SQL = f"""
-SELECT pid, application_name,
-       extract(epoch FROM now() - query_start)::float8 AS idle_seconds,
-       left(query, 200) AS last_query
-FROM pg_stat_activity
-WHERE state = 'active' AND application_name LIKE 'dbnb%'
-  AND now() - query_start > interval '{LONG_RUNNING_SECONDS} seconds'
-  AND datname = current_database() AND pid <> pg_backend_pid()
-ORDER BY query_start
-"""
-
 
 @dataclass(frozen=True)
 class PoolStatus:
@@ -183,7 +142,13 @@ class PoolReport:
 def pool_status_of(
     pool: Pool | None, *, engine: str, driver: str, size: int, max_overflow: int
 ) -> PoolStatus:
-    """Build a :class:`PoolStatus` from a pool's counters (``None``: engine not created yet)."""
+    """Build a :class:`PoolStatus` from a pool's counters (``None``: engine not created yet).
+
+    A ``StaticPool`` (in-memory SQLite) is one connection that every session shares: it is
+    never checked out by one of them, so it counts as one connection, checked in.
+    """
+    if isinstance(pool, StaticPool):
+        return PoolStatus(engine, driver, True, 1, 1, 0, 0, 1)
     if pool is None or not isinstance(pool, QueuePool):
         return PoolStatus(engine, driver, False, size, 0, 0, 0, size + max_overflow)
     return PoolStatus(
@@ -213,6 +178,7 @@ class HealthReport:
     server_version: str | None = None
     error: str | None = None
     message: str | None = None
+    backend: str = "PostgreSQL"
     nodes: tuple[NodeStatus, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -247,7 +213,7 @@ class HealthReport:
             latency = Duration((self.latency_ms or 0.0) / 1000)
             return (
                 f"healthy: {self.driver} answered in {latency} "
-                f"(PostgreSQL {self.server_version})"
+                f"({self.backend} {self.server_version})"
             )
         return f"unhealthy: {self.driver}: {self.error}: {self.message}"
 
@@ -278,135 +244,4 @@ def failed_report(driver: str, exc: BaseException) -> HealthReport:
         driver=driver,
         error=type(translated).__name__,
         message=mask_secrets(text.splitlines()[0] if text else ""),
-    )
-
-
-@dataclass(frozen=True)
-class IdleTransaction:
-    """A session that opened a transaction and went quiet (it holds locks and a connection)."""
-
-    pid: int
-    application_name: str
-    idle_seconds: float
-    last_query: str
-
-
-@dataclass(frozen=True)
-class LongQuery:
-    """A query of a dbnb process that has been running for a while (its kernel may be gone)."""
-
-    pid: int
-    application_name: str
-    seconds: float
-    query: str
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    """What the server says about itself and about this application's connections."""
-
-    version: str
-    database: str
-    size_bytes: int
-    size_pretty: str
-    application_name: str
-    connections: dict[str, int] = field(default_factory=dict)
-    idle_in_transaction: tuple[IdleTransaction, ...] = ()
-    long_running: tuple[LongQuery, ...] = ()
-
-    @property
-    def idle_in_transaction_count(self) -> int:
-        """How many sessions in this database are idle inside an open transaction."""
-        return len(self.idle_in_transaction)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The snapshot as plain values (connections flattened to ``state=count`` text).
-
-        ``long_running`` (queries of dbnb processes running for over LONG_RUNNING_SECONDS)
-        appears only when there are some.
-        """
-        values = {
-            "version": self.version,
-            "database": self.database,
-            "size": self.size_pretty,
-            "application_name": self.application_name,
-            "connections": ", ".join(f"{k}={v}" for k, v in self.connections.items()) or "none",
-            "idle_in_transaction": self.idle_in_transaction_count,
-        }
-        if self.long_running:
-            values["long_running"] = len(self.long_running)
-        return values
-
-    def _record(self) -> Record:
-        fields = {
-            "version": self.version,
-            "database": self.database,
-            "size": Size(self.size_bytes),
-            "application_name": self.application_name,
-            "connections": ", ".join(f"{v} {k}" for k, v in self.connections.items()) or "none",
-            "idle_in_transaction": Count(self.idle_in_transaction_count),
-        }
-        if self.long_running:
-            fields["long_running"] = Count(len(self.long_running))
-        return Record("server", fields)
-
-    def _idle(self) -> Table:
-        return Table(
-            ["pid", "application_name", "idle_for", "last_query"],
-            [
-                (t.pid, t.application_name, Duration(t.idle_seconds), t.last_query)
-                for t in self.idle_in_transaction
-            ],
-            caption="sessions idle in a transaction",
-            empty="no session is idle in a transaction",
-        )
-
-    def _long(self) -> Table:
-        return Table(
-            ["pid", "application_name", "running_for", "query"],
-            [(q.pid, q.application_name, Duration(q.seconds), q.query) for q in self.long_running],
-            caption=f"queries of dbnb processes running for over {LONG_RUNNING_SECONDS} s",
-            empty="no long-running query",
-        )
-
-    def __repr__(self) -> str:
-        out = self._record().text()
-        if self.idle_in_transaction:
-            out += "\n" + self._idle().text()
-        if self.long_running:
-            out += "\n" + self._long().text()
-        return out
-
-    def _repr_html_(self) -> str:
-        out = self._record().html()
-        if self.idle_in_transaction:
-            out += self._idle().html()
-        if self.long_running:
-            out += self._long().html()
-        return out
-
-
-def server_info_from_rows(
-    head: Any, connections: list[Any], idle: list[Any], long: Sequence[Any] = ()
-) -> ServerInfo:
-    """Assemble a :class:`ServerInfo` from the rows of the catalog queries above."""
-    return ServerInfo(
-        version=str(head.version),
-        database=str(head.database),
-        size_bytes=int(head.size_bytes),
-        size_pretty=str(head.size_pretty),
-        application_name=str(head.application_name),
-        connections={str(r.state): int(r.n) for r in connections},
-        idle_in_transaction=tuple(
-            IdleTransaction(
-                int(r.pid), str(r.application_name or ""), float(r.idle_seconds or 0.0),
-                str(r.last_query or ""),
-            )
-            for r in idle
-        ),
-        long_running=tuple(
-            LongQuery(int(r.pid), str(r.application_name or ""), float(r.idle_seconds or 0.0),
-                      str(r.last_query or ""))
-            for r in long
-        ),
     )

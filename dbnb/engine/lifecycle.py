@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +20,16 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dbnb.dialects import Capabilities, capabilities
 from dbnb.engine import events, health
-from dbnb.engine.engines import check_query, create_async, create_sync
+from dbnb.engine.engines import check_query, create_async, create_sync, in_memory
 from dbnb.errors import DatabaseClosed, LoopMismatch
-from dbnb.settings import Settings
+from dbnb.settings import Settings, safe_url
 
-__all__ = ["Engines", "running_loop"]
+__all__ = ["LOG", "Engines", "running_loop"]
+
+#: Engines created and disposed (masked URL, pool size): ``logging.getLogger("dbnb")`` sees it.
+LOG = logging.getLogger("dbnb.engine")
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
@@ -43,6 +48,7 @@ class Engines:
         check_query(settings.url)
         self.settings = settings
         self.url: URL = settings.url
+        self.caps: Capabilities = capabilities(settings.url)
         self.lock = threading.RLock()
         self._closed = False
         # Bumped by refresh() (after DDL): pooled psycopg connections of an older generation
@@ -83,6 +89,7 @@ class Engines:
                     on_ddl=self.refresh,
                 )
                 self._sync = engine
+                self._log_created(engine, self.caps.sync_driver)
             return self._sync
 
     @property
@@ -115,7 +122,25 @@ class Engines:
                 event.listen(engine.sync_engine, "close_detached", self._forget)
                 self._async = engine
                 self._async_loop = loop
+                self._log_created(engine.sync_engine, self.caps.async_driver)
             return self._async
+
+    def _pool_text(self, engine: Engine) -> str:
+        s = self.settings
+        if in_memory(self.url):
+            return "one shared in-memory connection"
+        return f"pool {s.pool_size} + {s.max_overflow} overflow ({type(engine.pool).__name__})"
+
+    def _log_created(self, engine: Engine, driver: str) -> None:
+        LOG.info(
+            "engine created: %s via %s, %s", safe_url(self.url), driver, self._pool_text(engine),
+            extra={"url": safe_url(self.url), "driver": driver,
+                   "pool_size": self.settings.pool_size},
+        )
+
+    def _log_disposed(self, driver: str) -> None:
+        LOG.info("engine disposed: %s via %s", safe_url(self.url), driver,
+                 extra={"url": safe_url(self.url), "driver": driver})
 
     def owns_loop(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Tell whether the async engine exists and belongs to ``loop``."""
@@ -124,17 +149,19 @@ class Engines:
     def pool_report(self) -> health.PoolReport:
         """Snapshot both engines' pools from their counters (no I/O)."""
         s = self.settings
+        # In memory: one shared connection per engine, whatever the pool settings say.
+        size, overflow = (1, 0) if in_memory(self.url) else (s.pool_size, s.max_overflow)
         sync_pool = self._sync.pool if self._sync is not None else None
         async_pool = self._async.sync_engine.pool if self._async is not None else None
         return health.PoolReport(
             (
                 health.pool_status_of(
-                    sync_pool, engine="sync", driver="psycopg", size=s.pool_size,
-                    max_overflow=s.max_overflow,
+                    sync_pool, engine="sync", driver=self.caps.sync_driver, size=size,
+                    max_overflow=overflow,
                 ),
                 health.pool_status_of(
-                    async_pool, engine="async", driver="asyncpg", size=s.pool_size,
-                    max_overflow=s.max_overflow,
+                    async_pool, engine="async", driver=self.caps.async_driver, size=size,
+                    max_overflow=overflow,
                 ),
             )
         )
@@ -158,6 +185,7 @@ class Engines:
                 raw.terminate()
         self._async_raw = set()
         engine.sync_engine.dispose(close=False)
+        self._log_disposed(self.caps.async_driver)
 
     def _dispose_async_from_sync(self) -> None:
         engine = self._async
@@ -181,6 +209,7 @@ class Engines:
 
     def _dispose_later(self, loop: asyncio.AbstractEventLoop, engine: AsyncEngine) -> None:
         task = loop.create_task(engine.dispose())
+        self._log_disposed(self.caps.async_driver)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -200,11 +229,20 @@ class Engines:
             follower()
         with self.lock:
             self.generation += 1
-            if self._async is not None:
-                self._async.sync_engine.dialect._invalidate_schema_cache()  # type: ignore[attr-defined]
+            dialect = self._async.sync_engine.dialect if self._async is not None else None
+            # asyncpg's prepared statements (the other drivers cache nothing of the schema)
+            invalidate = getattr(dialect, "_invalidate_schema_cache", None)
+            if invalidate is not None:
+                invalidate()
 
     async def arefresh(self) -> None:
-        """Replace both pools' connections, awaiting the async ones' graceful close."""
+        """Replace both pools' connections, awaiting the async ones' graceful close.
+
+        An in-memory SQLite database lives only as long as its connections: nothing cached
+        needs replacing there, so they are kept.
+        """
+        if in_memory(self.url):
+            return
         if self._sync is not None:
             self._sync.dispose()
         if self._async is not None:
@@ -216,6 +254,7 @@ class Engines:
         if engine is not None and self._async_loop is running_loop():
             self._async, self._async_loop = None, None
             await engine.dispose()
+            self._log_disposed(self.caps.async_driver)
 
     def close(self) -> None:
         """Dispose both engines; later use raises ``DatabaseClosed``. Safe to call twice."""
@@ -226,4 +265,5 @@ class Engines:
             if self._sync is not None:
                 self._sync.dispose()
                 self._sync = None
+                self._log_disposed(self.caps.sync_driver)
             self._dispose_async_from_sync()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import os
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import URL
 
+from dbnb import environ
 from dbnb.engine import connections
 from dbnb.engine.bridge import close_runners
 from dbnb.engine.database import Database
@@ -54,20 +54,24 @@ def connect(
     replica_recheck: float | None = None,
     **options: Any,
 ) -> Database:
-    """Connect to PostgreSQL: a URL, a named connection, or else the embedded server.
+    """Connect to a database: a URL, a named connection, or else the embedded PostgreSQL.
 
     The URL comes from the argument (a URL, or the name of a connection in the connections
-    file), else ``DBNB_URL``, else ``DATABASE_URL``, else the connection named ``default``;
-    with none of them, an embedded PostgreSQL is started (or reused) in ``DBNB_HOME``. Calling
-    ``connect`` again with the same URL and options returns the same open Database, so
-    re-running a cell leaks nothing. See :mod:`dbnb.engine.connections` for the files.
+    file), else ``DBNB_URL``, else ``DATABASE_URL`` (a ``.env`` file counts), else the
+    connection named ``default``; with none of them, an embedded PostgreSQL is started (or
+    reused) in ``DBNB_HOME``. Calling ``connect`` again with the same URL and options returns
+    the same open Database, so re-running a cell leaks nothing. See
+    :mod:`dbnb.engine.connections` for the files.
 
     Args:
-        url: ``postgresql://``, ``postgres://``, ``+psycopg`` or ``+asyncpg`` URL, or the name
-            of a connection (``warehouse``).
+        url: ``postgresql://`` (``postgres://``, ``+psycopg``, ``+asyncpg``),
+            ``sqlite:///file.db`` or ``sqlite:///:memory:``, ``mysql://`` or ``mariadb://``
+            URL, or the name of a connection (``warehouse``).
         database: use this database on the same server instead of the URL's; it is created
             if missing (which needs the CREATEDB privilege on servers other than the embedded).
-        reset: drop and recreate ``database`` first, for a fresh, deterministic start.
+            For SQLite, the database file to use.
+        reset: drop and recreate ``database`` first, for a fresh, deterministic start (SQLite:
+            delete the file).
         ask_password: ask for the password at a prompt (getpass); it is kept in memory only.
         replicas: URLs of PostgreSQL streaming replicas of this server (a list, or text
             separated by commas; else ``DBNB_REPLICA_URLS``): reads go to them in turn,
@@ -77,18 +81,22 @@ def connect(
             ``DB_MAX_REPLICA_LAG``, default 10).
         replica_recheck: seconds between looks at a replica's lag, and before a skipped one
             is tried again (else ``DB_REPLICA_RECHECK``, default 5).
-        **options: pool_size, max_overflow, pool_timeout, pool_recycle, echo,
-            statement_timeout, connect_timeout, application_name.
+        **options: pool_size, max_overflow, pool_timeout, pool_recycle, pool_pre_ping, echo,
+            echo_pool, statement_timeout, connect_timeout, application_name, slow_query_ms,
+            dotenv (``False``: read no ``.env``); see :class:`~dbnb.Settings`.
 
     Example::
 
         db = dbnb.connect(database="tutorial_01", reset=True)
+        db = dbnb.connect("sqlite:///shop.db")
         wh = dbnb.connect("warehouse")            # [warehouse] in the connections file
         db = dbnb.connect(primary_url, replicas=[replica_url])
     """
     url = conceal(url)  # a traceback printed with its variables must not show a password
     name = str(url) if isinstance(url, str) and connections.is_name(url) else None
-    if url is None and not any(os.environ.get(v, "").strip() for v in _URL_VARIABLES):
+    # A URL in the environment (or the .env file) wins over the connections file's default.
+    seen = environ.read(dotenv=options.get("dotenv"))
+    if url is None and not any(seen.get(v, "").strip() for v in _URL_VARIABLES):
         name = connections.DEFAULT if connections.find(connections.DEFAULT) else None
     if name is not None:
         found, entry_options = connections.resolve(name, ask_password=ask_password)
@@ -109,13 +117,18 @@ def connect(
         raise ConfigError("reset=True needs database=...: name the database to recreate")
     assert settings.url is not None
     replica_settings = ReplicaSettings.resolve(
-        replicas, settings.url, max_replica_lag=max_replica_lag, replica_recheck=replica_recheck
+        replicas, settings.url, max_replica_lag=max_replica_lag, replica_recheck=replica_recheck,
+        environ=seen,
     )
     key = _registry_key(settings, replica_settings)
     with _registry_lock:
         for stale in [k for k, v in _registry.items() if v.closed]:
             del _registry[stale]
         db = _registry.get(key)
+        if db is not None and reset and not db.capabilities.server_settings:
+            # SQLite's file or MySQL's database goes away under the pooled connections.
+            db.close()
+            db = None
         if db is not None and reset:
             db.refresh_pools()
         if database is not None or server is not None:

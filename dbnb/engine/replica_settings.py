@@ -19,7 +19,6 @@ does: the URL, ``PGPASSWORD``, ``.pgpass``).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from dbnb import environ as _environ
+from dbnb.dialects import capabilities
 from dbnb.errors import ConfigError
 from dbnb.urls import conceal, parse_url, safe_url
 
@@ -90,12 +91,14 @@ class ReplicaSettings:
     ) -> ReplicaSettings:
         """Resolve the replicas of ``primary``: arguments, else the environment, else none.
 
+        ``environ`` defaults to the process environment and its ``.env`` file.
+
         Raises:
+            UnsupportedOnDialect: replicas for a database other than PostgreSQL.
             ConfigError: a malformed replica URL (described, never echoed), one that does not
-                say where the replica is, a replica of a database other than PostgreSQL, or
-                a bound that is not a positive number of seconds.
+                say where the replica is, or a bound that is not a positive number of seconds.
         """
-        env = os.environ if environ is None else environ
+        env = _environ.read() if environ is None else environ
         given: list[Any]
         source = "replicas"
         if replicas is None:
@@ -108,15 +111,16 @@ class ReplicaSettings:
             given = list(replicas)
         max_lag = max_replica_lag if max_replica_lag is not None else env.get(_MAX_LAG)
         recheck = replica_recheck if replica_recheck is not None else env.get(_RECHECK)
+        if given:
+            capabilities(primary).require(
+                "read replicas",
+                f"they are PostgreSQL streaming replicas; connect without replicas= "
+                f"(and with {_URLS} unset)",
+            )
         urls = tuple(
             _completed(parse_url(conceal(u), source=f"{source}[{i}]"), primary, f"{source}[{i}]")
             for i, u in enumerate(given)
         )
-        if urls and primary.get_backend_name() != "postgresql":
-            raise ConfigError(
-                "read replicas are PostgreSQL streaming replicas: this database is "
-                f"{primary.get_backend_name()}; connect without replicas="
-            )
         return cls(
             urls,
             _seconds("max_replica_lag", max_lag) if max_lag not in (None, "") else cls.max_lag,

@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from dbnb.engine import health as _health
 from dbnb.engine.nodes import CURRENT_LSN_SQL, PRIMARY_REPLICATION_SQL, NodeStatus
-from dbnb.engine.replicas import ReplicaSet, where_of
+from dbnb.engine.replica_nodes import where_of
+from dbnb.engine.replicas import ReplicaSet
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection

@@ -161,12 +161,13 @@ class Sessions:
                 return False
             conn = self.engines.sync.connect()
             conn.begin()
-            # This sandbox spans notebook cells on purpose: the server must not end it for
-            # sitting idle in its transaction (idle_in_transaction_timeout), for this
-            # transaction only.
-            conn.exec_driver_sql(
-                "SELECT set_config('idle_in_transaction_session_timeout', '0', true)"
-            )
+            if self.engines.caps.server_settings:
+                # This sandbox spans notebook cells on purpose: the server must not end it for
+                # sitting idle in its transaction (idle_in_transaction_timeout), for this
+                # transaction only.
+                conn.exec_driver_sql(
+                    "SELECT set_config('idle_in_transaction_session_timeout', '0', true)"
+                )
             self._pinned = conn
             return True
 

@@ -21,20 +21,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
-    Index,
     Numeric,
     String,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from dbnb.dialects import capabilities
 from dbnb.display.tables import Record
 from dbnb.errors import DbnbError, NotFound
 from dbnb.orm import models
 from dbnb.orm.models import BigIntPrimaryKey, SoftDelete, Timestamps, UUIDPrimaryKey
+from dbnb.orm.unique import unique_while_alive
 
 if TYPE_CHECKING:
     from dbnb.engine.database import Database
@@ -62,14 +63,12 @@ class Base(models.Base, DeclarativeBase):
 
 metadata = Base.metadata
 
-_ALIVE = text("deleted_at IS NULL")
-
 
 class User(UUIDPrimaryKey, Timestamps, SoftDelete, Base):
     """A customer; ``email`` is unique among users that are not soft-deleted."""
 
     __tablename__ = "users"
-    __table_args__ = (Index("uq_users_email", "email", unique=True, postgresql_where=_ALIVE),)
+    __table_args__ = (unique_while_alive("uq_users_email", "email"),)
 
     email: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(100))
@@ -84,7 +83,7 @@ class Product(UUIDPrimaryKey, Timestamps, SoftDelete, Base):
 
     __tablename__ = "products"
     __table_args__ = (
-        Index("uq_products_sku", "sku", unique=True, postgresql_where=_ALIVE),
+        unique_while_alive("uq_products_sku", "sku"),
         CheckConstraint("stock >= 0", name="stock_nonnegative"),
         CheckConstraint("price >= 0", name="price_nonnegative"),
     )
@@ -325,10 +324,17 @@ class SeedReport:
         return self._record().html()
 
 
+_INSERT_OR_SKIP: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def _insert_missing(session: Session, model: type[Base], rows: Iterable[dict[str, Any]]) -> int:
-    table = model.__table__
-    stmt = insert(model).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
-    return len(session.execute(stmt, list(rows)).all())
+    caps = capabilities(session.get_bind())
+    table: Any = model.__table__
+    if caps.upsert == "on_duplicate_key":
+        ignored = mysql.insert(table).prefix_with("IGNORE")
+        return int(session.connection().execute(ignored, list(rows)).rowcount)
+    stmt = _INSERT_OR_SKIP[caps.name](model).on_conflict_do_nothing(index_elements=["id"])
+    return len(session.execute(stmt.returning(table.c.id), list(rows)).all())
 
 
 def seed(db: Database, *, create_tables: bool = True) -> SeedReport:
@@ -352,11 +358,12 @@ def seed(db: Database, *, create_tables: bool = True) -> SeedReport:
             orders=_insert_missing(s, Order, SEED_ORDERS),
             order_items=_insert_missing(s, OrderItem, SEED_ORDER_ITEMS),
         )
-        # Fixed item ids bypass the identity sequence; move it past them for later inserts.
-        s.execute(
-            text(
-                "SELECT setval(pg_get_serial_sequence('order_items', 'id'), "
-                "(SELECT coalesce(max(id), 0) + 1 FROM order_items), false)"
+        if capabilities(s.get_bind()).sequences:
+            # Fixed item ids bypass the identity sequence; move it past them for later inserts.
+            s.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence('order_items', 'id'), "
+                    "(SELECT coalesce(max(id), 0) + 1 FROM order_items), false)"
+                )
             )
-        )
         return report

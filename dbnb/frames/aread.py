@@ -17,6 +17,7 @@ import pyarrow as pa
 from sqlalchemy import event, text
 from sqlalchemy.sql import Executable
 
+from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.blocks import PIECE, BlockBuffer
@@ -279,6 +280,10 @@ async def arun_statement(
 
     The async twin of :func:`~dbnb.frames.read.run_statement`.
     """
+    if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
+        return await generic.arun_statement(session, target, **options)
     opened = await _AsyncOpened.open(session, target, options_of(**options))
     if opened.plan is None:
         result = await session.execute(target.executable)
@@ -304,6 +309,11 @@ async def aread_frame(
 
     The async twin of :func:`read_frame`: same statement handling, same dtypes.
     """
+    if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
+        return await generic.aread_frame(session, stmt, params, dtype_backend=dtype_backend,
+                                         decimal=decimal, uuid_as=uuid_as, json_as=json_as)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="aread_frame()")
     options = options_of(dtype_backend, decimal, uuid_as, json_as)
     opened = await _AsyncOpened.open(session, target, options)
@@ -331,6 +341,15 @@ async def aiter_frames(
     The async twin of :func:`iter_frames`: a bounded queue between the COPY and the loop keeps
     memory flat; leaving early cancels the COPY and rolls back to the savepoint.
     """
+    if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
+        async for found in generic.aiter_frames(
+            session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
+            decimal=decimal, uuid_as=uuid_as, json_as=json_as, progress=progress,
+        ):
+            yield found
+        return
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="aiter_frames()")
     if chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")

@@ -20,6 +20,7 @@ import pyarrow as pa
 from sqlalchemy import event
 from sqlalchemy.sql import Executable
 
+from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames.blocks import PIECE, BlockBuffer
@@ -250,6 +251,10 @@ def run_statement(
     What the last statement of a script goes through (``db.execute``, ``%%db``): rows come
     back through the COPY reader when COPY can read them (DML with RETURNING too), else fetched.
     """
+    if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
+        return generic.run_statement(session, target, **options)
     opened = _Opened(session, target, options_of(**options))
     if opened.plan is None:
         result = session.execute(target.executable)
@@ -278,8 +283,14 @@ def read_frame(
     apply) or SQL text as people write it (comments, a trailing ``;``, CTEs, ``... RETURNING``)
     with ``:name`` parameters given in ``params``. The server describes it first, so a
     statement that returns no rows raises ``FrameError`` without running. dtypes follow the
-    table in :mod:`dbnb.frames.dtypes`; an empty result keeps them.
+    table in :mod:`dbnb.frames.dtypes`; an empty result keeps them. SQLite and MySQL/MariaDB,
+    which have no COPY, are read by :mod:`dbnb.frames.generic`.
     """
+    if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
+        return generic.read_frame(session, stmt, params, dtype_backend=dtype_backend,
+                                  decimal=decimal, uuid_as=uuid_as, json_as=json_as)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="read_frame()")
     opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as, json_as))
     if opened.plan is None:
@@ -308,6 +319,14 @@ def iter_frames(
     yields one empty frame with the right dtypes. The session cannot run other statements
     while the loop is open.
     """
+    if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic
+
+        yield from generic.iter_frames(
+            session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
+            decimal=decimal, uuid_as=uuid_as, json_as=json_as, progress=progress,
+        )
+        return
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="iter_frames()")
     if chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import Executable
 
+from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
 from dbnb.errors import FrameError, translate
 from dbnb.frames import convert
@@ -185,8 +186,14 @@ def write_frame(
     Checks run before anything is sent (see :mod:`dbnb.frames.convert`). The COPY runs in a
     SAVEPOINT of the session's transaction: on error nothing is written and the session stays
     usable; the caller commits. ``on_conflict="update"`` / ``"ignore"`` upserts on ``on``
-    (default: the primary key); the count is then the rows inserted or updated.
+    (default: the primary key); the count is then the rows inserted or updated. SQLite and
+    MySQL/MariaDB, which have no COPY, load through :mod:`dbnb.frames.generic_load`.
     """
+    if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic_load
+
+        return generic_load.write_frame(session, target, frame, on_conflict=on_conflict, on=on,
+                                        naive_as=naive_as, progress=progress)
     import psycopg
 
     load = _Load(target, frame, on_conflict, on, naive_as)
@@ -253,6 +260,13 @@ async def awrite_frame(
 
     The async twin of :func:`write_frame`: same checks, same SAVEPOINT, same upsert rules.
     """
+    if not capabilities(session.get_bind()).copy:
+        from dbnb.frames import generic_load
+
+        return await generic_load.awrite_frame(
+            session, target, frame, on_conflict=on_conflict, on=on, naive_as=naive_as,
+            progress=progress,
+        )
     import asyncpg
 
     load = _Load(target, frame, on_conflict, on, naive_as)

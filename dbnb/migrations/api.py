@@ -12,8 +12,11 @@ refreshed so no cached statement plan or type outlives the DDL.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -122,6 +125,31 @@ def _alembic_failure(action: str, exc: BaseException, at: tuple[str, ...]) -> Mi
 
 # -- commands that change the database ------------------------------------------------------------
 
+#: Migrations run (action, revisions before and after): ``logging.getLogger("dbnb")`` sees them.
+LOG = logging.getLogger("dbnb.migrations")
+
+
+class _NoWatch(contextlib.AbstractContextManager["_NoWatch"]):
+    """No sessions to name: SQLite and MySQL/MariaDB migrations have no blocker watch."""
+
+    blockers: tuple[dict[str, Any], ...] = ()
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _watch(db: Database, conn: Connection) -> Any:
+    """Who blocks this migration's DDL (PostgreSQL's sessions); elsewhere nothing to watch."""
+    if not db.capabilities.server_sessions:
+        return _NoWatch()
+    pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    return BlockerWatch(
+        psycopg_conninfo(db.url, application_name=f"dbnb-watch:{os.getpid()}",
+                         connect_timeout=db.settings.connect_timeout),
+        pid,
+    )
+
+
 
 def _move(
     db: Database,
@@ -133,13 +161,10 @@ def _move(
     script = ScriptDirectory.from_config(cfg)
     try:
         with alembic_connection(db, cfg, lock=True) as conn:
-            pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            # The watch asks the server first: _stamped() then ends that transaction, so
+            # Alembic begins (and commits) its own per revision.
+            watch = _watch(db, conn)
             before = _stamped(conn)
-            watch = BlockerWatch(
-                psycopg_conninfo(db.url, application_name=f"dbnb-watch:{os.getpid()}",
-                                 connect_timeout=db.settings.connect_timeout),
-                pid,
-            )
             try:
                 with watch:
                     run(cfg, before)
@@ -153,6 +178,10 @@ def _move(
             after = _stamped(conn)
     finally:
         db.refresh_pools()
+    LOG.info(
+        "%s: %s -> %s", action, ", ".join(before) or "base", ", ".join(after) or "base",
+        extra={"action": action, "before": before, "after": after},
+    )
     if action == "upgrade":
         steps = list(reversed(_between(script, after, before)))
     elif action == "downgrade":
@@ -219,6 +248,7 @@ def _offline(db: Database, action: str, revision: str, config: ConfigArg) -> Sql
 
     cfg = load_config(config)
     _, stamped = _scripts_and_stamp(db, cfg)
+    cfg.attributes["dialect_name"] = db.capabilities.name  # env.py writes SQL in its dialect
     return sql_script(cfg, action, stamped, revision)
 
 
@@ -317,6 +347,6 @@ def check(
     with alembic_connection(db, cfg, lock=False) as conn:
         unversioned = unversioned_tables(conn, metadata)
         conn.rollback()
-        drifts = compare(conn, metadata, context_options())
+        drifts = compare(conn, metadata, context_options(conn))
     note = two_ways_forward(unversioned) if unversioned and not drifts else ""
     return DriftReport(drifts, state, note)

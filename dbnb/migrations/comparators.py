@@ -13,6 +13,7 @@ from typing import Any
 from alembic.autogenerate import comparators
 from alembic.operations import ops
 
+from dbnb.dialects import capabilities
 from dbnb.migrations.drift import predicate_changes
 
 __all__ = ["compare_partial_indexes"]
@@ -31,7 +32,7 @@ def compare_partial_indexes(
     conn = autogen_context.connection
     if conn is None or conn_table is None or metadata_table is None:
         return
-    if conn.dialect.name != "postgresql":
+    if not capabilities(conn.dialect).index_predicates:
         return
     reflected = {str(i.name): i for i in conn_table.indexes}
     for index, _found, _model in predicate_changes(conn, metadata_table):

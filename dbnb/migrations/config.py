@@ -233,18 +233,62 @@ def require_models(metadata: TargetMetadata) -> None:
         )
 
 
-def context_options() -> dict[str, Any]:
+def context_options(connection: Any = None) -> dict[str, Any]:
     """Options ``env.py`` passes to ``context.configure`` (shared with :func:`check`).
 
     One transaction per revision: a revision that fails rolls back alone and leaves the
     database at the revision before it. Types and server defaults are compared, and calling
     this registers dbnb's partial-index comparator with Alembic (so the plain ``alembic``
-    command's ``check`` and autogenerate see a changed ``WHERE`` too).
+    command's ``check`` and autogenerate see a changed ``WHERE`` too). Given the connection,
+    SQLite gets Alembic's batch mode (``render_as_batch``: it can alter a table only by
+    rebuilding it), and MySQL's generated ``dbnb_alive`` columns (see
+    :mod:`dbnb.orm.unique`) are not reported as columns the models lack.
     """
+    from dbnb.dialects import capabilities
     from dbnb.migrations import comparators  # noqa: F401  (registers on import)
 
-    return {
+    options: dict[str, Any] = {
         "compare_type": True,
         "compare_server_default": True,
         "transaction_per_migration": True,
+        "render_item": _render_item,
     }
+    if connection is not None:
+        caps = capabilities(getattr(connection, "dialect", connection))
+        if not caps.partial_index:
+            options["include_object"] = _without_alive_keys
+        if caps.batch_migrations:
+            options["render_as_batch"] = True
+        if not caps.server_settings:
+            # SQLite and MySQL keep defaults as text of their own; comparing them with the
+            # models' expressions reports differences that are none.
+            options["compare_server_default"] = False
+    return options
+
+
+def _without_alive_keys(
+    obj: Any, name: str | None, kind: str, reflected: bool, other: Any
+) -> bool:
+    """Leave MySQL's unique-while-alive keys (a generated column and its index) out of autogenerate.
+
+    They are built by :func:`dbnb.orm.unique.mysql_alive_sql`, which autogenerate cannot
+    express; the models' partial index is their stand-in there.
+    """
+    from dbnb.orm.unique import ALIVE_COLUMN
+
+    if kind == "column":
+        return name != ALIVE_COLUMN
+    if kind != "index":
+        return True
+    columns = [getattr(c, "name", None) for c in getattr(obj, "columns", [])]
+    return ALIVE_COLUMN not in columns and not obj.info.get(ALIVE_COLUMN, False)
+
+
+def _render_item(kind: str, obj: Any, autogen_context: Any) -> Any:
+    """dbnb's column types render as the SQLAlchemy types they are stored as (no dbnb import)."""
+    from dbnb.orm.types import UtcDateTime
+
+    if kind == "type" and isinstance(obj, UtcDateTime):
+        autogen_context.imports.add("import sqlalchemy as sa")
+        return "sa.DateTime(timezone=True)"
+    return False

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex
 
+from dbnb.dialects import capabilities
 from dbnb.migrations.reports import Drift
 from dbnb.phrasing import command as suggest
 
@@ -146,10 +147,11 @@ def compare(
         # compare_metadata takes several MetaData too (as env.py's target_metadata does).
         diffs = compare_metadata(context, metadata)  # type: ignore[arg-type]
         every = metadata if isinstance(metadata, tuple) else (metadata,)
+        predicates = capabilities(conn.dialect).index_predicates
         changed = [
             Drift("modify_index_where", table.name, str(index.name),
                   f"partial index WHERE: database {found}, models {model}")
-            for table in (t for m in every for t in m.sorted_tables)
+            for table in (t for m in every for t in m.sorted_tables if predicates)
             for index, found, model in predicate_changes(conn, table)
         ]
         names = {d.name for d in changed}

@@ -7,6 +7,12 @@ on one server connection and released on another, so the whole run is one transa
 ``pg_advisory_xact_lock``. ``lock_timeout`` bounds every table-lock wait of the DDL
 (``migration_lock_timeout``); when it expires, :class:`~dbnb.MigrationBlocked` names the
 sessions that held the lock (followed by :class:`~dbnb.server.sessions.BlockerWatch`).
+
+MySQL/MariaDB take turns on a named lock instead (``GET_LOCK('dbnb_migrations', …)``, held by
+the migrating session like PostgreSQL's session-level lock; their DDL is not transactional, so
+a failing revision may leave its earlier statements applied). SQLite has no such lock: its
+database lock serialises each revision's transaction, but two processes migrating at once can
+both try the same revision, so migrate a SQLite database from one process.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from dbnb.dialects import capabilities
 from dbnb.engine.database import Database
-from dbnb.errors import MigrationBlocked, translate
+from dbnb.errors import MigrationBlocked, MigrationError, translate
 from dbnb.server.sessions import describe_blockers
 
 __all__ = [
@@ -56,6 +63,15 @@ def alembic_connection(db: Database, cfg: Config, *, lock: bool) -> Iterator[Con
     """
     buffer = cfg.stdout if isinstance(cfg.stdout, io.StringIO) else io.StringIO()
     pooled = lock and db.settings.pooler == "transaction"
+    caps = capabilities(db.url)
+    if not caps.advisory_locks:
+        with redirect_stdout(buffer), _named_lock(db, lock=lock) as conn:
+            cfg.attributes["connection"] = conn
+            try:
+                yield conn
+            finally:
+                cfg.attributes.pop("connection", None)
+        return
     try:
         with redirect_stdout(buffer), db.engine.connect() as conn:
             conn.info[POOLED] = pooled
@@ -69,6 +85,38 @@ def alembic_connection(db: Database, cfg: Config, *, lock: bool) -> Iterator[Con
             finally:
                 cfg.attributes.pop("connection", None)
                 release(conn, lock=lock and not pooled)
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+
+
+_NAMED_LOCK = "dbnb_migrations"
+
+
+@contextmanager
+def _named_lock(db: Database, *, lock: bool) -> Iterator[Connection]:
+    """A connection for Alembic on SQLite (no lock) or MySQL/MariaDB (GET_LOCK, named)."""
+    named = lock and capabilities(db.url).named_locks
+    seconds = QUEUE_TIMEOUT_MS // 1000
+    try:
+        with db.engine.connect() as conn:
+            if named:
+                got = conn.execute(
+                    text("SELECT GET_LOCK(:name, :seconds)"),
+                    {"name": _NAMED_LOCK, "seconds": seconds},
+                ).scalar()
+                conn.commit()
+                if got != 1:
+                    raise MigrationError(
+                        f"another migration of this database held {_NAMED_LOCK!r} for "
+                        f"{seconds} s; let it finish, then run this one again (nothing ran)"
+                    )
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                if named:
+                    conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _NAMED_LOCK})
+                    conn.commit()
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
 

@@ -45,7 +45,7 @@ __all__ = ["branches", "merge", "revision", "show"]
 def _baseline(metadata: TargetMetadata, conn: Connection, script: Any) -> None:
     """Fill ``script`` with what creates every model, as if the database were empty."""
     opts = {
-        **context_options(),
+        **context_options(conn),
         "target_metadata": metadata,
         # Reflect no table of the database: every model then reads as one to create.
         "include_name": lambda _name, kind, _parents: kind != "table",

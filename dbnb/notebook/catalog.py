@@ -1,7 +1,8 @@
 """What is in the database: ``tables`` and ``describe``, read from the PostgreSQL catalog.
 
 Both return frozen snapshots (plain repr, ``_repr_html_``, ``.frame``); the catalog is read
-once, on the sync engine, and the transaction is rolled back (nothing is changed).
+once, on the sync engine, and the transaction is rolled back (nothing is changed). SQLite and
+MySQL/MariaDB are read through SQLAlchemy's inspector (:mod:`dbnb.notebook.inspected`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dbnb.display.tables import Table
 from dbnb.display.values import Count, Size, plural
 from dbnb.errors import NotFound, translate
+from dbnb.notebook import inspected
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,7 +100,8 @@ class TableList:
         if views:
             caption += ", " + plural(views, "view")
         rows = [
-            (*r[:3], None if r[3] is None else Count(r[3]), Size(r[4])) for r in self.rows
+            (*r[:3], None if r[3] is None else Count(r[3]), None if r[4] is None else Size(r[4]))
+            for r in self.rows
         ]
         return Table(_LIST_LABELS, rows, caption=caption, empty="no tables yet")
 
@@ -151,7 +154,10 @@ def tables(db: Database) -> TableList:
     """List the tables and views, current schema first, with estimated rows and size."""
     try:
         with db.engine.connect() as conn:
-            rows = tuple(tuple(r) for r in conn.execute(text(_TABLES_SQL)))
+            if db.capabilities.server_catalog:
+                rows = tuple(tuple(r) for r in conn.execute(text(_TABLES_SQL)))
+            else:
+                rows = inspected.table_rows(conn)
             conn.rollback()
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
@@ -168,6 +174,8 @@ def describe(db: Database, table: str) -> TableDescription:
     Raises:
         NotFound: no such table; the message suggests the closest names.
     """
+    if not db.capabilities.server_catalog:
+        return _describe_inspected(db, table)
     try:
         with db.engine.connect() as conn:
             oid = None
@@ -190,3 +198,18 @@ def describe(db: Database, table: str) -> TableDescription:
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
     return TableDescription(table, columns, others)
+
+
+def _describe_inspected(db: Database, table: str) -> TableDescription:
+    try:
+        with db.engine.connect() as conn:
+            found = inspected.describe_rows(conn, table)
+            known = [str(r[1]) for r in inspected.table_rows(conn)] if found is None else []
+            conn.rollback()
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+    if found is None:
+        close = difflib.get_close_matches(table, known, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "%db tables lists them"
+        raise NotFound(f"no table named {table!r}; {hint}")
+    return TableDescription(table, *found)

@@ -167,6 +167,8 @@ class DbMagics(Magics):
             return self._connect(**kwargs)
         if command.name == "connections":
             return command.function(current=self.connection_name)
+        if command.name == "stop":
+            return self._stop(**kwargs)
         if command.name == "persist":
             kwargs["frame"] = self._frame(str(kwargs["frame"]))
         if kwargs.get("models") is not None:
@@ -178,6 +180,19 @@ class DbMagics(Magics):
             kwargs["models"] = f"{NOTEBOOK}:{kwargs['models']}" if named else found
         args = [self._current()] if command.uses_db else []
         return command.function(*args, **kwargs)
+
+    def _stop(self, **kwargs: Any) -> Any:
+        """Stop the embedded server; the current Database on it is closed (its pools are dead)."""
+        from dbnb.server.embedded import home_dir, stop
+
+        result = stop(**kwargs)
+        current = self.database
+        if current is not None and current.embedded is not None and (
+            current.embedded.home == home_dir()
+        ):
+            current.close()
+            self.database = None
+        return result
 
     def _current(self) -> Database:
         """The Database in use; on first use, the configured one (or the embedded server)."""

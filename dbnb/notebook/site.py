@@ -43,7 +43,11 @@ html_show_sourcelink = False
 html_copy_source = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"
-autodoc_default_options = {{"members": True, "undoc-members": False}}
+# Inherited members too (Database's table methods and snapshots are mixins), but not those of
+# builtin bases (exceptions' with_traceback, a list's append).
+autodoc_default_options = {{
+    "members": True, "undoc-members": False, "inherited-members": "BaseException, list",
+}}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 suppress_warnings = ["myst.header", "myst.xref_missing", "ref.python", "docutils"]

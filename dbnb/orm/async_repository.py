@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from dbnb.orm.filters import OrderBy
 from dbnb.orm.frame_methods import AsyncFrameMethods
 from dbnb.orm.models import ModelList
 from dbnb.orm.repository_base import RepositoryBase, detached
+from dbnb.orm.statements import Write
 
 if TYPE_CHECKING:
     from sqlalchemy import Result
@@ -64,6 +65,23 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
             db = self.bind.asyncio if isinstance(self.bind, Database) else self.bind
             async with db.session(read_only=read, use=use) as session:
                 yield session
+
+    async def _apply(self, s: AsyncSession, write: Write) -> M | None:
+        """Run a one-row write; return its row (None: there was no such row)."""
+        if write.returning:
+            row: M | None = (await s.scalars(write.statement)).one_or_none()
+            return row
+        found = None
+        if write.before is not None:
+            found = (await s.scalars(write.before)).one_or_none()
+            if found is None:
+                return None
+        result: Any = await s.execute(write.statement)
+        if write.counted and not result.rowcount:
+            return None
+        if write.after is not None:
+            found = (await s.scalars(write.after)).one_or_none()
+        return found
 
     async def get(self, ident: Any) -> M | None:
         """Await :meth:`Repository.get`."""
@@ -152,8 +170,14 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
         checked = [self._q.values(row, what="in create_many") for row in rows]
         if not checked:
             return ModelList()
+        stmt = self._q.insert_many()
         async with self._session() as s:
-            return ModelList((await s.scalars(self._q.insert_many(), checked)).all())
+            if stmt is not None:
+                return ModelList((await s.scalars(stmt, checked)).all())
+            made = [self._q.new(row, what="in create_many") for row in checked]
+            s.add_all(made)
+            await s.flush()
+            return ModelList(made)
 
     async def get_or_create(
         self, defaults: Mapping[str, Any] | None = None, **lookups: Any
@@ -175,11 +199,17 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
             again = (await s.scalars(self._q.select((), lookups, limit=1))).first()
             return self._found(again), False
 
-    async def update(self, ident: Any, **values: Any) -> M:
+    @overload
+    async def update(
+        self, ident: Any, *, missing_ok: Literal[False] = ..., **values: Any
+    ) -> M: ...
+    @overload
+    async def update(self, ident: Any, *, missing_ok: bool, **values: Any) -> M | None: ...
+    async def update(self, ident: Any, *, missing_ok: bool = False, **values: Any) -> M | None:
         """Await :meth:`Repository.update`."""
-        stmt = self._q.update(ident, values)
+        write = self._q.update(ident, values)
         async with self._session() as s:
-            return self._found((await s.scalars(stmt)).one_or_none(), ident)
+            return self._found_or(await self._apply(s, write), ident, missing_ok, None)
 
     async def update_many(self, values: Mapping[str, Any], *where: Any, **lookups: Any) -> int:
         """Await :meth:`Repository.update_many`."""
@@ -191,10 +221,10 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
         self, values: Mapping[str, Any], *, on: Sequence[str], update: Sequence[str] | None = None
     ) -> M:
         """Await :meth:`Repository.upsert`."""
-        stmt = self._q.upsert(values, on=on, update=update)
+        write = self._q.upsert(values, on=on, update=update)
         async with self._session() as s:
-            row: M = (await s.scalars(stmt)).one()
-            return row
+            found = await self._apply(s, write)
+            return self._found(found, None, (), **{k: values[k] for k in on})
 
     async def upsert_many(
         self,
@@ -210,11 +240,15 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
         async with self._session() as s:
             return ModelList((await s.scalars(stmt, checked)).all())
 
-    async def delete(self, ident: Any) -> M:
+    @overload
+    async def delete(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...
+    @overload
+    async def delete(self, ident: Any, *, missing_ok: bool) -> M | Literal[False]: ...
+    async def delete(self, ident: Any, *, missing_ok: bool = False) -> M | Literal[False]:
         """Await :meth:`Repository.delete`."""
-        stmt = self._q.delete(ident)
+        write = self._q.delete(ident)
         async with self._session() as s:
-            return self._found((await s.scalars(stmt)).one_or_none(), ident)
+            return self._found_or(await self._apply(s, write), ident, missing_ok, False)
 
     async def delete_many(self, *where: Any, **lookups: Any) -> int:
         """Await :meth:`Repository.delete_many`."""
@@ -222,17 +256,25 @@ class AsyncRepository(AsyncFrameMethods[M], RepositoryBase[M]):
         async with self._session() as s:
             return int((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
-    async def hard_delete(self, ident: Any) -> M:
+    @overload
+    async def hard_delete(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...
+    @overload
+    async def hard_delete(self, ident: Any, *, missing_ok: bool) -> M | Literal[False]: ...
+    async def hard_delete(self, ident: Any, *, missing_ok: bool = False) -> M | Literal[False]:
         """Await :meth:`Repository.hard_delete`."""
-        stmt = self._q.hard_delete(ident)
+        write = self._q.hard_delete(ident)
         async with self._session() as s:
-            return self._found((await s.scalars(stmt)).one_or_none(), ident)
+            return self._found_or(await self._apply(s, write), ident, missing_ok, False)
 
-    async def restore(self, ident: Any) -> M:
+    @overload
+    async def restore(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...
+    @overload
+    async def restore(self, ident: Any, *, missing_ok: bool) -> M | Literal[False]: ...
+    async def restore(self, ident: Any, *, missing_ok: bool = False) -> M | Literal[False]:
         """Await :meth:`Repository.restore`."""
-        stmt = self._q.restore(ident)
+        write = self._q.restore(ident)
         async with self._session() as s:
-            return self._found((await s.scalars(stmt)).one_or_none(), ident)
+            return self._found_or(await self._apply(s, write), ident, missing_ok, False)
 
     async def execute(
         self, statement: Executable, params: Mapping[str, Any] | None = None

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["AsyncFrameMethods", "FrameMethods"]
 
 M = TypeVar("M")
+# Partitioned reads share a PostgreSQL snapshot (pg_export_snapshot) between connections.
+_ONE_STREAM = "read in one stream (leave partitions unset); it is the generic cursor read there"
+_NO_DASK = ("read with to_frame() and hand the frame to dask.dataframe.from_pandas(); to_dask()'s "
+            "partitions are PostgreSQL COPY reads")
 
 
 class _DaskPlanning(Generic[M]):
@@ -52,6 +56,7 @@ class _DaskPlanning(Generic[M]):
         from dbnb.frames.columns import options_of
         from dbnb.frames.partitions import OrderKey, check_partitions
 
+        self._q.caps.require("to_dask()", _NO_DASK)
         check_partitions(partitions, limit=None, offset=None)
         options = options_of(*dtypes)
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
@@ -134,6 +139,8 @@ class FrameMethods(_DaskPlanning[M]):
             "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
             "json_as": json_as,
         }
+        if streams > 1:
+            self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         with self._session(read=True, use=use) as s:
             if streams > 1:
                 from dbnb.frames import parallel
@@ -292,6 +299,8 @@ class AsyncFrameMethods(_DaskPlanning[M]):
             "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
             "json_as": json_as,
         }
+        if streams > 1:
+            self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         async with self._session(read=True, use=use) as s:
             if streams > 1:
                 from dbnb.frames import aparallel

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ from dbnb.orm.frame_methods import FrameMethods
 from dbnb.orm.models import ModelList
 from dbnb.orm.pagination import KeysetPage, Page
 from dbnb.orm.repository_base import RepositoryBase, detached
+from dbnb.orm.statements import Write
 
 if TYPE_CHECKING:
     from sqlalchemy import Result
@@ -83,6 +84,19 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         else:
             with self.bind.session(read_only=read, use=use) as session:
                 yield session
+
+    def _apply(self, s: Session, write: Write) -> M | None:
+        """Run a one-row write; return its row (None: there was no such row)."""
+        if write.returning:
+            row: M | None = s.scalars(write.statement).one_or_none()
+            return row
+        found = s.scalars(write.before).one_or_none() if write.before is not None else None
+        if write.before is not None and found is None:
+            return None
+        result: Any = s.execute(write.statement)
+        if write.counted and not result.rowcount:
+            return None
+        return s.scalars(write.after).one_or_none() if write.after is not None else found
 
     def get(self, ident: Any) -> M | None:
         """SELECT one row by primary key; None when missing (or soft-deleted).
@@ -239,8 +253,14 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         checked = [self._q.values(row, what="in create_many") for row in rows]
         if not checked:
             return ModelList()
+        stmt = self._q.insert_many()
         with self._session() as s:
-            return ModelList(s.scalars(self._q.insert_many(), checked).all())
+            if stmt is not None:
+                return ModelList(s.scalars(stmt, checked).all())
+            made = [self._q.new(row, what="in create_many") for row in checked]
+            s.add_all(made)
+            s.flush()
+            return ModelList(made)
 
     def get_or_create(
         self, defaults: Mapping[str, Any] | None = None, **lookups: Any
@@ -264,11 +284,20 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
                     raise
             return self._found(s.scalars(self._q.select((), lookups, limit=1)).first()), False
 
-    def update(self, ident: Any, **values: Any) -> M:
-        """UPDATE one row by key (``updated_at`` moves) and return it; NotFound if missing."""
-        stmt = self._q.update(ident, values)
+    @overload
+    def update(self, ident: Any, *, missing_ok: Literal[False] = ..., **values: Any) -> M: ...
+    @overload
+    def update(self, ident: Any, *, missing_ok: bool, **values: Any) -> M | None: ...
+    def update(self, ident: Any, *, missing_ok: bool = False, **values: Any) -> M | None:
+        """UPDATE one row by key (``updated_at`` moves) and return it.
+
+        Raises:
+            NotFound: no such row (or it is soft-deleted); with ``missing_ok=True`` the call
+                returns None instead.
+        """
+        write = self._q.update(ident, values)
         with self._session() as s:
-            return self._found(s.scalars(stmt).one_or_none(), ident)
+            return self._found_or(self._apply(s, write), ident, missing_ok, None)
 
     def update_many(self, values: Mapping[str, Any], *where: Any, **lookups: Any) -> int:
         """UPDATE the matching live rows and move their ``updated_at``; return the count.
@@ -299,10 +328,9 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
 
             users.upsert({"email": "ana@example.com", "name": "Ana"}, on=["email"])
         """
-        stmt = self._q.upsert(values, on=on, update=update)
+        write = self._q.upsert(values, on=on, update=update)
         with self._session() as s:
-            row: M = s.scalars(stmt).one()
-            return row
+            return self._found(self._apply(s, write), None, (), **{k: values[k] for k in on})
 
     def upsert_many(
         self,
@@ -336,11 +364,21 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         with self._session() as s:
             return ModelList(s.scalars(stmt, checked).all())
 
-    def delete(self, ident: Any) -> M:
-        """Soft-delete one row (hard DELETE for models without SoftDelete); return it."""
-        stmt = self._q.delete(ident)
+    @overload
+    def delete(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...
+    @overload
+    def delete(self, ident: Any, *, missing_ok: bool) -> M | Literal[False]: ...
+    def delete(self, ident: Any, *, missing_ok: bool = False) -> M | Literal[False]:
+        """Soft-delete one row (hard DELETE for models without SoftDelete); return it.
+
+        Raises:
+            NotFound: no such row (or it is already soft-deleted); with ``missing_ok=True``
+                the call returns False instead, so ``if users.delete(id, missing_ok=True):``
+                tells whether something was deleted.
+        """
+        write = self._q.delete(ident)
         with self._session() as s:
-            return self._found(s.scalars(stmt).one_or_none(), ident)
+            return self._found_or(self._apply(s, write), ident, missing_ok, False)
 
     def delete_many(self, *where: Any, **lookups: Any) -> int:
         """Soft-delete (or DELETE) the matching rows; a filter is required. Return the count."""
@@ -348,17 +386,34 @@ class Repository(FrameMethods[M], RepositoryBase[M]):
         with self._session() as s:
             return int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
-    def hard_delete(self, ident: Any) -> M:
-        """DELETE one row for good, soft-deleted or not; return it."""
-        stmt = self._q.hard_delete(ident)
-        with self._session() as s:
-            return self._found(s.scalars(stmt).one_or_none(), ident)
+    @overload
+    def hard_delete(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...
+    @overload
+    def hard_delete(self, ident: Any, *, missing_ok: bool) -> M | Literal[False]: ...
+    def hard_delete(self, ident: Any, *, missing_ok: bool = False) -> M | Literal[False]:
+        """DELETE one row for good, soft-deleted or not; return it.
 
-    def restore(self, ident: Any) -> M:
-        """Undo a soft delete (``deleted_at = NULL``); NotFound unless the row is deleted."""
-        stmt = self._q.restore(ident)
+        Raises:
+            NotFound: no such row; with ``missing_ok=True`` the call returns False instead.
+        """
+        write = self._q.hard_delete(ident)
         with self._session() as s:
-            return self._found(s.scalars(stmt).one_or_none(), ident)
+            return self._found_or(self._apply(s, write), ident, missing_ok, False)
+
+    @overload
+    def restore(self, ident: Any, *, missing_ok: Literal[False] = ...) -> M: ...
+    @overload
+    def restore(self, ident: Any, *, missing_ok: bool) -> M | Literal[False]: ...
+    def restore(self, ident: Any, *, missing_ok: bool = False) -> M | Literal[False]:
+        """Undo a soft delete (``deleted_at = NULL``) and return the row.
+
+        Raises:
+            NotFound: the row is missing or not deleted; with ``missing_ok=True`` the call
+                returns False instead.
+        """
+        write = self._q.restore(ident)
+        with self._session() as s:
+            return self._found_or(self._apply(s, write), ident, missing_ok, False)
 
     def execute(
         self, statement: Executable, params: Mapping[str, Any] | None = None

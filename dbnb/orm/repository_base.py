@@ -1,7 +1,9 @@
 """What :class:`~dbnb.Repository` and :class:`~dbnb.AsyncRepository` share, I/O aside.
 
-Binding checks, model inference for ``class UserRepo(Repository[User])``, the soft-delete
-views (``with_deleted()``, ``only_deleted()``) and the ``NotFound`` messages.
+Binding checks, model inference for ``class UserRepo(Repository[User])``, the backend's
+capabilities (from the bind, no I/O), the soft-delete views (``with_deleted()``,
+``only_deleted()``), the ``NotFound`` messages and ``missing_ok``, and the logging of failed
+calls (:mod:`dbnb.orm.observe`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, get_arg
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from dbnb.dialects import Capabilities, capabilities
 from dbnb.errors import NotFound
+from dbnb.orm.observe import observed
 from dbnb.orm.pagination import DEFAULT_MAX_PAGE_SIZE
 from dbnb.orm.statements import Statements
 
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["RepositoryBase", "detached"]
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 def detached(result: Result[Any]) -> Result[Any]:
@@ -42,6 +47,7 @@ class RepositoryBase(Generic[M]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        observed(cls)
         for base in getattr(cls, "__orig_bases__", ()):
             args = get_args(base)
             origin = get_origin(base)
@@ -64,7 +70,15 @@ class RepositoryBase(Generic[M]):
             raise TypeError(f"{type(self).__name__} binds to {names}, got {type(bind).__name__}")
         self.model: type[M] = model
         self.bind = bind
-        self._q: Statements[M] = Statements(model)
+        self._q: Statements[M] = Statements(model, caps=self._capabilities())
+
+    def _capabilities(self) -> Capabilities:
+        bind: Any = self.bind
+        if isinstance(bind, Session | AsyncSession):
+            return capabilities(bind.get_bind(mapper=self.model))
+        database = getattr(bind, "sync", bind)  # an AsyncDatabase answers for its Database
+        caps: Capabilities = database.capabilities
+        return caps
 
     def __repr__(self) -> str:
         where = "session" if isinstance(self.bind, Session | AsyncSession) else "database"
@@ -73,7 +87,7 @@ class RepositoryBase(Generic[M]):
 
     def _with_visibility(self, visibility: Any) -> Self:
         clone = copy.copy(self)
-        clone._q = Statements(self.model, visibility)
+        clone._q = Statements(self.model, visibility, self._q.caps)
         return clone
 
     def with_deleted(self) -> Self:
@@ -83,6 +97,12 @@ class RepositoryBase(Generic[M]):
     def only_deleted(self) -> Self:
         """Return a view of this repository whose reads see only soft-deleted rows."""
         return self._with_visibility("deleted")
+
+    def _found_or(self, row: M | None, ident: Any, missing_ok: bool, missing: T) -> M | T:
+        """``row``; when there is none, ``missing`` if ``missing_ok`` else NotFound."""
+        if row is None and missing_ok:
+            return missing
+        return self._found(row, ident)
 
     def _found(
         self, row: M | None, ident: Any = None, where: Sequence[Any] = (), **lookups: Any

@@ -19,15 +19,16 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    insert,
     inspect,
     or_,
     select,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import Executable
 
+from dbnb.dialects import POSTGRESQL, Capabilities
 from dbnb.errors import FilterError, PaginationError
 from dbnb.frames.partitions import OrderKey, order_key
 from dbnb.orm import cursors
@@ -41,8 +42,10 @@ from dbnb.orm.filters import (
 from dbnb.orm.models import SoftDelete
 from dbnb.orm.pagination import DEFAULT_MAX_PAGE_SIZE, KeysetPlan, PagePlan, check_size
 from dbnb.orm.softdelete import INCLUDE_DELETED, ONLY_DELETED
+from dbnb.orm.types import utc_now
+from dbnb.orm.writes import ON_CONFLICT, REFRESH, Write, one_row_write, upsert_write
 
-__all__ = ["Statements", "Visibility"]
+__all__ = ["Statements", "Visibility", "Write"]
 
 M = TypeVar("M")
 Visibility = Literal["alive", "all", "deleted"]
@@ -62,10 +65,6 @@ def _after(
     return or_(*branches)
 
 
-# Returned rows replace stale copies in the session's identity map.
-REFRESH: dict[str, Any] = {"populate_existing": True}
-
-
 class Statements(Generic[M]):
     """Build the statements behind every repository method for one model and visibility.
 
@@ -73,8 +72,11 @@ class Statements(Generic[M]):
     rows, ``"all"`` shows every row, ``"deleted"`` only the soft-deleted ones.
     """
 
-    def __init__(self, model: type[M], visibility: Visibility = "alive") -> None:
+    def __init__(
+        self, model: type[M], visibility: Visibility = "alive", caps: Capabilities = POSTGRESQL
+    ) -> None:
         self.model = model
+        self.caps = caps
         self.columns = columns_of(model)
         self.soft = issubclass(model, SoftDelete)
         if visibility != "alive" and not self.soft:
@@ -343,17 +345,34 @@ class Statements(Generic[M]):
                 checked.setdefault(key, None)
         return self.model(**checked)
 
-    def insert_many(self) -> Executable:
-        """INSERT … RETURNING the model, executed with a list of rows (batched by SQLAlchemy)."""
+    def insert_many(self) -> Executable | None:
+        """INSERT … RETURNING the model, executed with a list of rows (batched by SQLAlchemy).
+
+        None where INSERT returns no rows (MySQL): the shells add instances and flush instead.
+        """
+        if not self.caps.insert_returning:
+            return None
         return insert(self.model).returning(self.model)
 
-    def update(self, ident: Any, values: Mapping[str, Any]) -> Update:
-        """UPDATE one row by key, RETURNING it; ``updated_at`` moves through its onupdate."""
+    def _by_key(self, ident: Any, visibility: Visibility = "all") -> Select[Any]:
+        """SELECT one row by key with ``visibility``, replacing stale copies in the session."""
+        options = {INCLUDE_DELETED: True} if visibility == "all" else {}
         return (
-            self._update([self._pk_clause(ident)], self.values(values, what="in update"))
-            .returning(self.model)
-            .execution_options(**REFRESH)
+            select(self.model)
+            .where(self._pk_clause(ident), *self._dml_visibility(visibility))
+            .execution_options(**options, **REFRESH)
         )
+
+    def _write(
+        self, stmt: Update | Delete, ident: Any, *, returns: bool, gone: bool = False
+    ) -> Write:
+        """The Write of ``stmt`` on one row: RETURNING where the backend can, else a SELECT."""
+        return one_row_write(self.model, stmt, self._by_key(ident), returns=returns, gone=gone)
+
+    def update(self, ident: Any, values: Mapping[str, Any]) -> Write:
+        """UPDATE one row by key, RETURNING it; ``updated_at`` moves through its onupdate."""
+        stmt = self._update([self._pk_clause(ident)], self.values(values, what="in update"))
+        return self._write(stmt, ident, returns=self.caps.update_returning)
 
     def update_many(
         self, values: Mapping[str, Any], where: Iterable[Any], lookups: Mapping[str, Any]
@@ -373,7 +392,7 @@ class Statements(Generic[M]):
         # Set explicitly, so every repository UPDATE moves it even where a model's own
         # updated_at column has no onupdate.
         if "updated_at" in self.columns and "updated_at" not in values:
-            values["updated_at"] = func.now()
+            values["updated_at"] = utc_now()
         return (
             Update(self.model)
             .where(*where, *self._dml_visibility(visibility))
@@ -383,26 +402,26 @@ class Statements(Generic[M]):
 
     def upsert(
         self, values: Mapping[str, Any], *, on: Sequence[str], update: Sequence[str] | None
-    ) -> Executable:
-        """INSERT … ON CONFLICT (on) DO UPDATE … RETURNING the model."""
+    ) -> Write:
+        """INSERT … ON CONFLICT (on) DO UPDATE … RETURNING the model.
+
+        MySQL/MariaDB: ``INSERT … ON DUPLICATE KEY UPDATE``, then the row is read by ``on``
+        (there the conflict is on any unique key, so ``on`` must name the one that matters).
+        """
         checked = self.values(values, what="in upsert")
         targets = list(self.values(dict.fromkeys(on), what="in on"))
         if not targets:
             raise FilterError("upsert needs on=[column, …] naming a unique key")
         names = update if update is not None else [k for k in checked if k not in targets]
         self.values(dict.fromkeys(names), what="in update")
-        stmt = insert(self.model).values(checked)
-        new: dict[str, Any] = {n: stmt.excluded[n] for n in names}
-        if new and "updated_at" in self.columns:
-            new["updated_at"] = func.now()
-        # DO UPDATE even with nothing to change (a no-op SET), so RETURNING yields the row.
-        new = new or {targets[0]: stmt.excluded[targets[0]]}
-        # A partial unique index (WHERE deleted_at IS NULL) is only inferred with its predicate.
+        missing = [t for t in targets if t not in checked]
+        if self.caps.upsert == "on_duplicate_key" and missing:
+            raise FilterError(f"upsert on={targets} needs values for {missing}")
         alive = self._dml_visibility("alive")
-        stmt = stmt.on_conflict_do_update(
-            index_elements=targets, index_where=alive[0] if alive else None, set_=new
+        return upsert_write(
+            self.caps, self.model, checked, targets, names, alive[0] if alive else None,
+            stamp="updated_at" in self.columns,
         )
-        return stmt.returning(self.model).execution_options(**REFRESH)
 
     def upsert_many(
         self,
@@ -444,10 +463,16 @@ class Statements(Generic[M]):
             seen[key] = number
         names = update if update is not None else [k for k in columns if k not in targets]
         self.values(dict.fromkeys(names), what="in update")
-        stmt = insert(self.model)
+        if self.caps.upsert != "on_conflict":  # MySQL: no RETURNING to give the rows back
+            self.caps.require(
+                "upsert_many (INSERT … ON CONFLICT … RETURNING in input order)",
+                "upsert rows one by one with upsert(), or load them with "
+                "from_frame(frame, on_conflict='update', on=[...])",
+            )
+        stmt: Any = ON_CONFLICT[self.caps.name](self.model)
         new: dict[str, Any] = {n: stmt.excluded[n] for n in names}
         if new and "updated_at" in self.columns:
-            new["updated_at"] = func.now()
+            new["updated_at"] = utc_now()
         new = new or {targets[0]: stmt.excluded[targets[0]]}  # RETURNING needs an update
         alive = self._dml_visibility("alive")
         upsert = stmt.on_conflict_do_update(
@@ -458,22 +483,22 @@ class Statements(Generic[M]):
 
     def soft_delete(self, where: list[ColumnElement[bool]]) -> Update:
         """UPDATE … SET deleted_at = now() on alive matching rows."""
-        return self._update(where, {"deleted_at": func.now()}, "alive")
+        return self._update(where, {"deleted_at": utc_now()}, "alive")
 
-    def restore(self, ident: Any) -> Update:
+    def restore(self, ident: Any) -> Write:
         """UPDATE … SET deleted_at = NULL on one soft-deleted row, RETURNING it."""
         if not self.soft:
             raise TypeError(f"{self.model.__name__} has no soft delete (no SoftDelete mixin)")
         stmt = self._update([self._pk_clause(ident)], {"deleted_at": None}, "deleted")
-        return stmt.returning(self.model).execution_options(**REFRESH)
+        return self._write(stmt, ident, returns=self.caps.update_returning)
 
-    def delete(self, ident: Any) -> Executable:
+    def delete(self, ident: Any) -> Write:
         """Soft-delete one row (UPDATE) for SoftDelete models, else DELETE it; RETURNING it."""
         if self.soft:
-            stmt: Update | Delete = self.soft_delete([self._pk_clause(ident)])
-        else:
-            stmt = delete(self.model).where(self._pk_clause(ident))
-        return stmt.returning(self.model).execution_options(**REFRESH)
+            stmt = self.soft_delete([self._pk_clause(ident)])
+            return self._write(stmt, ident, returns=self.caps.update_returning)
+        gone = delete(self.model).where(self._pk_clause(ident))
+        return self._write(gone, ident, returns=self.caps.delete_returning, gone=True)
 
     def delete_many(self, where: Iterable[Any], lookups: Mapping[str, Any]) -> Update | Delete:
         """Soft-delete (or DELETE, without SoftDelete) the matching rows; a filter is required."""
@@ -482,11 +507,7 @@ class Statements(Generic[M]):
             return self.soft_delete(clauses)
         return delete(self.model).where(*clauses).execution_options(synchronize_session="fetch")
 
-    def hard_delete(self, ident: Any) -> Executable:
+    def hard_delete(self, ident: Any) -> Write:
         """DELETE one row by key whatever its soft-delete state, RETURNING it."""
-        return (
-            delete(self.model)
-            .where(self._pk_clause(ident))
-            .returning(self.model)
-            .execution_options(**REFRESH)
-        )
+        stmt = delete(self.model).where(self._pk_clause(ident))
+        return self._write(stmt, ident, returns=self.caps.delete_returning, gone=True)

@@ -1,7 +1,9 @@
 """Server-level chores that run outside any pool: create, reset and drop databases.
 
 They connect with psycopg in autocommit mode to the server's maintenance database
-(``postgres``), because ``CREATE DATABASE`` cannot run inside a transaction.
+(``postgres``), because ``CREATE DATABASE`` cannot run inside a transaction. On MySQL/MariaDB
+the same is done through a short-lived engine without a database; a SQLite database is its
+file, so resetting one deletes the file.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from dbnb.dialects import capabilities
 from dbnb.errors import ConfigError, translate
 
 __all__ = ["create_database", "drop_database", "psycopg_conninfo"]
@@ -53,6 +56,11 @@ def create_database(url: URL, name: str, *, reset: bool = False, pooled: bool = 
     server connection the pooler keeps, so none is taken: a database created meanwhile by
     another caller simply counts as found.
     """
+    caps = capabilities(url)
+    if caps.in_process:
+        return _reset_file(name) if reset else False
+    if not caps.server_settings:
+        return _create_elsewhere(url, name, reset=reset)
     import psycopg
     from psycopg import errors, sql
 
@@ -76,6 +84,56 @@ def create_database(url: URL, name: str, *, reset: bool = False, pooled: bool = 
             return not found
     except psycopg.Error as exc:
         raise translate(_wrap(exc)) from exc
+
+
+def _reset_file(name: str) -> bool:
+    """Delete a SQLite database file (and its journal and WAL files); True if it existed."""
+    from pathlib import Path
+
+    if name in ("", ":memory:"):
+        return False
+    path = Path(name)
+    existed = path.exists()
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return existed
+
+
+def _create_elsewhere(url: URL, name: str, *, reset: bool) -> bool:
+    """CREATE (after a DROP with ``reset``) a MySQL/MariaDB database; True if it was created."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    _check_name(name)
+    caps = capabilities(url)
+    server = url.set(drivername=f"{caps.name}+{caps.sync_driver}")._replace(database=None)
+    engine = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=_null_pool(),
+                           connect_args={"connect_timeout": 5})
+    quoted = engine.dialect.identifier_preparer.quote(name)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"),
+                {"name": name},
+            ).first() is not None
+            if found and reset:
+                conn.exec_driver_sql(f"DROP DATABASE {quoted}")
+                found = False
+            if not found:
+                conn.exec_driver_sql(
+                    f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4"
+                )
+            return not found
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+    finally:
+        engine.dispose()
+
+
+def _null_pool() -> Any:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
 
 
 def drop_database(url: URL, name: str) -> None:

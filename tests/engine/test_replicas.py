@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -366,3 +367,15 @@ def test_replica_settings_come_from_arguments_or_the_environment() -> None:
     assert "pw" not in str(bad.value)
     with pytest.raises(dbnb.ConfigError, match="use 'primary', 'replica'"):
         dbnb.Database(dbnb.Settings.resolve(primary)).frame("SELECT 1", use="replicas")  # type: ignore[arg-type]
+
+
+def test_replicas_are_refused_on_other_backends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    with pytest.raises(dbnb.UnsupportedOnDialect, match="connect without replicas=") as refused:
+        dbnb.connect(url, replicas=["postgresql://replica/shop"], dotenv=False)
+    assert refused.value.feature == "read replicas" and refused.value.backend == "SQLite"
+    monkeypatch.setenv("DBNB_REPLICA_URLS", "postgresql://replica")
+    with pytest.raises(dbnb.UnsupportedOnDialect, match="DBNB_REPLICA_URLS unset"):
+        dbnb.connect(url, dotenv=False)

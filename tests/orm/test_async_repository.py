@@ -14,6 +14,9 @@ from dbnb import AsyncRepository, Repository
 from dbnb.examples import shop
 from dbnb.examples.shop import Order, User
 
+#: Run on each backend (tests/conftest.py); a difference shows as a failing case.
+BACKENDS = ("postgresql", "sqlite", "mariadb")
+
 
 async def test_binds_to_database_async_database_or_async_session(
     seeded: dbnb.Database, adb: dbnb.AsyncDatabase

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import Numeric, inspect, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped
@@ -14,6 +15,9 @@ from sqlalchemy.schema import CreateIndex
 import dbnb
 from dbnb.examples import shop
 from dbnb.orm.models import ModelList
+
+#: Run on each backend (tests/conftest.py); a difference shows as a failing case.
+BACKENDS = ("postgresql", "sqlite", "mariadb")
 
 
 def test_shop_models_use_their_own_metadata_with_the_naming_convention() -> None:
@@ -130,3 +134,21 @@ def test_user_defined_model_on_dbnb_base_gets_the_convention() -> None:
     assert table.primary_key.name == "pk_test_models_notes"
     assert ModelsTestNote.__table__ is table
     dbnb.Base.metadata.remove(table)
+
+
+def test_base_and_abstract_models_refuse_to_be_instantiated() -> None:
+    from sqlalchemy.orm import declared_attr
+
+    class Stamped(dbnb.Base):
+        __abstract__ = True
+
+        @declared_attr.directive
+        def __tablename__(cls) -> str:
+            return cls.__name__.lower()
+
+    for abstract in (dbnb.Base, Stamped, shop.Base):
+        with pytest.raises(dbnb.AbstractModelError, match="is a base for models, not a model"):
+            abstract()
+    assert issubclass(dbnb.AbstractModelError, TypeError)
+    user = shop.User(email="a@example.com", name="A")  # a mapped model still constructs
+    assert user.email == "a@example.com" and "User" in repr(user)

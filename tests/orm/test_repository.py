@@ -22,6 +22,9 @@ from dbnb.examples import shop
 from dbnb.examples.shop import OrderItem, Product, User
 from dbnb.orm.models import ModelList
 
+#: Run on each backend (tests/conftest.py); a difference shows as a failing case.
+BACKENDS = ("postgresql", "sqlite", "mariadb")
+
 
 async def call(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value

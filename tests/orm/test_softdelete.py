@@ -13,6 +13,9 @@ from dbnb import AsyncRepository, Repository
 from dbnb.examples import shop
 from dbnb.examples.shop import Order, OrderItem, Product, User
 
+#: Run on each backend (tests/conftest.py); a difference shows as a failing case.
+BACKENDS = ("postgresql", "sqlite", "mariadb")
+
 WEBCAM = shop.SEED_PRODUCTS[7]["id"]  # soft-deleted in the seed
 FAY = shop.SEED_USERS[5]["id"]  # soft-deleted in the seed
 MONITOR = shop.SEED_PRODUCTS[2]["id"]  # soft-deleted by the fixture below; order 2 holds it

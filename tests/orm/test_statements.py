@@ -13,7 +13,7 @@ from sqlalchemy.sql.base import Executable
 from dbnb import FilterError
 from dbnb.examples.shop import OrderItem, User
 from dbnb.orm.models import new_registry
-from dbnb.orm.statements import Statements
+from dbnb.orm.statements import Statements, Write
 
 DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -33,7 +33,10 @@ class Person(_Base):
     id: Mapped[int] = mapped_column(primary_key=True)
 
 
-def sql(statement: Executable) -> str:
+def sql(statement: Executable | Write) -> str:
+    if isinstance(statement, Write):
+        assert statement.returning  # PostgreSQL returns the row of every one-row write
+        statement = statement.statement
     return re.sub(
         r"::(TIMESTAMP WITH TIME ZONE|[A-Z]+)",
         "",

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,3 +151,26 @@ def test_embedded_server_takes_a_str_or_a_path(home: Path) -> None:
     assert db.execute("SELECT 2 AS two")[0].two == 2
     db.close()
     again.stop()
+
+
+def test_the_magic_closes_its_database_with_the_server_and_reconnects(
+    home: Path, monkeypatch: pytest.MonkeyPatch, ipython: Any
+) -> None:
+    from dbnb.notebook.magic import DbMagics
+
+    monkeypatch.setenv("DBNB_HOME", str(home))
+    magics = ipython.find_magic("db").__self__
+    assert isinstance(magics, DbMagics)
+    before = magics.database
+    try:
+        stopped_db = ipython.run_line_magic("db", "connect --database lifecycle")
+        ipython.run_line_magic("db", "stop")
+        assert stopped_db.closed and magics.database is None
+        assert not attachments.server_running(home)
+        # The next use reconnects, starting the server again: no dead pool is reused.
+        frame = ipython.run_line_magic("db", "SELECT 7 AS seven")
+        assert int(frame["seven"][0]) == 7 and attachments.server_running(home)
+    finally:
+        if magics.database is not None:
+            magics.database.close()
+        magics.database = before
