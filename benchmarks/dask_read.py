@@ -93,7 +93,7 @@ def main() -> None:
         uri = libpq.replace("postgresql://", "postgresql+psycopg://", 1)
         events = Repository(Events, db)
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+                               host="127.0.0.1", dashboard_address=":0")
         client = Client(cluster)
         client.run(warm)
         runs = {
@@ -122,7 +122,10 @@ def main() -> None:
                 rows[name] = len(frame)
                 del frame
         reading: dict[str, list[int]] = {}
-        for name, make in runs.items():  # the reads alone: each partition's rows counted there
+        for name, make in runs.items():  # the reads alone, on fresh workers: rows counted there
+            client.restart()
+            client.run(warm)
+            make().partitions[:2].map_partitions(len, meta=(None, "int64")).compute()
             base = client.run(reset_peak)
             sizes = make().map_partitions(len, meta=(None, "int64")).compute()
             assert int(sizes.sum()) == rows[name]
@@ -145,9 +148,10 @@ def main() -> None:
         f"loopback, {n} partitions; {load()} at the end. Each `.compute()` gathers the whole "
         "frame into the client. Best of "
         f"{args.repeat}, in turns. Peak memory: growth of each worker's peak RSS (VmHWM) over "
-        "what it held before, the larger first: while reading (`map_partitions(len)`: every "
-        "partition read on a worker, only counts gathered) and during `.compute()` (where "
-        "dask also concatenates all partitions on one worker before sending them).",
+        "what it held before, the larger first: while reading (`map_partitions(len)` on freshly "
+        "restarted workers, warmed with two partitions: every partition read on a worker, only "
+        "counts gathered) and during the timed `.compute()`s (where dask also concatenates all "
+        "partitions on one worker before sending them to the client).",
         "",
         "| read | rows | s | rows/s | vs dbnb | worker peak, reading (MiB) "
         "| worker peak, compute() (MiB) |",

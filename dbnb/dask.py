@@ -35,7 +35,7 @@ from sqlalchemy.sql import bindparam
 from sqlalchemy.types import NullType
 
 from dbnb.engine.database import Database
-from dbnb.errors import FrameError
+from dbnb.errors import FilterError, FrameError
 from dbnb.orm.async_repository import AsyncRepository
 from dbnb.orm.dask_frames import collection, require_dask, write_collection
 from dbnb.orm.repository import Repository
@@ -118,6 +118,7 @@ def read_frame(
     Raises:
         FrameError: SQL text with ``partition_on=None`` and more than one partition, or a
             statement that returns no rows.
+        FilterError: ``partition_on`` is not a column of the table.
         MissingExtra: dask is not installed.
 
     Example::
@@ -140,6 +141,11 @@ def read_frame(
         if isinstance(sql_or_table, Table) or _TABLE_NAME.match(sql_or_table):
             table = sql_or_table if isinstance(sql_or_table, Table) else _reflect(s, sql_or_table)
             stmt = select(table)
+            if partition_on is not None and partition_on not in table.c:
+                raise FilterError(
+                    f"partition_on={partition_on!r} is not a column of {table.name}; choose "
+                    f"from {', '.join(table.c.keys())}, or None for ranges of pages"
+                )
             key = None if partition_on is None else OrderKey(table.c[partition_on], False)
             parts = parallel.cut(s, stmt, table, partitions, key)
             if len(parts) == 1 and key is not None and partitions > 1:  # no statistics yet

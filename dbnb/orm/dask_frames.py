@@ -166,6 +166,10 @@ def write_collection(
     """
     require_dask()
     columns = loaded_columns(table, list(frame.columns), attributes)
+    # The workers get a bare Table (no mapper): frame columns named by attribute are renamed.
+    renamed = {k: v for k, v in attributes.items() if k != v and k in frame.columns}
+    if renamed:
+        frame = frame.rename(columns=renamed)
     connection = WorkerConnection.of(db.url, db.settings)
     if not all_or_nothing:
         # A copy of its own: the model's MetaData (every other table) stays out of the tasks.
