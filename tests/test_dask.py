@@ -16,13 +16,15 @@ import cloudpickle
 import dask
 import pandas as pd
 import pytest
+import sqlalchemy
 from dask.distributed import Client, LocalCluster
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 import dbnb
 import dbnb.dask
-from dbnb.orm.dask_frames import PartitionReader
+from dbnb.engine.remote import WorkerConnection
+from dbnb.orm.dask_frames import PartitionReader, PartitionWriter
 from tests.conftest import PASSWORD_SERVER_SECRET as SECRET
 
 
@@ -303,6 +305,13 @@ def test_no_password_travels_and_workers_bring_their_own(
     same(ddf.compute(), expected)
     client.run(_set_env, {"PGPASSFILE": str(tmp_path / "none"), "PGPASSWORD": SECRET})
     same(ddf.compute(), expected)
+    # Writes: the tasks carry what write_frame builds from the Database, without the password.
+    db.execute("DROP TABLE IF EXISTS guarded_copy; CREATE TABLE guarded_copy (LIKE guarded)")
+    table = sqlalchemy.Table("guarded_copy", sqlalchemy.MetaData(), autoload_with=db.engine)
+    writer = PartitionWriter(WorkerConnection.of(db.url, db.settings), table)
+    assert SECRET.encode() not in cloudpickle.dumps(writer) and SECRET not in repr(writer)
+    assert dbnb.dask.write_frame(ddf, "guarded_copy", db, all_or_nothing=True) == 1000
+    assert db.frame("SELECT count(*) AS n FROM guarded_copy").n[0] == 1000
     client.run(_set_env, {"PGPASSFILE": None, "PGPASSWORD": None})
     db.close()
 
