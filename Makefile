@@ -33,7 +33,7 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg
 
 lint: $(STAMP)
-	$(BIN)/ruff check dbnb tests
+	$(BIN)/ruff check dbnb tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

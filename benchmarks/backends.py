@@ -49,7 +49,7 @@ import dbnb
 from dbnb import AsyncRepository, Repository
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_section  # noqa: E402  (the benchmarks' shared helpers)
+from _common import write_section
 
 HERE = Path(__file__).resolve().parent
 

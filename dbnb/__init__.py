@@ -74,6 +74,7 @@ from dbnb.orm.models import (
 )
 from dbnb.orm.pagination import KeysetPage, Page
 from dbnb.orm.repository import Repository
+from dbnb.orm.uuidv7 import UUIDv7PrimaryKey, ensure_uuidv7, uuid7
 from dbnb.server.embedded import EmbeddedServer, embedded_server
 from dbnb.server.replica import LocalReplica
 from dbnb.settings import Settings
@@ -189,6 +190,7 @@ __all__ = [
     "TableList",
     "Timestamps",
     "UUIDPrimaryKey",
+    "UUIDv7PrimaryKey",
     "UniqueViolation",
     "UnsupportedOnDialect",
     "aiter_frames",
@@ -197,12 +199,14 @@ __all__ = [
     "close_all",
     "connect",
     "embedded_server",
+    "ensure_uuidv7",
     "execute_in_transaction",
     "iter_frames",
     "load_ipython_extension",
     "read_frame",
     "run",
     "set_progress",
+    "uuid7",
     "write_frame",
 ]
 

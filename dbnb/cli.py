@@ -19,9 +19,10 @@ from typing import Any
 
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
-from dbnb.errors import DbnbError, mask_secrets
+from dbnb.errors import DbnbError
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
 from dbnb.phrasing import speaking
+from dbnb.redaction import mask_secrets
 from dbnb.settings import Concealed, safe_url
 
 __all__ = ["main"]
@@ -93,7 +94,7 @@ def _run(top: argparse.Namespace) -> int:
     if command.magic_only:
         raise CommandUsageError(
             f"{command.name} lasts across notebook cells; use %db {command.name} in a notebook "
-            "(in Python: with db.sandbox(): ...)"
+            f"(in Python: {command.instead})"
         )
     kwargs = command.parse(top.args, prog=_PROG)
     if kwargs is None:

@@ -19,7 +19,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from dbnb.dialects import BACKENDS, backend_of, capabilities
-from dbnb.errors import ConfigError, mask_secrets
+from dbnb.errors import ConfigError
+from dbnb.redaction import mask_secrets
 
 __all__ = ["Concealed", "conceal", "parse_url", "safe_url"]
 

@@ -85,6 +85,9 @@ def test_failures_print_one_line_on_stderr(capsys: pytest.CaptureFixture[str], u
 def test_sandbox_is_refused_in_a_terminal(capsys: pytest.CaptureFixture[str], url: str) -> None:
     code, out, err = run(capsys, "--url", url, "sandbox")
     assert code == 2 and out == "" and "%db sandbox" in err and err.count("\n") == 1
+    assert "with db.sandbox()" in err
+    code, _, err = run(capsys, "config", "frame=polars")
+    assert code == 2 and "%db config" in err and "db.polars(sql)" in err
 
 
 def test_catalog_health_info_pool_connect(capsys: pytest.CaptureFixture[str], url: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 import dbnb
-from dbnb.errors import translate
+from dbnb.driver_errors import translate
 
 
 def test_translate_leaves_foreign_exceptions_alone() -> None:
@@ -289,7 +289,7 @@ def test_long_lines_show_a_window_around_the_caret() -> None:
 
 
 def test_passwords_in_sql_are_masked() -> None:
-    from dbnb.errors import mask_secrets
+    from dbnb.redaction import mask_secrets
 
     assert mask_secrets("ALTER ROLE app PASSWORD 's3cr''et' LOGIN") == (
         "ALTER ROLE app PASSWORD '***' LOGIN"

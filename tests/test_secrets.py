@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 import dbnb
-from dbnb.errors import mask_secrets
+from dbnb.redaction import mask_secrets
 
 SECRET = "Sup3r-s3cret"
 

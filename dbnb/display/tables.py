@@ -32,6 +32,7 @@ __all__ = [
     "html_record",
     "html_table",
     "label",
+    "note_html",
     "one_line_html",
     "text_record",
     "text_table",
@@ -44,6 +45,18 @@ _RIGHT = "text-align:right;font-variant-numeric:tabular-nums"
 _CAPTION = "font-weight:600;margin:.5em 0 .35em 0;text-align:left"
 _NOTE = "margin:.35em 0 0 0;font-size:.9em;opacity:.75;text-align:left"
 _TABLE = "border-collapse:collapse;margin:0"
+
+
+def note_html(text: str) -> str:
+    """A note's text as HTML: escaped, with ```code``` spans set in the code font.
+
+    Notes name commands (```%db migrate```); in plain text the backticks mark them, in a
+    notebook they would otherwise show as stray backticks.
+    """
+    parts = html.escape(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: leave the text as it is
+        return "`".join(parts)
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def label(name: str) -> str:
@@ -155,7 +168,7 @@ class Table:
             for row in self.rows
         )
         caption = _caption_html(self.caption, self.ok) if self.caption else ""
-        note = f"<div class='dbnb-note' style='{_NOTE}'>{html.escape(self.note)}</div>"
+        note = f"<div class='dbnb-note' style='{_NOTE}'>{note_html(self.note)}</div>"
         return (
             f"<div class='dbnb-report'>{caption}<table class='dbnb-table' style='{_TABLE}'>"
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -200,7 +213,7 @@ class Record:
             f"<td style='{_LEFT}'>{_cell_html(v)}</td></tr>"
             for k, v in self._shown()
         )
-        note = f"<div class='dbnb-note' style='{_NOTE}'>{html.escape(self.note)}</div>"
+        note = f"<div class='dbnb-note' style='{_NOTE}'>{note_html(self.note)}</div>"
         return (
             f"<div class='dbnb-report'>{_caption_html(self.title, self.ok)}"
             f"<table class='dbnb-table' style='{_TABLE}'><tbody>{rows}</tbody></table>"

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
+from dbnb.driver_errors import translate
 from dbnb.engine.replicas import Use, check_use
 from dbnb.engine.routing import arun_routed
 from dbnb.engine.schema import create_missing, metadata_of
@@ -27,10 +28,11 @@ from dbnb.engine.sessions import Sessions
 from dbnb.engine.snapshots import AsyncSnapshots
 from dbnb.engine.table_tools import AsyncTableTools
 from dbnb.engine.transactions import SandboxScope, TransactionScope
-from dbnb.errors import translate
 
 if TYPE_CHECKING:
     import pandas as pd
+    import polars as pl
+    import pyarrow as pa
 
     from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
 
@@ -143,6 +145,45 @@ class AsyncDatabase(AsyncTableTools, AsyncSnapshots, Generic[D]):
             dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as, json_as=json_as,
         )
         assert report.frame is not None
+        return report.frame
+
+    async def arrow(
+        self,
+        sql: str,
+        /,
+        *,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
+        use: Use = None,
+        **params: Any,
+    ) -> pa.Table:
+        """Await a query with ``:name`` bound parameters; return its rows as a ``pyarrow.Table``."""
+        table: pa.Table = await self._read(
+            sql, params, "db.asyncio.arrow()", use, backend="arrow", decimal=decimal,
+            uuid_as=uuid_as, json_as=json_as,
+        )
+        return table
+
+    async def polars(
+        self, sql: str, /, *, decimal: bool = False, use: Use = None, **params: Any
+    ) -> pl.DataFrame:
+        """Await a query with ``:name`` bound parameters; return its rows as a polars DataFrame."""
+        frame: pl.DataFrame = await self._read(
+            sql, params, "db.asyncio.polars()", use, backend="polars", decimal=decimal
+        )
+        return frame
+
+    async def _read(
+        self, sql: str, params: dict[str, Any], what: str, use: Use, **options: Any
+    ) -> Any:
+        from dbnb.frames.columns import options_of
+
+        options = options_of(**options)  # before anything is sent
+        targets = targets_of(sql, params, what=what)
+        report, _ = await arun_routed(
+            self.session, targets, use=check_use(use), last="read", **options
+        )
         return report.frame
 
     async def create_all(self, models: Any) -> list[str]:

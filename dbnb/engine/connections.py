@@ -12,12 +12,15 @@ An entry::
 
     [warehouse]
     url = "postgresql://ana@wh.internal:5432/sales"   # or host, port, user, database
-    password_env = "WAREHOUSE_PASSWORD"    # where the password comes from (optional)
+    password_env = "WAREHOUSE_PASSWORD"    # where the password comes from (optional), or
+    # keyring = "warehouse"                # the system keyring's entry (service, URL's user)
     statement_timeout = 30000              # any dbnb.Settings option
 
 ``url_env = "NAME"`` takes the whole URL from an environment variable instead. The password
 comes from, in order: ``%db connect NAME --password`` (``connect(..., ask_password=True)``,
-asked with ``getpass`` and never stored), ``password_env``, else the driver itself: both
+asked with ``getpass`` and never stored), ``password_env``, ``keyring`` (the operating
+system's keyring through the ``keyring`` library, ``pip install 'dbnb[keyring]'``: stored
+once with ``keyring set SERVICE USER``), else the driver itself: both
 psycopg (libpq) and asyncpg read ``PGPASSWORD`` and the password file (``PGPASSFILE`` or
 ``~/.pgpass``, mode 0600). A password written in a file (``password = ...`` or inside ``url``)
 is refused, and never shown. The entry called ``default`` is what :func:`dbnb.connect` uses
@@ -39,7 +42,7 @@ from sqlalchemy.engine import URL
 
 from dbnb.display.tables import Table
 from dbnb.display.values import plural
-from dbnb.errors import ConfigError
+from dbnb.errors import ConfigError, MissingExtra
 from dbnb.settings import Settings, conceal, parse_url, safe_url
 
 __all__ = [
@@ -59,7 +62,7 @@ __all__ = [
 #: The entry :func:`dbnb.connect` uses when nothing else names a database.
 DEFAULT = "default"
 _URL_KEYS = {"url", "url_env", "host", "port", "user", "database", "query"}
-_PASSWORD_KEYS = {"password_env"}
+_PASSWORD_KEYS = {"password_env", "keyring"}
 _OPTIONS = {f.name for f in fields(Settings)} - {"url"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
@@ -98,6 +101,7 @@ class ConnectionEntry:
     url: URL | None = None
     url_env: str | None = None
     password_env: str | None = None
+    keyring: str | None = None  # the keyring service holding the password for the URL's user
     problem: str | None = None  # why it cannot be used (a password written in the file...)
 
     def check(self) -> None:
@@ -124,6 +128,8 @@ class ConnectionEntry:
         if self.password_env:
             state = "set" if os.environ.get(self.password_env) else "not set"
             return f"${self.password_env} ({state})"
+        if self.keyring:
+            return f"keyring {self.keyring!r}"
         if self.url_env:
             return f"${self.url_env}"
         if os.environ.get("PGPASSWORD"):
@@ -190,16 +196,19 @@ def _entry(name: str, raw: Any, source: Path) -> ConnectionEntry:
             port=int(raw["port"]) if "port" in raw else None, database=raw.get("database"),
             query={str(k): str(v) for k, v in query.items()},
         )
+    if "password_env" in raw and "keyring" in raw:
+        raise ConfigError(f"{where}: give password_env or keyring, not both")
     settings = {k: v for k, v in raw.items() if k in _OPTIONS}
     return ConnectionEntry(
-        name, source, settings, url, raw.get("url_env"), raw.get("password_env"), problem
+        name, source, settings, url, raw.get("url_env"), raw.get("password_env"),
+        raw.get("keyring"), problem,
     )
 
 
 _WRITTEN = (
     "a password is written in the file, which dbnb refuses (files get shared and committed); "
-    "remove it and use password_env = \"VARIABLE\", the ~/.pgpass file, or "
-    "%db connect NAME --password"
+    "remove it and use password_env = \"VARIABLE\", keyring = \"SERVICE\", the ~/.pgpass "
+    "file, or %db connect NAME --password"
 )
 
 
@@ -262,7 +271,41 @@ def resolve(name: str, *, ask_password: bool = False) -> tuple[URL, dict[str, An
                 f"not set; set it, or use %db connect {name} --password"
             )
         url = url.set(password=password)
+    elif entry.keyring:
+        url = url.set(password=_from_keyring(entry.keyring, url, name))
     return url, dict(entry.settings)
+
+
+def _from_keyring(service: str, url: URL, name: str) -> str:
+    """The password stored in the system keyring under ``service`` for the URL's user."""
+    try:
+        import keyring
+        from keyring.errors import KeyringError
+    except ImportError as exc:
+        raise MissingExtra(
+            f"connection {name!r} takes its password from the keyring, and the keyring "
+            "library is not installed; install it with pip install 'dbnb[keyring]'"
+        ) from exc
+    user = url.username
+    if not user:
+        raise ConfigError(
+            f"connection {name!r} takes its password from the keyring, which stores it by "
+            "user name; give the entry a user (user = \"...\" or in its url)"
+        )
+    try:
+        password = keyring.get_password(service, user)
+    except KeyringError as exc:
+        # The backend's own words say what is wrong (no keyring daemon, a locked keyring...).
+        raise ConfigError(
+            f"connection {name!r}: the keyring could not be read ({exc}); see "
+            "https://pypi.org/project/keyring/ for configuring a backend, or use password_env"
+        ) from exc
+    if password is None:
+        raise ConfigError(
+            f"connection {name!r}: the keyring has no password for {user!r} under "
+            f"{service!r}; store it once in a terminal with: keyring set {service} {user}"
+        )
+    return password
 
 
 def with_asked_password(url: URL, label: str = "") -> URL:

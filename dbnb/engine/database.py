@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from dbnb.dialects import Capabilities
+from dbnb.driver_errors import translate
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.engines import in_memory, shared_memory
 from dbnb.engine.lifecycle import Engines
@@ -34,12 +35,14 @@ from dbnb.engine.sessions import Sessions
 from dbnb.engine.snapshots import Snapshots
 from dbnb.engine.table_tools import TableTools
 from dbnb.engine.transactions import SandboxScope, TransactionScope
-from dbnb.errors import ConfigError, translate
+from dbnb.errors import ConfigError
 from dbnb.server.embedded import EmbeddedServer
 from dbnb.settings import Settings, safe_url
 
 if TYPE_CHECKING:
     import pandas as pd
+    import polars as pl
+    import pyarrow as pa
 
     from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
 
@@ -292,6 +295,63 @@ class Database(TableTools, Snapshots):
             dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as, json_as=json_as,
         )
         assert report.frame is not None
+        return report.frame
+
+    def arrow(
+        self,
+        sql: str,
+        /,
+        *,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
+        use: Use = None,
+        **params: Any,
+    ) -> pa.Table:
+        """Run a query with ``:name`` bound parameters; return its rows as a ``pyarrow.Table``.
+
+        The same read as :meth:`frame` (COPY, a short transaction, scripts), stopping at the
+        Arrow table the frame is built from: no pandas involved. Types follow the table in
+        :mod:`dbnb.frames.dtypes` (``numeric(p, s)`` as ``decimal128(p, s)``, time zones kept,
+        arrays as lists, JSON as Arrow's ``json`` type). Routed like :meth:`frame`: a query
+        that only reads goes to a replica when the Database has one (``use="primary"``: the
+        primary).
+
+        Example::
+
+            table = db.arrow("SELECT * FROM events WHERE created_at >= :since", since=t0)
+        """
+        table: pa.Table = self._read(sql, params, "db.arrow()", use, backend="arrow",
+                                     decimal=decimal, uuid_as=uuid_as, json_as=json_as)
+        return table
+
+    def polars(
+        self, sql: str, /, *, decimal: bool = False, use: Use = None, **params: Any
+    ) -> pl.DataFrame:
+        """Run a query with ``:name`` bound parameters; return its rows as a polars DataFrame.
+
+        The read of :meth:`arrow`, imported into polars (``pl.from_arrow``): exact decimals,
+        time zones kept, arrays as lists, JSON as its text (``.str.json_decode()`` parses it).
+        Needs ``pip install 'dbnb[polars]'``. Routed like :meth:`frame`.
+
+        Example::
+
+            df = db.polars("SELECT kind, count(*) AS n FROM events GROUP BY kind")
+        """
+        frame: pl.DataFrame = self._read(sql, params, "db.polars()", use, backend="polars",
+                                         decimal=decimal)
+        return frame
+
+    def _read(
+        self, sql: str, params: dict[str, Any], what: str, use: Use, **options: Any
+    ) -> Any:
+        from dbnb.frames.columns import options_of
+
+        options = options_of(**options)  # before anything is sent
+        targets = targets_of(sql, params, what=what)
+        report, _ = run_routed(
+            self.session, targets, use=check_use(use), last="read", **options
+        )
         return report.frame
 
     def create_all(self, models: Any) -> list[str]:

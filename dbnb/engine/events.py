@@ -16,7 +16,7 @@
   (nothing else is lost by rolling that back); DDL run through dbnb (``db.execute``,
   ``%%db``, a session) makes both engines forget their cached plans (``on_ddl``).
 - **Errors** get the bound that expired and, with ``redact_values``, a mark that tells
-  :func:`~dbnb.errors.translate` to hide quoted values.
+  :func:`~dbnb.driver_errors.translate` to hide quoted values.
 - **SQLite** connections enforce foreign keys and let SQLAlchemy, not the ``sqlite3`` module,
   begin transactions (so SAVEPOINTs nest and DDL is transactional); SQLite and MySQL/MariaDB
   get none of PostgreSQL's session settings or pings (MySQL's pool pre-pings instead).

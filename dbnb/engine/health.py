@@ -15,8 +15,9 @@ from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from dbnb.display.tables import Record, Table
 from dbnb.display.values import Duration, Percent, Status
+from dbnb.driver_errors import translate
 from dbnb.engine.nodes import NodeStatus, NodeTable
-from dbnb.errors import mask_secrets, translate
+from dbnb.redaction import mask_secrets
 
 __all__ = [
     "HealthReport",

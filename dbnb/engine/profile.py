@@ -16,12 +16,11 @@ Column names come from the catalog and are quoted; the table name is resolved by
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from sqlalchemy.dialects import postgresql
 
 from dbnb.display.tables import Table
 from dbnb.display.values import Count, Percent, plural
@@ -46,7 +45,16 @@ __all__ = [
     "value_counts_sql",
 ]
 
-_quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
+@functools.cache
+def _preparer() -> Any:
+    from sqlalchemy.dialects import postgresql  # on first use: import dbnb need not load it
+
+    return postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
+
+
+def _quote(name: str) -> str:
+    quoted: str = _preparer().quote(name)
+    return quoted
 
 #: The table's columns with their type and type category (pg_type.typcategory).
 COLUMNS_SQL = """

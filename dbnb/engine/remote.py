@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from dbnb.errors import ConnectionFailed, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import ConnectionFailed
 from dbnb.urls import safe_url
 
 if TYPE_CHECKING:

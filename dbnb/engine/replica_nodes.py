@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
+from dbnb.driver_errors import translate
 from dbnb.engine.lifecycle import Engines
 from dbnb.engine.nodes import PROBE_SQL, REPLAYED_SQL, NodeStatus, Probe, probe_from_row
-from dbnb.errors import ReplicaWarning, mask_secrets, translate
+from dbnb.errors import ReplicaWarning
+from dbnb.redaction import mask_secrets
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL

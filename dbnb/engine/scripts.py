@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dbnb.errors import FrameError, ParameterError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError, ParameterError
 from dbnb.frames.query import Target, target_of
 from dbnb.sqltext import Statement, split
 

@@ -19,9 +19,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
+from dbnb.driver_errors import translate
 from dbnb.engine.lifecycle import Engines
 from dbnb.engine.replicas import ReplicaSet, Use
-from dbnb.errors import translate
 
 __all__ = ["Sessions"]
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from dbnb.driver_errors import translate
 from dbnb.engine import health as _health
 from dbnb.engine import probes
 from dbnb.engine import replication as _replication
 from dbnb.engine import server_info as _server_info
-from dbnb.errors import translate
 from dbnb.server.sessions import (
     SESSIONS_SQL,
     SessionList,

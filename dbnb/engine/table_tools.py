@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from dbnb.driver_errors import translate
 from dbnb.engine import profile as _profile
-from dbnb.errors import translate
 
 if TYPE_CHECKING:
     import pandas as pd
+    import polars as pl
+    import pyarrow as pa
     from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
     from sqlalchemy.orm import Session
@@ -71,7 +73,7 @@ class TableTools:
     def create_table_from_frame(
         self: _Database,
         name: str,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pl.DataFrame | pa.Table,
         /,
         *,
         schema: str | None = None,
@@ -89,7 +91,8 @@ class TableTools:
 
         Args:
             name: the table name, used as given (quoted).
-            frame: the pandas DataFrame to store.
+            frame: the pandas or polars DataFrame, or ``pyarrow.Table``, to store (polars and
+                Arrow types are read from the schema, never through pandas).
             schema: the schema to create it in (default: the search path's first).
             primary_key: a column name, or several, to make the primary key.
             if_exists: ``"fail"`` (default), ``"replace"`` (drop and create again) or
@@ -213,7 +216,7 @@ class AsyncTableTools:
     async def create_table_from_frame(
         self: _AsyncDatabase,
         name: str,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pl.DataFrame | pa.Table,
         /,
         *,
         schema: str | None = None,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from dbnb.driver_errors import translate
 from dbnb.engine.sessions import Sessions
-from dbnb.errors import translate
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

@@ -15,7 +15,8 @@ from sqlalchemy import Select, Table, text
 from sqlalchemy.sql import Executable
 
 from dbnb.errors import FrameError
-from dbnb.frames.aread import BlockParser, aread_frame, asent, inlined
+from dbnb.frames.ablocks import BlockParser
+from dbnb.frames.aread import aread_frame, asent, inlined
 from dbnb.frames.describe import adescribe
 from dbnb.frames.partitions import (
     EXPORT_SNAPSHOT,
@@ -32,9 +33,10 @@ from dbnb.frames.partitions import (
 from dbnb.frames.query import SET_SETTINGS, Target, driver_error, plan_for
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+    from dbnb.frames.plan import Frame
 
 __all__ = ["acut", "aplan_partitioned", "aplan_reads", "aread_partition", "aread_partitioned"]
 
@@ -133,7 +135,7 @@ async def aread_partitioned(
     *,
     key: OrderKey | None = None,
     **options: Any,
-) -> pd.DataFrame:
+) -> Frame:
     """Await ``stmt`` (a SELECT of ``table``) in ``partitions`` streams on one snapshot.
 
     The async twin of :func:`dbnb.frames.parallel.read_partitioned`.

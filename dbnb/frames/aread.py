@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from sqlalchemy import event, text
 from sqlalchemy.sql import Executable
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
-from dbnb.errors import FrameError, translate
-from dbnb.frames.blocks import PIECE, BlockBuffer
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
+from dbnb.frames.ablocks import BlockParser, BlockStream
 from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
-from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
+from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import adescribe
 from dbnb.frames.query import (
-    AHEAD,
-    PIPELINED,
     RESTORE_SETTINGS,
     SAVE_SETTINGS,
     SET_SETTINGS,
@@ -45,16 +42,11 @@ from dbnb.frames.query import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from dbnb.frames.plan import ReadPlan
+    from dbnb.frames.plan import Frame, ReadPlan
 
-__all__ = [
-    "BlockParser", "BlockStream", "aiter_frames", "aread_frame", "arun_statement", "asent",
-    "inlined",
-]
-
+__all__ = ["aiter_frames", "aread_frame", "arun_statement", "asent", "inlined"]
 
 
 async def asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
@@ -138,128 +130,7 @@ class _AsyncOpened:
             raise driver_error(exc, copy_sql(query), self.target) from exc
 
 
-class BlockParser:
-    """COPY bytes in, parsed blocks out: parsed on a thread of the read's own while the loop
-    keeps receiving (:meth:`sink` is asyncpg's ``output``).
-
-    Bytes gather in Arrow blocks (:class:`~dbnb.frames.blocks.BlockBuffer`); at most
-    :data:`AHEAD` blocks wait for the parser (the sink waits, asyncpg and the server with it).
-    The thread ends with the read: Arrow's allocator keeps a live thread's freed pages, and
-    the tables are kept here rather than as futures' results, which asyncio may still hold
-    while the frame is built (either kept the blocks resident: half again the peak memory).
-    """
-
-    def __init__(self, plan: ReadPlan) -> None:
-        self.plan = plan
-        self._piece = bytearray()
-        self._blocks = BlockBuffer(PIPELINED)
-        self._parsed: list[asyncio.Future[None]] = []
-        self._tables: list[pa.Table | None] = []
-        self._pool: ThreadPoolExecutor | None = None
-
-    def _parse_into(self, index: int, block: pa.Buffer) -> None:
-        self._tables[index] = self.plan.parse(block)
-
-    def _submit(self, block: pa.Buffer) -> None:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse")
-        loop = asyncio.get_running_loop()
-        self._tables.append(None)
-        index = len(self._tables) - 1
-        self._parsed.append(loop.run_in_executor(self._pool, self._parse_into, index, block))
-
-    async def sink(self, data: bytes) -> None:
-        """Take bytes of whole rows; hand a block to the parser once it is full."""
-        self._piece += data
-        if len(self._piece) < PIECE:
-            return
-        full = self._blocks.add(self._piece)
-        self._piece = bytearray()
-        if full is None:
-            return
-        self._submit(full)
-        del full
-        pending = [f for f in self._parsed if not f.done()]
-        while len(pending) > AHEAD:
-            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            pending = [f for f in pending if not f.done()]
-
-    async def tables(self) -> list[pa.Table]:
-        """Every block parsed, in order (a small result is parsed here, with no thread)."""
-        piece, self._piece = self._piece, bytearray()
-        if not self._parsed and not self._blocks.started:
-            return [self.plan.parse(piece)] if piece else []
-        last = (self._blocks.add(piece) if piece else None) or self._blocks.take()
-        if last is not None:
-            self._submit(last)
-        del last, piece
-        try:
-            await asyncio.gather(*self._parsed)
-        finally:
-            self._parsed.clear()
-            if self._pool is not None:
-                self._pool.shutdown()  # idle by now: its thread just ends
-        tables = [t for t in self._tables if t is not None]
-        self._tables.clear()
-        return tables
-
-
-class BlockStream:
-    """COPY bytes in (:meth:`sink`), parsed blocks out in order (:meth:`tables`), streaming.
-
-    Blocks are parsed on a thread of the stream's own as they fill; at most :data:`AHEAD`
-    wait for the reader (the sink waits, asyncpg and the server with it), so memory stays flat
-    whatever the result's size. :meth:`end` marks the end of the input; :meth:`drop` makes
-    the sink discard what still arrives when the reader left early.
-    """
-
-    def __init__(self, plan: ReadPlan, block_bytes: int) -> None:
-        self.plan = plan
-        self._piece = bytearray()
-        self._size = block_bytes  # small blocks: bytearrays cost malloc nothing to give back
-        self._queue: asyncio.Queue[asyncio.Future[pa.Table] | None] = asyncio.Queue(AHEAD + 1)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbnb-parse")
-        self._dropping = False
-
-    async def _put(self, block: bytearray) -> None:
-        loop = asyncio.get_running_loop()
-        await self._queue.put(loop.run_in_executor(self._pool, self.plan.parse_streamed, block))
-
-    async def sink(self, data: bytes) -> None:
-        """Take bytes of whole rows (asyncpg's ``output``)."""
-        if self._dropping:
-            return
-        self._piece += data
-        if len(self._piece) >= self._size:
-            block, self._piece = self._piece, bytearray()
-            await self._put(block)
-
-    async def end(self) -> None:
-        """The input is over: parse what is left, then tell the reader."""
-        if self._dropping:
-            return
-        if self._piece:
-            block, self._piece = self._piece, bytearray()
-            await self._put(block)
-        await self._queue.put(None)
-
-    async def tables(self) -> AsyncIterator[pa.Table]:
-        """The parsed blocks, in order, until the end of the input."""
-        while (parsed := await self._queue.get()) is not None:
-            yield await parsed
-
-    def drop(self) -> None:
-        """Discard what still arrives (the reader left early)."""
-        self._dropping = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-
-    def close(self) -> None:
-        """End the parse thread (and anything it had still to parse)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-async def _aread(opened: _AsyncOpened, plan: ReadPlan) -> pd.DataFrame:
+async def _aread(opened: _AsyncOpened, plan: ReadPlan) -> Frame:
     parser = BlockParser(plan)
     await opened.run(plan, parser.sink)
     return plan.combine(await parser.tables())
@@ -275,7 +146,7 @@ def _no_rows(target: Target) -> FrameError:
 
 async def arun_statement(
     session: AsyncSession, target: Target, **options: Any
-) -> tuple[pd.DataFrame | None, int]:
+) -> tuple[Frame | None, int]:
     """Await ``target``: its rows as a typed DataFrame (and their count), or None and rowcount.
 
     The async twin of :func:`~dbnb.frames.read.run_statement`.
@@ -289,7 +160,7 @@ async def arun_statement(
         result = await session.execute(target.executable)
         return None, int(getattr(result, "rowcount", -1))
     if not target.copyable:
-        frame = fetched_frame(await session.execute(target.executable))
+        frame = fetched_frame(await session.execute(target.executable), opened.plan.output)
         return frame, len(frame)
     frame = await _aread(opened, opened.plan)
     return frame, len(frame)
@@ -304,7 +175,8 @@ async def aread_frame(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
-) -> pd.DataFrame:
+    backend: Backend = "pandas",
+) -> Frame:
     """Await ``stmt`` in ``session``; return its rows as a DataFrame (asyncpg COPY).
 
     The async twin of :func:`read_frame`: same statement handling, same dtypes.
@@ -313,14 +185,15 @@ async def aread_frame(
         from dbnb.frames import generic
 
         return await generic.aread_frame(session, stmt, params, dtype_backend=dtype_backend,
-                                         decimal=decimal, uuid_as=uuid_as, json_as=json_as)
+                                         decimal=decimal, uuid_as=uuid_as, json_as=json_as,
+                                         backend=backend)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="aread_frame()")
-    options = options_of(dtype_backend, decimal, uuid_as, json_as)
+    options = options_of(dtype_backend, decimal, uuid_as, json_as, backend)
     opened = await _AsyncOpened.open(session, target, options)
     if opened.plan is None:
         raise _no_rows(target)
     if not target.copyable:
-        return fetched_frame(await session.execute(target.executable))
+        return fetched_frame(await session.execute(target.executable), backend)
     return await _aread(opened, opened.plan)
 
 
@@ -334,8 +207,9 @@ async def aiter_frames(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
+    backend: Backend = "pandas",
     progress: bool | None = None,
-) -> AsyncIterator[pd.DataFrame]:
+) -> AsyncIterator[Frame]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows (``async for``).
 
     The async twin of :func:`iter_frames`: a bounded queue between the COPY and the loop keeps
@@ -346,7 +220,8 @@ async def aiter_frames(
 
         async for found in generic.aiter_frames(
             session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
-            decimal=decimal, uuid_as=uuid_as, json_as=json_as, progress=progress,
+            decimal=decimal, uuid_as=uuid_as, json_as=json_as, backend=backend,
+            progress=progress,
         ):
             yield found
         return
@@ -359,7 +234,7 @@ async def aiter_frames(
     done = False
     try:
         opened = await _AsyncOpened.open(
-            session, target, options_of(dtype_backend, decimal, uuid_as, json_as)
+            session, target, options_of(dtype_backend, decimal, uuid_as, json_as, backend)
         )
         plan = opened.plan
         if plan is None or not target.copyable:

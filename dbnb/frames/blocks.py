@@ -21,9 +21,8 @@ PIECE = 1 << 16  # bytes appended row by row before they go into the block
 class BlockBuffer:
     """Whole-row pieces in, Arrow blocks of about ``size`` bytes out (each whole rows too)."""
 
-    def __init__(self, size: int, pool: pa.MemoryPool | None = None) -> None:
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.pool = pool
         self._block: pa.ResizableBuffer | None = None
         self._view: memoryview | None = None
         self._used = 0
@@ -37,9 +36,7 @@ class BlockBuffer:
         """Append ``piece``; return the block it completes, if it completes one."""
         n = len(piece)
         if self._view is None:
-            self._block = pa.allocate_buffer(
-                max(self.size, n) + PIECE, memory_pool=self.pool, resizable=True
-            )
+            self._block = pa.allocate_buffer(max(self.size, n) + PIECE, resizable=True)
             self._view = memoryview(self._block).cast("B")
             self._used = 0
         if self._used + n > len(self._view):

@@ -17,7 +17,7 @@ from dbnb.errors import FrameError
 from dbnb.frames.plan import ReadPlan
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from dbnb.frames.plan import Frame
 
 __all__ = ["STREAM_BLOCK", "TableChunker"]
 
@@ -49,21 +49,21 @@ class TableChunker:
         self._tables: list[pa.Table] = []
         self._pending = 0
 
-    def feed(self, table: pa.Table) -> Iterator[pd.DataFrame]:
+    def feed(self, table: pa.Table) -> Iterator[Frame]:
         """Add a parsed block; yield every frame that is complete."""
         self._tables.append(table)
         self._pending += table.num_rows
         del table
         yield from self._cut(final=False)
 
-    def finish(self) -> Iterator[pd.DataFrame]:
+    def finish(self) -> Iterator[Frame]:
         """Yield what is left; an empty frame (with the dtypes) when the result had no rows."""
         empty = self.rows == 0 and self._pending == 0
         yield from self._cut(final=True)
         if empty:
             yield self.plan.empty()
 
-    def _cut(self, *, final: bool) -> Iterator[pd.DataFrame]:
+    def _cut(self, *, final: bool) -> Iterator[Frame]:
         while self._pending >= self.chunksize or (final and self._pending > 0):
             pending = pa.concat_tables(self._tables)
             size = min(self.chunksize, pending.num_rows)

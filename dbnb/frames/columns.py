@@ -10,20 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dbnb.errors import FrameError
+from dbnb.errors import FrameError, MissingExtra
 
 __all__ = [
     "ARRAY_ELEMENTS",
+    "Backend",
     "DtypeBackend",
     "JsonAs",
     "ResultColumn",
     "UuidAs",
     "options_of",
+    "require_polars",
 ]
 
 DtypeBackend = Literal["pyarrow"] | None
 UuidAs = Literal["string", "uuid"]
 JsonAs = Literal["object", "string"]
+#: What a read returns: a pandas DataFrame, a ``pyarrow.Table`` or a polars DataFrame.
+Backend = Literal["pandas", "arrow", "polars"]
+BACKENDS: tuple[Backend, ...] = ("pandas", "arrow", "polars")
 
 # PostgreSQL type OIDs (pg_type.oid; fixed for built-in types).
 BOOL, BYTEA, INT8, INT2, INT4, JSON, FLOAT4, FLOAT8 = 16, 17, 20, 21, 23, 114, 700, 701
@@ -50,17 +55,51 @@ class ResultColumn:
     scale: int | None = None
 
 
+def require_polars() -> None:
+    """Make sure polars can be imported, else say how to install it.
+
+    Raises:
+        MissingExtra: polars is not installed.
+    """
+    try:
+        import polars  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtra(
+            "polars is not installed; install it with pip install 'dbnb[polars]' (or read "
+            "Arrow with backend='arrow' / to_arrow() and convert it yourself)"
+        ) from exc
+
+
 def options_of(
     dtype_backend: DtypeBackend = None,
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
+    backend: Backend = "pandas",
 ) -> dict[str, Any]:
-    """Check a read's dtype options (before anything is sent) and gather them.
+    """Check a read's options (before anything is sent) and gather them.
 
     Raises:
-        FrameError: an option has a value dbnb does not know.
+        FrameError: an option has a value dbnb does not know, or one that does not apply
+            to the backend.
+        MissingExtra: ``backend="polars"`` and polars is not installed.
     """
+    if backend not in BACKENDS:
+        raise FrameError(
+            f"backend={backend!r} is not supported; use 'pandas', 'arrow' or 'polars'"
+        )
+    if backend != "pandas" and dtype_backend is not None:
+        raise FrameError(
+            f"dtype_backend={dtype_backend!r} chooses pandas dtypes; a {backend} result always "
+            "has Arrow's exact types (leave dtype_backend out)"
+        )
+    if backend == "polars":
+        require_polars()
+        if uuid_as == "uuid":
+            raise FrameError(
+                "uuid_as='uuid': polars has no UUID type, so uuids read as strings there "
+                "(backend='arrow' gives Arrow's uuid type)"
+            )
     if dtype_backend not in (None, "pyarrow"):
         raise FrameError(
             f"dtype_backend={dtype_backend!r} is not supported; use None (dbnb's nullable "
@@ -75,5 +114,5 @@ def options_of(
         )
     return {
         "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
-        "json_as": json_as,
+        "json_as": json_as, "backend": backend,
     }

@@ -41,10 +41,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LoadPlan",
-    "check_frame",
     "check_naive_as",
+    "checked_array",
     "csv_parts",
     "frame_to_arrow",
+    "integers",
     "plan_load",
     "render_csv",
 ]
@@ -86,24 +87,6 @@ def _kind(column: Column[Any]) -> str:
     if isinstance(t, sqltypes.String):
         return "text"
     return "other"
-
-
-def check_frame(frame: Any) -> None:
-    """Refuse anything but a pandas DataFrame, before it is used.
-
-    Raises:
-        FrameError: naming what was given and what is accepted.
-    """
-    import pandas as pd
-
-    if not isinstance(frame, pd.DataFrame):
-        hint = " (turn a Series into one with series.to_frame())" if isinstance(
-            frame, pd.Series
-        ) else " (pandas.DataFrame(rows) builds one from a list of dicts)"
-        raise FrameError(
-            f"from_frame takes a pandas DataFrame, got {type(frame).__name__}{hint}; "
-            "nothing was written"
-        )
 
 
 def check_naive_as(naive_as: Any) -> None:
@@ -237,7 +220,8 @@ def _all(mask: Any) -> bool:
     return pc.all(mask, min_count=0).as_py() is not False
 
 
-def _integers(name: str, kind: str, arr: pa.Array) -> pa.Array:
+def integers(name: str, kind: str, arr: pa.Array) -> pa.Array:
+    """Check integers (or whole floats, decimals) against the column's range; as ``int64``."""
     if pa.types.is_boolean(arr.type) or not (
         pa.types.is_integer(arr.type)
         or pa.types.is_floating(arr.type)
@@ -305,7 +289,7 @@ def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | 
     import pandas as pd
 
     if kind in _INT_BOUNDS:
-        return _integers(name, kind, _arrow(name, series))
+        return integers(name, kind, _arrow(name, series))
     if kind in ("timestamptz", "timestamp"):
         return _datetimes(name, kind, series, naive_as)
     if kind == "json":
@@ -316,7 +300,23 @@ def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | 
         cells.check_text(name, kind, series)
     if kind in ("uuid", "text", "other") and series.dtype == object:
         series = series.map(cells.enum_name, na_action="ignore").astype(pd.StringDtype("pyarrow"))
-    arr = _arrow(name, series)
+    return checked_array(name, kind, _arrow(name, series))
+
+
+def _is_view(t: pa.DataType) -> bool:
+    test = getattr(pa.types, "is_string_view", None)  # pyarrow >= 16
+    return bool(test and test(t))
+
+
+def checked_array(name: str, kind: str, arr: pa.Array) -> pa.Array:
+    """Check an Arrow column against its column's kind, as COPY's CSV will carry it.
+
+    What pandas and Arrow/polars input share once a column is Arrow: text must be text,
+    floats numbers, booleans booleans, dates whole days; text becomes plain ``string``.
+
+    Raises:
+        FrameError: the values do not fit the column (the message names it).
+    """
     if kind == "text" and not cells.stringlike(arr.type):
         raise FrameError(
             f"column {name!r} (text): takes strings, got {arr.type} values; convert the column "
@@ -332,7 +332,12 @@ def _column_array(name: str, kind: str, series: pd.Series[Any], naive_as: str | 
         if not _all(pc.equal(days.cast(arr.type), arr)):
             raise FrameError(f"column {name!r} (date): datetimes with a time of day")
         return days
-    if pa.types.is_large_string(arr.type) or isinstance(arr.type, pa.ExtensionType):
+    if (
+        pa.types.is_large_string(arr.type) or _is_view(arr.type)
+        or isinstance(arr.type, pa.ExtensionType)
+    ):
+        # Arrow's CSV writer renders plain ``string`` much faster than ``large_string`` (a
+        # million values: a third of the render time), and views not at all.
         return arr.cast(pa.string())
     return arr
 

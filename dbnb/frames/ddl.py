@@ -1,9 +1,11 @@
 """A table for a frame: PostgreSQL column types derived from the frame's dtypes, by way of Arrow.
 
 IO-free. Every column's dtype becomes an Arrow type first (:func:`arrow_type_of`), and the
-Arrow type becomes the PostgreSQL type (:func:`column_type`), so frames of any library that
-speaks Arrow (polars, a ``pyarrow.Table``) can share the second half. Nothing is guessed from a
-sample: a dtype says the type, and only ``object`` columns are read whole to learn it.
+Arrow type becomes the PostgreSQL type (:func:`column_type`); a polars DataFrame or a
+``pyarrow.Table`` goes straight to the second half, its schema giving the Arrow types (polars'
+``String`` is ``large_string``, ``Categorical`` a dictionary of strings, ``List`` a
+``large_list``, ``Decimal(p, s)`` ``decimal128(p, s)``). Nothing is guessed from a sample: a
+dtype says the type, and only pandas ``object`` columns are read whole to learn it.
 
 =============================================  ========================================
 pandas dtype (Arrow type)                      PostgreSQL column
@@ -81,16 +83,25 @@ def check_name(name: Any, what: str) -> str:
     return name
 
 
-def frame_columns(frame: pd.DataFrame) -> pd.DataFrame:
+def frame_columns(frame: Any) -> pd.DataFrame | pa.Table:
     """The frame to write: a named index becomes columns (as ``reset_index()``), names checked.
 
+    A polars DataFrame or a ``pyarrow.Table`` comes back as a ``pyarrow.Table`` (no index).
+
     Raises:
-        FrameError: a column name PostgreSQL cannot keep, or a name used twice.
+        FrameError: not a frame, a column name PostgreSQL cannot keep, or a name used twice.
     """
-    if any(name is not None for name in frame.index.names):
-        frame = frame.reset_index()
+    from dbnb.frames.arrowin import frame_input
+
+    frame = frame_input(frame, what="create_table_from_frame")
+    if isinstance(frame, pa.Table):
+        names: list[Any] = frame.column_names
+    else:
+        if any(name is not None for name in frame.index.names):
+            frame = frame.reset_index()
+        names = list(frame.columns)
     seen: set[str] = set()
-    for name in frame.columns:
+    for name in names:
         check_name(name, "column")
         if name in seen:
             raise FrameError(f"column {name!r} appears twice in the frame; rename one")
@@ -250,7 +261,7 @@ def _override(name: str, given: Any) -> types.TypeEngine[Any]:
 
 def table_for_frame(
     name: str,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | pa.Table,
     *,
     schema: str | None = None,
     primary_key: str | Sequence[str] | None = None,
@@ -260,7 +271,8 @@ def table_for_frame(
 
     Args:
         name: the table name, used as given (quoted).
-        frame: the frame, as :func:`frame_columns` returned it.
+        frame: the frame, as :func:`frame_columns` returned it (pandas, or Arrow for polars
+            and Arrow input: its schema gives the types, no value is read).
         schema: the schema, or None for the search path's first.
         primary_key: a column name or names; they become NOT NULL and the primary key.
         types_: column name -> SQLAlchemy type, overriding what the dtype says.
@@ -273,22 +285,29 @@ def table_for_frame(
     if schema is not None:
         check_name(schema, "schema")
     keys = [primary_key] if isinstance(primary_key, str) else list(primary_key or [])
-    unknown = [k for k in [*keys, *(types_ or {})] if k not in frame.columns]
+    names = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
+    unknown = [k for k in [*keys, *(types_ or {})] if k not in names]
     if unknown:
         raise FrameError(
             f"{', '.join(map(repr, unknown))} is not a column of the frame; its columns are: "
-            f"{', '.join(map(str, frame.columns))}"
+            f"{', '.join(map(str, names))}"
         )
     for key in keys:
-        if frame[key].isna().any():
+        missing = (
+            frame.column(key).null_count if isinstance(frame, pa.Table)
+            else frame[key].isna().any()
+        )
+        if missing:
             raise FrameError(
                 f"primary key column {key!r} has missing values; a primary key needs a value "
                 "in every row"
             )
     columns = []
-    for column in frame.columns:
+    for column in names:
         if types_ and column in types_:
             sql_type = _override(column, types_[column])
+        elif isinstance(frame, pa.Table):
+            sql_type = column_type(column, frame.schema.field(column).type)
         else:
             arrow, inferred = arrow_type_of(column, frame[column])
             sql_type = column_type(column, arrow, inferred=inferred)

@@ -27,7 +27,9 @@ import pyarrow.json as pajson
 
 from dbnb.errors import FrameError
 
-__all__ = ["hex_bytes", "intervals", "json_values", "no_cyclic_gc", "typed_lists"]
+__all__ = [
+    "hex_bytes", "intervals", "json_texts", "json_values", "no_cyclic_gc", "typed_lists", "uuids"
+]
 
 _NIBBLES = np.zeros(256, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
@@ -224,3 +226,30 @@ def intervals(arrays: list[pa.ChunkedArray]) -> pa.ChunkedArray:
         for m, d, u in zip(months.chunks, days.chunks, micros.chunks, strict=True)
     ]
     return pa.chunked_array(chunks, type=pa.month_day_nano_interval())
+
+
+def uuids(arrays: list[pa.ChunkedArray]) -> pa.ChunkedArray:
+    """Decode uuids sent as their 16 bytes (``uuid_send``) into Arrow's ``uuid`` type.
+
+    Arrow's canonical uuid type is pyarrow 18's; an older pyarrow keeps its storage (16 fixed
+    bytes).
+    """
+    storage = hex_bytes(arrays).cast(pa.binary(16))
+    kind = getattr(pa, "uuid", None)
+    if kind is None:
+        return storage
+    return pa.chunked_array(
+        [pa.ExtensionArray.from_storage(kind(), c) for c in storage.chunks], type=kind()
+    )
+
+
+def json_texts(arrays: list[pa.ChunkedArray]) -> pa.ChunkedArray:
+    """Tag JSON texts with Arrow's ``json`` type (pyarrow 19's; plain text before it)."""
+    (array,) = arrays
+    kind = getattr(pa, "json_", None)
+    if kind is None:
+        return array
+    tagged = kind(pa.string())
+    return pa.chunked_array(
+        [pa.ExtensionArray.from_storage(tagged, c) for c in array.chunks], type=tagged
+    )

@@ -5,30 +5,49 @@ column itself, or SQL over it: an interval goes as months, days and microseconds
 type pyarrow's CSV reader parses each into (nothing is guessed from the values), how the wires
 become one Arrow column (:mod:`dbnb.frames.decode`), and how that column becomes a pandas one.
 
-========================  ==================================  ====================================
-PostgreSQL                default dtype                       ``dtype_backend="pyarrow"``
-========================  ==================================  ====================================
-smallint/integer/bigint   ``Int16`` / ``Int32`` / ``Int64``   ``int16/32/64[pyarrow]``
-real / double precision   ``float32`` / ``float64``           ``double[pyarrow]``
-numeric(p,s)              ``float64``; ``decimal=True``:      ``decimal128(p, s)[pyarrow]``
-                          ``object`` of ``Decimal``
-boolean                   ``boolean``                         ``bool[pyarrow]``
-text / varchar / char     ``string`` (Arrow-backed)           ``string[pyarrow]``
-timestamptz               ``datetime64[us, UTC]``             ``timestamp[us, tz=UTC][pyarrow]``
-timestamp                 ``datetime64[us]``                  ``timestamp[us][pyarrow]``
-date                      ``datetime64[s]``                   ``date32[day][pyarrow]``
-time                      ``object`` of ``datetime.time``     ``time64[us][pyarrow]``
-interval                  ``object`` of ``pd.DateOffset`` (both backends)
-bytea                     ``object`` of ``bytes``             ``binary[pyarrow]``
-uuid                      ``string``; ``uuid_as="uuid"``:     ``string[pyarrow]``
-                          ``object`` of ``UUID``
-json / jsonb              ``object`` (parsed values);         ``object``; ``json_as="string"``:
-                          ``json_as="string"``: ``string``    ``string[pyarrow]``
-arrays of bool, numbers,  ``list<...>[pyarrow]`` (both backends)
-text, uuid
-other arrays              ``object`` (lists of JSON values)   ``object``
-anything else (inet...)   ``string`` (PostgreSQL's text)      ``string[pyarrow]``
-========================  ==================================  ====================================
+One table for every backend. pandas: the default dtypes, and ``dtype_backend="pyarrow"``
+(each an ``ArrowDtype`` of the type shown); Arrow: ``to_arrow()`` / ``db.arrow()`` /
+``backend="arrow"`` (the decoded table itself, no pandas involved); polars: ``to_polars()`` /
+``db.polars()`` / ``backend="polars"`` (``pl.from_arrow`` of that table).
+
+===================  ==============================  ===================  ==========================
+PostgreSQL           pandas (default)                pandas ``pyarrow``   Arrow / polars
+===================  ==============================  ===================  ==========================
+smallint/int/bigint  ``Int16/32/64``                 ``int16/32/64``      ``int16/32/64`` /
+                                                                          ``Int16/32/64``
+real / double        ``float32`` / ``float64``       ``double``           ``float``, ``double`` /
+                                                                          ``Float32``, ``Float64``
+numeric(p,s), p<=38  ``float64``; ``decimal=True``:  ``decimal128(p,s)``  ``decimal128(p, s)`` /
+                     ``Decimal`` objects                                  ``Decimal(p, s)``
+numeric, other       ``float64``; ``decimal=True``:  ``double``           ``double``;
+                     ``Decimal`` objects                                  ``decimal=True``:
+                                                                          its exact text
+boolean              ``boolean``                     ``bool``             ``bool`` / ``Boolean``
+text/varchar/char    ``string`` (Arrow-backed)       ``string``           ``string`` / ``String``
+timestamptz          ``datetime64[us, UTC]``         ``timestamp[us,      ``timestamp[us, tz=UTC]``
+                                                     tz=UTC]``            / ``Datetime(us, UTC)``
+timestamp            ``datetime64[us]``              ``timestamp[us]``    ``timestamp[us]`` /
+                                                                          ``Datetime(us)``
+date                 ``datetime64[s]``               ``date32``           ``date32`` / ``Date``
+time                 ``datetime.time`` objects       ``time64[us]``       ``time64[us]`` / ``Time``
+interval             ``pd.DateOffset`` objects       (as the default)     ``month_day_nano_
+                                                                          interval`` / ``Struct{
+                                                                          months, days,
+                                                                          nanoseconds}``
+bytea                ``bytes`` objects               ``binary``           ``binary`` / ``Binary``
+uuid                 ``string``; ``uuid_as=          ``string``           ``string`` / ``String``;
+                     "uuid"``: ``UUID`` objects                           ``uuid_as="uuid"``:
+                                                                          Arrow's ``uuid``
+json / jsonb         parsed values; ``json_as=       (as the default)     Arrow's ``json`` (its
+                     "string"``: ``string``                               text) / ``String``;
+                                                                          ``json_as="string"``:
+                                                                          ``string``
+arrays of bool,      ``list<...>``                   ``list<...>``        ``list<...>`` / ``List``
+numbers, text, uuid
+other arrays         lists of JSON values            (as the default)     the JSON text, as json
+anything else        ``string`` (the server's        ``string``           ``string`` / ``String``
+                     text: inet, ...)
+===================  ==============================  ===================  ==========================
 
 The default backend uses pandas' own dtypes where one holds the values exactly, Python objects
 where they are the natural value and cheap to make, and Arrow dtypes where neither holds:
@@ -49,6 +68,16 @@ where they are the natural value and cheap to make, and Arrow dtypes where neith
   backend it is ``double[pyarrow]`` (``object`` of ``Decimal`` with ``decimal=True``);
 - in JSON, SQL ``NULL`` and JSON ``null`` both read as ``None``; ``json_as="string"`` keeps the
   text (and the difference).
+
+Arrow and polars results keep every type exactly where Arrow has one: ``real`` stays 32-bit,
+decimals are ``decimal128``, time zones are kept, arrays are lists (of lists). JSON stays its
+text, tagged with Arrow's ``json`` type (documents of mixed shapes have no single struct
+type; in polars ``pl.col(c).str.json_decode()`` makes structs of those that share a shape).
+polars has no calendar interval, so an interval is a struct of its three exact fields (a
+``Duration`` would make a month a number of days), and no UUID type, so uuids are text. One
+limit: asyncpg does not tell a ``numeric`` column's declared precision for SQL text (the
+columns of a repository's or a SQLAlchemy statement carry it), so there such a column reads as
+``double``; ``decimal=True`` reads its exact text.
 """
 
 from __future__ import annotations
@@ -63,7 +92,14 @@ import pyarrow as pa
 
 from dbnb.frames import columns as oids
 from dbnb.frames import decode
-from dbnb.frames.columns import ARRAY_ELEMENTS, DtypeBackend, JsonAs, ResultColumn, UuidAs
+from dbnb.frames.columns import (
+    ARRAY_ELEMENTS,
+    Backend,
+    DtypeBackend,
+    JsonAs,
+    ResultColumn,
+    UuidAs,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,6 +121,8 @@ _JSON_ARRAY_ITEM = "coalesce(to_json({c})::text, 'null') || ','"
 # (floats as text: NaN and Infinity are not JSON numbers).
 _LIST_OBJECT = "json_build_object('v', {c})::text"
 _FLOAT_LIST_OBJECT = "json_build_object('v', {c}::text[])::text"
+# A uuid's 16 bytes (hex-encoded by bytea_output=hex), for Arrow's uuid type.
+_UUID_BYTES = "uuid_send({c})"
 # An interval's three fields, exactly (extract is exact numeric from PostgreSQL 14 on).
 _INTERVAL_PARTS = (
     "(extract(year from {c}) * 12 + extract(month from {c}))::int4",
@@ -126,8 +164,11 @@ def rule_for(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
+    output: Backend = "pandas",
 ) -> Rule:
-    """The rule for one result column, under the read's options (the table above)."""
+    """The rule for one result column, under the read's options (the tables above)."""
+    if output != "pandas":
+        return _exact(col, output, decimal=decimal, uuid_as=uuid_as, json_as=json_as)
     arrow = backend == "pyarrow"
     oid = col.oid
     if oid in _INTEGERS:
@@ -171,13 +212,40 @@ def rule_for(
     return _plain(pa.string() if arrow else pa.large_string())
 
 
-def _numeric(col: ResultColumn, arrow: bool, decimal: bool) -> Rule:
-    exact = (
+def _exact(
+    col: ResultColumn, output: Backend, *, decimal: bool, uuid_as: UuidAs, json_as: JsonAs
+) -> Rule:
+    """The rule of an Arrow or polars result: Arrow's exact types, no pandas finish."""
+    oid = col.oid
+    if oid == oids.FLOAT4:
+        return _plain(pa.float32())
+    if oid == oids.NUMERIC:
+        if _fits_decimal128(col):
+            return _plain(pa.decimal128(int(col.precision or 0), int(col.scale or 0)))
+        return _plain(pa.string() if decimal else pa.float64())
+    if oid == oids.UUID and uuid_as == "uuid":
+        return Rule((Wire(_UUID_BYTES, pa.binary()),), decode.uuids)
+    if oid in (oids.JSON, oids.JSONB) or (oid in ARRAY_ELEMENTS and not _typed_list(oid)):
+        sql = "{c}::text" if oid in (oids.JSON, oids.JSONB) else "to_json({c})::text"
+        tagged = json_as == "object" and output == "arrow"
+        return Rule((Wire(sql, pa.string()),), decode.json_texts if tagged else None)
+    return rule_for(col, "pyarrow", decimal=decimal, uuid_as=uuid_as, json_as=json_as)
+
+
+def _typed_list(oid: int) -> bool:
+    return _LIST_ELEMENTS.get(ARRAY_ELEMENTS[oid] or 0) is not None
+
+
+def _fits_decimal128(col: ResultColumn) -> bool:
+    return (
         col.precision is not None
         and col.scale is not None
         and 0 < col.precision <= _MAX_DECIMAL128_PRECISION
     )
-    if exact and (arrow or decimal):
+
+
+def _numeric(col: ResultColumn, arrow: bool, decimal: bool) -> Rule:
+    if _fits_decimal128(col) and (arrow or decimal):
         return _plain(pa.decimal128(int(col.precision or 0), int(col.scale or 0)))
     if decimal:
         return _plain(pa.string(), _decimals)

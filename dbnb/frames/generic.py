@@ -39,8 +39,9 @@ from sqlalchemy import event
 from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
-from dbnb.errors import FrameError, translate
-from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
+from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.query import STOP, Target, stop_before_sending, stopped, target_of
 from dbnb.frames.typed_rows import MYSQL_KINDS, Column, frame_of, kind_of
 
@@ -152,7 +153,8 @@ def read_frame(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
-) -> pd.DataFrame:
+    backend: Backend = "pandas",
+) -> Any:
     """Run ``stmt`` in ``session`` (SQLite, MySQL); return its rows typed by the declared types.
 
     The generic twin of :func:`dbnb.frames.read.read_frame`: same arguments, same dtypes
@@ -161,7 +163,7 @@ def read_frame(
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="read_frame()")
     frame, _ = run_statement(
         session, target, dtype_backend=dtype_backend, decimal=decimal, uuid_as=uuid_as,
-        json_as=json_as,
+        json_as=json_as, backend=backend,
     )
     if frame is None:
         raise _no_rows(target)
@@ -178,8 +180,9 @@ def iter_frames(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
+    backend: Backend = "pandas",
     progress: bool | None = None,
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[Any]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows, fetched as they go.
 
     The generic twin of :func:`dbnb.frames.read.iter_frames`. An empty result yields one
@@ -189,7 +192,7 @@ def iter_frames(
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="iter_frames()")
     if not isinstance(chunksize, int) or chunksize < 1:
         raise FrameError(f"chunksize must be a positive number of rows, not {chunksize!r}")
-    chosen = options_of(dtype_backend, decimal, uuid_as, json_as)
+    chosen = options_of(dtype_backend, decimal, uuid_as, json_as, backend)
     cursor = _Cursor(session, target)
     try:
         columns = cursor.columns

@@ -25,8 +25,10 @@ import pyarrow.compute as pc
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
-from dbnb.errors import FrameError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
 from dbnb.frames import convert
+from dbnb.frames.arrowin import frame_input, table_to_arrow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,17 +60,21 @@ class _GenericLoad:
     """One load's checked data and its INSERT, built before anything is sent."""
 
     def __init__(
-        self, session: Session, target: Any, frame: pd.DataFrame, on_conflict: Any,
+        self, session: Session, target: Any, frame: Any, on_conflict: Any,
         on: list[str] | None, naive_as: str | None,
     ) -> None:
-        convert.check_frame(frame)
+        frame = frame_input(frame)
         if on_conflict not in (None, "ignore", "update"):
             raise FrameError(f"on_conflict={on_conflict!r}: use None, 'ignore' or 'update'")
         if on is not None and on_conflict is None:
             raise FrameError("on= names the conflict key: pass on_conflict='update' or 'ignore'")
         self.table, attributes = _table_of(target)
-        plan = convert.plan_load(self.table, list(frame.columns), attributes)
-        data = convert.frame_to_arrow(plan, frame, naive_as=naive_as)
+        if isinstance(frame, pa.Table):
+            plan = convert.plan_load(self.table, frame.column_names, attributes)
+            data = table_to_arrow(plan, frame, naive_as=naive_as)
+        else:
+            plan = convert.plan_load(self.table, list(frame.columns), attributes)
+            data = convert.frame_to_arrow(plan, frame, naive_as=naive_as)
         self.columns = list(plan.columns)
         self.arrays = [_text(k, data.column(i).combine_chunks())
                        for i, k in enumerate(plan.kinds)]

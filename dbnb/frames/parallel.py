@@ -39,10 +39,11 @@ from dbnb.frames.query import PIPELINED, Target, driver_error, plan_for
 from dbnb.frames.read import read_frame, rows_out, sent
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
+
+    from dbnb.frames.plan import Frame
 
 __all__ = ["cut", "plan_partitioned", "plan_reads", "read_partition", "read_partitioned"]
 
@@ -144,7 +145,7 @@ def read_partitioned(
     *,
     key: OrderKey | None = None,
     **options: Any,
-) -> pd.DataFrame:
+) -> Frame:
     """Read ``stmt`` (a SELECT of ``table``) in ``partitions`` streams on one snapshot.
 
     The rows are those of ``stmt`` at one moment, as one read would give them (in ``key``'s

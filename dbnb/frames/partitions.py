@@ -20,12 +20,12 @@ open, so each reads what is committed when it starts.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, ColumnElement, Select, Table, and_, literal_column, or_, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import asc_op, desc_op
 
@@ -64,8 +64,18 @@ WROTE_MESSAGE = (
     "connections, could not see: commit first (or read them with to_frame())"
 )
 MIN_TID_RANGE_VERSION = 140000  # TID range scans; before them each ctid range scans it all
-_dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-_quote_table = _dialect.identifier_preparer.format_table
+
+
+@functools.cache
+def _postgresql() -> Any:
+    from sqlalchemy.dialects import postgresql  # on first use: import dbnb need not load it
+
+    return postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _quote_table(table: Table) -> str:
+    quoted: str = _postgresql().identifier_preparer.format_table(table)
+    return quoted
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ def pages_query(table: Table) -> str:
 
 def bounds_query(key: OrderKey, table: Table) -> Any:
     """The histogram bounds of the key column (typed as it is), from the table's statistics."""
-    typed = key.column.type.compile(dialect=_dialect)
+    typed = key.column.type.compile(dialect=_postgresql())
     return text(
         f"SELECT histogram_bounds::text::{typed}[] AS bounds FROM pg_stats "
         "WHERE schemaname = coalesce(:schema, current_schema()) AND tablename = :table "

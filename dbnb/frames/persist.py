@@ -18,12 +18,12 @@ from sqlalchemy.schema import CreateTable
 
 from dbnb.display.tables import Table as ShownTable
 from dbnb.display.values import plural
-from dbnb.errors import FrameError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
 from dbnb.frames import ddl
 from dbnb.frames.write import awrite_frame, write_frame
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
@@ -64,7 +64,7 @@ class _Plan:
     def __init__(
         self,
         name: str,
-        frame: pd.DataFrame,
+        frame: Any,
         *,
         schema: str | None,
         primary_key: str | Sequence[str] | None,
@@ -119,7 +119,7 @@ class _Plan:
 def create_table_from_frame(
     session: Session,
     name: str,
-    frame: pd.DataFrame,
+    frame: Any,
     *,
     schema: str | None = None,
     primary_key: str | Sequence[str] | None = None,
@@ -148,7 +148,7 @@ def create_table_from_frame(
 async def acreate_table_from_frame(
     session: AsyncSession,
     name: str,
-    frame: pd.DataFrame,
+    frame: Any,
     *,
     schema: str | None = None,
     primary_key: str | Sequence[str] | None = None,

@@ -17,13 +17,17 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from dbnb.errors import FrameError
-from dbnb.frames.columns import DtypeBackend, JsonAs, ResultColumn, UuidAs
+from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, ResultColumn, UuidAs
 from dbnb.frames.dtypes import Rule, rule_for
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ReadPlan", "cached_plan"]
+__all__ = ["Frame", "ReadPlan", "cached_plan"]
+
+#: What a read returns, by its backend: a pandas DataFrame, a ``pyarrow.Table`` or a polars
+#: DataFrame (typed loosely here: pandas and polars are imported only by the reads that use them).
+Frame = Any
 
 
 class ReadPlan:
@@ -31,8 +35,9 @@ class ReadPlan:
 
     Build it from the server's description of the result; :meth:`copy_query` is what to COPY,
     :meth:`parse` turns CSV bytes into a *wire* table, :meth:`decode` wire tables into the
-    result's Arrow table and :meth:`to_pandas` that into the DataFrame (:meth:`frame` and
-    :meth:`combine` do all three; :meth:`empty` is the zero-row frame with the same dtypes).
+    result's Arrow table and :meth:`finish` that into the frame of the read's backend (pandas,
+    Arrow or polars; :meth:`frame` and :meth:`combine` do all three; :meth:`empty` is the
+    zero-row frame with the same types).
     """
 
     def __init__(
@@ -43,14 +48,17 @@ class ReadPlan:
         decimal: bool = False,
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
+        backend: Backend = "pandas",
     ) -> None:
         from dbnb.frames.columns import options_of
 
-        options_of(dtype_backend, decimal, uuid_as, json_as)  # raises on unknown values
+        options_of(dtype_backend, decimal, uuid_as, json_as, backend)  # raises on bad values
         self.columns = columns
-        self.backend = dtype_backend
+        self.dtype_backend = dtype_backend
+        self.output: Backend = backend
         self.rules: list[Rule] = [
-            rule_for(c, dtype_backend, decimal=decimal, uuid_as=uuid_as, json_as=json_as)
+            rule_for(c, dtype_backend, decimal=decimal, uuid_as=uuid_as, json_as=json_as,
+                     output=backend)
             for c in columns
         ]
         self._labels: pd.Index[Any] | None = None
@@ -100,18 +108,11 @@ class ReadPlan:
             return f"SELECT {', '.join(exprs)} FROM ({sql}\n) AS q({names})"
         return f"WITH q({names}) AS ({sql}\n) SELECT {', '.join(exprs)} FROM q"
 
-    def parse(
-        self,
-        data: bytes | bytearray | pa.Buffer,
-        *,
-        threads: bool = True,
-        pool: pa.MemoryPool | None = None,
-    ) -> pa.Table:
+    def parse(self, data: bytes | bytearray | pa.Buffer, *, threads: bool = True) -> pa.Table:
         """Parse CSV bytes (whole rows) into the wire table, every column's type fixed.
 
         ``threads=False`` parses on the calling thread only: slower for one big result, but
-        it keeps a streaming read's working memory small. ``pool`` is the Arrow memory pool
-        the table is allocated from (Arrow's default pool when None).
+        it keeps a streaming read's working memory small.
         """
         if len(data) == 0:
             return self._empty_wires()
@@ -119,23 +120,20 @@ class ReadPlan:
         try:
             if threads and len(data) >= self._serial_options.block_size:
                 return pacsv.read_csv(
-                    source, read_options=self.read_options, convert_options=self.convert_options,
-                    memory_pool=pool,
+                    source, read_options=self.read_options, convert_options=self.convert_options
                 )
             # The streaming reader: a quarter of read_csv's fixed cost on a small result.
             return pacsv.open_csv(
-                source, read_options=self._serial_options, convert_options=self.convert_options,
-                memory_pool=pool,
+                source, read_options=self._serial_options, convert_options=self.convert_options
             ).read_all()
         except pa.ArrowInvalid as exc:
             raise FrameError(f"could not parse the result as its column types: {exc}") from exc
 
     def parse_streamed(self, data: bytes | bytearray | pa.Buffer) -> pa.Table:
-        """Parse a block of a stream on this thread alone, in the C library's memory.
+        """Parse a block of a stream on this thread alone, then hand freed memory back.
 
-        Arrow's default allocator (mimalloc) keeps each thread's freed pages, which in a
-        stream, where every chunk is freed as the next arrives, came to two chunks' worth of
-        memory on top; the system allocator gives them back.
+        Arrow's allocator keeps each thread's freed pages; a stream's parse thread lives as
+        long as the stream, so it gives them back after every block.
         """
         table = self.parse(data, threads=False)
         pa.default_memory_pool().release_unused()
@@ -149,7 +147,7 @@ class ReadPlan:
         """Turn a wire table (from :meth:`parse`, or several concatenated) into the result's.
 
         One Arrow column per result column, named ``c0``, ``c1``... (a result may repeat a
-        name); JSON stays text here, to be parsed by :meth:`to_pandas`.
+        name); JSON stays text here, to be parsed by :meth:`finish`.
         """
         arrays = []
         for rule, keys in zip(self.rules, self._wire_keys, strict=True):
@@ -157,18 +155,25 @@ class ReadPlan:
             arrays.append(parts[0] if rule.decode is None else rule.decode(parts))
         return pa.table(arrays, names=self._keys)
 
-    def to_pandas(self, table: pa.Table, *, threads: bool = True) -> pd.DataFrame:
-        """Convert a decoded table (from :meth:`decode`) into the DataFrame.
+    def finish(self, table: pa.Table, *, threads: bool = True) -> Frame:
+        """Convert a decoded table (from :meth:`decode`) into the result's frame.
 
-        Columns are converted one at a time (:mod:`dbnb.frames.topandas`); the Arrow memory of
-        each is released as soon as it is converted when nothing else holds the table.
-        ``threads`` is kept for the callers' symmetry: conversion runs on the calling thread.
+        A pandas DataFrame (or, for the ``arrow`` / ``polars`` backends, the table itself or
+        a polars DataFrame: :mod:`dbnb.frames.outputs`). pandas columns are converted one at a
+        time (:mod:`dbnb.frames.topandas`); the Arrow memory of each is released as soon as it
+        is converted when nothing else holds the table. ``threads`` is kept for the callers'
+        symmetry: conversion runs on the calling thread.
         """
         columns: list[pa.ChunkedArray | None] = list(table.columns)
         del table
         return self._convert(columns)
 
-    def _convert(self, columns: list[pa.ChunkedArray | None]) -> pd.DataFrame:
+    def _convert(self, columns: list[pa.ChunkedArray | None]) -> Frame:
+        if self.output != "pandas":
+            from dbnb.frames.outputs import arrow_table, polars_frame
+
+            table = arrow_table(columns, self.names)
+            return table if self.output == "arrow" else polars_frame(table)
         from dbnb.frames.topandas import to_frame
 
         finished: dict[int, Any] = {}
@@ -180,7 +185,7 @@ class ReadPlan:
         rows = next((len(c) for c in columns if c is not None), None)
         if rows is None:
             rows = len(next(iter(finished.values()))) if finished else 0
-        return to_frame(columns, self._index(), rows, self.backend, finished)
+        return to_frame(columns, self._index(), rows, self.dtype_backend, finished)
 
     def _index(self) -> pd.Index[Any]:
         """The frame's column labels (built once: every frame of this plan shares them)."""
@@ -190,12 +195,12 @@ class ReadPlan:
             self._labels = pd.Index(self.names)
         return self._labels
 
-    def frame(self, data: bytes | bytearray) -> pd.DataFrame:
-        """Parse CSV bytes and convert them: the whole result as one DataFrame."""
+    def frame(self, data: bytes | bytearray) -> Frame:
+        """Parse CSV bytes and convert them: the whole result as one frame."""
         return self.combine([self.parse(data)])
 
-    def combine(self, tables: list[pa.Table]) -> pd.DataFrame:
-        """Convert parsed wire blocks (from :meth:`parse`, in order) into one DataFrame.
+    def combine(self, tables: list[pa.Table]) -> Frame:
+        """Convert parsed wire blocks (from :meth:`parse`, in order) into one frame.
 
         The list is emptied: the frame is built while the blocks' memory is released.
         """
@@ -207,9 +212,9 @@ class ReadPlan:
         del wires
         return self._convert(columns)
 
-    def empty(self) -> pd.DataFrame:
-        """The zero-row DataFrame with this result's columns and dtypes."""
-        return self.to_pandas(self.decode(self._empty_wires()))
+    def empty(self) -> Frame:
+        """The zero-row frame with this result's columns and types."""
+        return self.finish(self.decode(self._empty_wires()))
 
 
 @functools.lru_cache(maxsize=256)

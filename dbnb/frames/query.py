@@ -27,12 +27,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 
-from dbnb.errors import FrameError, ParameterError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError, ParameterError
 from dbnb.frames.columns import ResultColumn
 from dbnb.sqltext import Statement, split
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.engine import Connection
 
     from dbnb.frames.plan import ReadPlan
@@ -226,11 +226,26 @@ def inline_parameters(sql: str, literals: list[str]) -> str:
     return "".join(out) + sql[last:]
 
 
-def fetched_frame(result: Any) -> pd.DataFrame:
-    """A frame from rows fetched the ordinary way (SHOW, EXPLAIN: what COPY cannot read)."""
-    import pandas as pd
+def fetched_frame(result: Any, backend: str = "pandas") -> Any:
+    """A frame from rows fetched the ordinary way (SHOW, EXPLAIN: what COPY cannot read).
 
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    A pandas DataFrame, or for ``backend="arrow"`` / ``"polars"`` an Arrow table (types
+    inferred from the values, as these statements' rows are few and text) or polars frame.
+    """
+    rows, names = result.fetchall(), list(result.keys())
+    if backend == "pandas":
+        import pandas as pd
+
+        return pd.DataFrame(rows, columns=names)
+    import pyarrow as pa
+
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    table = pa.table([pa.array(list(c)) for c in columns], names=names)
+    if backend == "arrow":
+        return table
+    from dbnb.frames.outputs import polars_frame
+
+    return polars_frame(table)
 
 
 def driver_error(exc: Exception, statement: str, target: Target | None = None) -> BaseException:

@@ -22,10 +22,11 @@ from sqlalchemy.sql import Executable
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
-from dbnb.errors import FrameError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
 from dbnb.frames.blocks import PIECE, BlockBuffer
 from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
-from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs, options_of
+from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs, options_of
 from dbnb.frames.describe import describe
 from dbnb.frames.query import (
     AHEAD,
@@ -44,10 +45,9 @@ from dbnb.frames.query import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.orm import Session
 
-    from dbnb.frames.plan import ReadPlan
+    from dbnb.frames.plan import Frame, ReadPlan
 
 __all__ = ["iter_frames", "parse_ahead", "read_frame", "rows_out", "run_statement", "sent"]
 
@@ -71,15 +71,13 @@ def _copy_started(pgconn: Any, encoding: str) -> None:
         raise psycopg.errors.error_from_result(result, encoding=encoding)
 
 
-def rows_out(
-    raw: Any, message: str, block_bytes: int, pool: pa.MemoryPool | None = None
-) -> Iterator[bytearray | pa.Buffer]:
+def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray | pa.Buffer]:
     """Send ``message`` (ending in a COPY ... TO STDOUT and more statements); yield byte blocks.
 
     psycopg's ``Copy.read()`` costs a Python generator round per row (seconds per million
     rows), so the rows are pulled straight from libpq (``PQgetCopyData``) into blocks of
-    about ``block_bytes`` of whole rows (:class:`~dbnb.frames.blocks.BlockBuffer`, allocated
-    from ``pool``; a result smaller than a piece comes as one ``bytearray``). Leaving early
+    about ``block_bytes`` of whole rows (:class:`~dbnb.frames.blocks.BlockBuffer`; small
+    blocks, and a result smaller than a piece, come as ``bytearray`` s). Leaving early
     cancels the COPY.
     """
     import psycopg.errors
@@ -96,7 +94,7 @@ def rows_out(
     # Small blocks (streaming) stay bytearrays: below malloc's threshold they cost nothing.
     direct = block_bytes <= 2 * PIECE
     piece_bytes = block_bytes if direct else PIECE
-    blocks = BlockBuffer(block_bytes, pool)
+    blocks = BlockBuffer(block_bytes)
     buf = bytearray()
     finished = False
     try:
@@ -184,16 +182,14 @@ class _Opened:
             raise driver_error(exc, explain_sql(self.sql), self.target) from exc
         return planned_rows(explained[0] if explained else None)
 
-    def blocks(
-        self, plan: ReadPlan, block_bytes: int, pool: pa.MemoryPool | None = None
-    ) -> Iterator[bytearray | pa.Buffer]:
+    def blocks(self, plan: ReadPlan, block_bytes: int) -> Iterator[bytearray | pa.Buffer]:
         """COPY the rows out in blocks of whole rows, with the read settings in place."""
         import psycopg
 
         query = plan.copy_query(self.sql, wraps_cleanly=self.target.wraps_cleanly)
         message = copy_message(query)
         try:
-            yield from rows_out(self.raw, message, block_bytes, pool)
+            yield from rows_out(self.raw, message, block_bytes)
         except psycopg.Error as exc:
             raise driver_error(exc, message, self.target) from exc
 
@@ -231,7 +227,7 @@ def parse_ahead(
         parser.shutdown(cancel_futures=True)
 
 
-def _read(opened: _Opened, plan: ReadPlan) -> pd.DataFrame:
+def _read(opened: _Opened, plan: ReadPlan) -> Frame:
     return plan.combine(list(parse_ahead(opened.blocks(plan, PIPELINED), plan)))
 
 
@@ -245,7 +241,7 @@ def _no_rows(target: Target) -> FrameError:
 
 def run_statement(
     session: Session, target: Target, **options: Any
-) -> tuple[pd.DataFrame | None, int]:
+) -> tuple[Frame | None, int]:
     """Run ``target``: its rows as a typed DataFrame (and their count), or None and rowcount.
 
     What the last statement of a script goes through (``db.execute``, ``%%db``): rows come
@@ -260,7 +256,7 @@ def run_statement(
         result = session.execute(target.executable)
         return None, int(getattr(result, "rowcount", -1))
     if not target.copyable:
-        frame = fetched_frame(session.execute(target.executable))
+        frame = fetched_frame(session.execute(target.executable), opened.plan.output)
         return frame, len(frame)
     frame = _read(opened, opened.plan)
     return frame, len(frame)
@@ -275,7 +271,8 @@ def read_frame(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
-) -> pd.DataFrame:
+    backend: Backend = "pandas",
+) -> Frame:
     """Run ``stmt`` in ``session``; return its rows as a DataFrame typed by the column types.
 
     Runs ``COPY (stmt) TO STDOUT`` inside the session's transaction and commits nothing.
@@ -290,13 +287,15 @@ def read_frame(
         from dbnb.frames import generic
 
         return generic.read_frame(session, stmt, params, dtype_backend=dtype_backend,
-                                  decimal=decimal, uuid_as=uuid_as, json_as=json_as)
+                                  decimal=decimal, uuid_as=uuid_as, json_as=json_as,
+                                  backend=backend)
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="read_frame()")
-    opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as, json_as))
+    options = options_of(dtype_backend, decimal, uuid_as, json_as, backend)
+    opened = _Opened(session, target, options)
     if opened.plan is None:
         raise _no_rows(target)
     if not target.copyable:
-        return fetched_frame(session.execute(target.executable))
+        return fetched_frame(session.execute(target.executable), backend)
     return _read(opened, opened.plan)
 
 
@@ -310,8 +309,9 @@ def iter_frames(
     decimal: bool = False,
     uuid_as: UuidAs = "string",
     json_as: JsonAs = "object",
+    backend: Backend = "pandas",
     progress: bool | None = None,
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[Frame]:
     """Yield the rows of ``stmt`` as DataFrames of ``chunksize`` rows, in bounded memory.
 
     The COPY streams inside a SAVEPOINT of the session's transaction; leaving the loop early
@@ -324,7 +324,8 @@ def iter_frames(
 
         yield from generic.iter_frames(
             session, stmt, params, chunksize=chunksize, dtype_backend=dtype_backend,
-            decimal=decimal, uuid_as=uuid_as, json_as=json_as, progress=progress,
+            decimal=decimal, uuid_as=uuid_as, json_as=json_as, backend=backend,
+            progress=progress,
         )
         return
     target = stmt if isinstance(stmt, Target) else target_of(stmt, params, what="iter_frames()")
@@ -333,7 +334,8 @@ def iter_frames(
     nested = session.begin_nested()
     done = False
     try:
-        opened = _Opened(session, target, options_of(dtype_backend, decimal, uuid_as, json_as))
+        options = options_of(dtype_backend, decimal, uuid_as, json_as, backend)
+        opened = _Opened(session, target, options)
         if opened.plan is None or not target.copyable:
             raise _no_rows(target) if opened.plan is None else FrameError(
                 "iter_frames() streams what COPY can read (SELECT, VALUES, WITH, ... RETURNING); "

@@ -1,6 +1,6 @@
 """Arrow columns -> pandas columns, one at a time, each Arrow column released once converted.
 
-IO-free. What :meth:`~dbnb.frames.plan.ReadPlan.to_pandas` runs instead of pyarrow's
+IO-free. What :meth:`~dbnb.frames.plan.ReadPlan.finish` runs for pandas instead of pyarrow's
 ``Table.to_pandas``: the dtypes are the same (the table in :mod:`dbnb.frames.dtypes`), but
 
 - memory: columns are converted one by one and each Arrow column is dropped as soon as its pandas

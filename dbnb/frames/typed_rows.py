@@ -177,8 +177,19 @@ def _transposed(rows: list[Any], width: int) -> list[Any]:
     return list(zip(*rows, strict=True))
 
 
-def frame_of(columns: list[Column], rows: list[Any], options: dict[str, Any]) -> pd.DataFrame:
-    """Rows (tuples) into the typed DataFrame: one Arrow table, converted once."""
+def _arrow_result(columns: list[Column], arrays: list[pa.Array], backend: str) -> Any:
+    """The Arrow columns as they are: a ``pyarrow.Table``, or a polars DataFrame from it."""
+    table = pa.table(arrays, names=[c.name for c in columns])
+    if backend == "arrow":
+        return table
+    from dbnb.frames.outputs import polars_frame
+
+    return polars_frame(table)
+
+
+def frame_of(columns: list[Column], rows: list[Any], options: dict[str, Any]) -> Any:
+    """Rows (tuples) into the typed frame: one Arrow table, converted once (pandas), or as it
+    is (``backend="arrow"``, or polars from it)."""
     import pandas as pd
 
     values = _transposed(rows, len(columns)) if rows else [() for _ in columns]
@@ -197,6 +208,8 @@ def frame_of(columns: list[Column], rows: list[Any], options: dict[str, Any]) ->
         if options["dtype_backend"] == "pyarrow" and pa.types.is_large_string(array.type):
             array = array.cast(pa.string())
         arrays.append(array)
+    if options.get("backend", "pandas") != "pandas":
+        return _arrow_result(columns, arrays, options["backend"])
     keys = [f"c{i}" for i in range(len(columns))]
     table = pa.table(arrays, names=keys) if arrays else pa.table({})
     finished = {k: _finish(c, table.column(k), options) for k, c in zip(keys, columns,

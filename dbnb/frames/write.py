@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
+import pyarrow as pa
 from sqlalchemy import Column, Table, column, inspect, select, table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
@@ -23,12 +24,13 @@ from sqlalchemy.sql import Executable
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
-from dbnb.errors import FrameError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import FrameError
 from dbnb.frames import convert
+from dbnb.frames.arrowin import frame_input, table_to_arrow
 from dbnb.frames.query import driver_error
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
@@ -65,19 +67,23 @@ class _Load:
     def __init__(
         self,
         target: Any,
-        frame: pd.DataFrame,
+        frame: Any,
         on_conflict: OnConflict,
         on: list[str] | None,
         naive_as: str | None,
     ) -> None:
-        convert.check_frame(frame)
+        frame = frame_input(frame)
         if on_conflict not in (None, "ignore", "update"):
             raise FrameError(f"on_conflict={on_conflict!r}: use None, 'ignore' or 'update'")
         if on is not None and on_conflict is None:
             raise FrameError("on= names the conflict key: pass on_conflict='update' or 'ignore'")
         self.table, attributes = table_of(target)
-        self.plan = convert.plan_load(self.table, list(frame.columns), attributes)
-        self.data = convert.frame_to_arrow(self.plan, frame, naive_as=naive_as)
+        if isinstance(frame, pa.Table):
+            self.plan = convert.plan_load(self.table, frame.column_names, attributes)
+            self.data = table_to_arrow(self.plan, frame, naive_as=naive_as)
+        else:
+            self.plan = convert.plan_load(self.table, list(frame.columns), attributes)
+            self.data = convert.frame_to_arrow(self.plan, frame, naive_as=naive_as)
         self.rows: int = self.data.num_rows
         staged = on_conflict is not None or self.plan.sql_defaults
         self.staging = f"dbnb_load_{uuid.uuid4().hex[:12]}" if staged else None
@@ -174,7 +180,7 @@ def _sql_default(default: Any) -> Any:
 def write_frame(
     session: Session,
     target: Any,
-    frame: pd.DataFrame,
+    frame: Any,
     *,
     on_conflict: OnConflict = None,
     on: list[str] | None = None,
@@ -182,6 +188,9 @@ def write_frame(
     progress: bool | None = None,
 ) -> int:
     """Load ``frame`` into ``target`` (a Table or mapped class) through COPY; return rows written.
+
+    ``frame`` is a pandas or polars DataFrame or a ``pyarrow.Table``: polars and Arrow are
+    checked and converted as Arrow (:mod:`dbnb.frames.arrowin`), never through pandas.
 
     Checks run before anything is sent (see :mod:`dbnb.frames.convert`). The COPY runs in a
     SAVEPOINT of the session's transaction: on error nothing is written and the session stays
@@ -249,7 +258,7 @@ def _bar(progress: bool | None, load: _Load) -> Progress:
 async def awrite_frame(
     session: AsyncSession,
     target: Any,
-    frame: pd.DataFrame,
+    frame: Any,
     *,
     on_conflict: OnConflict = None,
     on: list[str] | None = None,

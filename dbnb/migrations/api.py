@@ -27,8 +27,9 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from dbnb.driver_errors import translate
 from dbnb.engine.database import Database
-from dbnb.errors import DbnbError, MigrationError, mask_secrets, translate
+from dbnb.errors import DbnbError, MigrationError
 from dbnb.migrations.config import (
     ConfigArg,
     context_options,
@@ -46,6 +47,7 @@ from dbnb.migrations.reports import (
     SqlScript,
 )
 from dbnb.phrasing import command as suggest
+from dbnb.redaction import mask_secrets
 from dbnb.server.admin import psycopg_conninfo
 from dbnb.server.sessions import BlockerWatch
 

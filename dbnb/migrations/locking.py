@@ -28,8 +28,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from dbnb.dialects import capabilities
+from dbnb.driver_errors import translate
 from dbnb.engine.database import Database
-from dbnb.errors import MigrationBlocked, MigrationError, translate
+from dbnb.errors import MigrationBlocked, MigrationError
 from dbnb.server.sessions import describe_blockers
 
 __all__ = [

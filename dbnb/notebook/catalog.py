@@ -16,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dbnb.display.tables import Table
 from dbnb.display.values import Count, Size, plural
-from dbnb.errors import NotFound, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import NotFound
 from dbnb.notebook import inspected
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.errors import DbnbError
 from dbnb.notebook import catalog, persist, sandbox
+from dbnb.notebook import config as magic_config
 from dbnb.server import embedded
 
 __all__ = ["COMMANDS", "Command", "CommandHelp", "CommandUsageError", "find", "help_for"]
@@ -73,8 +74,10 @@ class Command:
     flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
-    # State that must outlive one call (a sandbox) only makes sense in a live kernel.
+    # State that must outlive one call (a sandbox) only makes sense in a live kernel;
+    # ``instead`` is what Python code does in its place (the CLI says so).
     magic_only: bool = False
+    instead: str = ""
     # Parsers built so far, by prog: built once, since building one (signature, docstring,
     # argparse's translations) costs a hundred times the call of a cheap command.
     _parsers: dict[str, argparse.ArgumentParser] = field(
@@ -185,7 +188,8 @@ MAGIC_NOTES = (
     "reported; the last one's rows come back as a DataFrame with the database's types. "
     "`:name` binds the notebook variable `name` as a parameter (never pasted into the SQL; "
     r"`\:` writes a literal colon). `%%db -o NAME` keeps the frame, `--sandbox` rolls "
-    "everything back, `%db -f FILE.sql` runs a file.",
+    "everything back, `%db -f FILE.sql` runs a file. `--polars` / `--arrow` return a polars "
+    "DataFrame / a pyarrow Table instead (`%db config frame=polars` for every cell).",
     "Connecting: the first %db that needs a database connects to DBNB_URL, else "
     "DATABASE_URL, else the connection named `default` in the connections file "
     "(~/.config/dbnb/connections.toml or [tool.dbnb.connections] in pyproject.toml), else "
@@ -248,8 +252,11 @@ COMMANDS: dict[str, Command] = _table(
     Command("history", "dbnb.migrations:history"),
     Command("check", "dbnb.migrations:check"),
     Command("stamp", "dbnb.migrations:stamp"),
-    Command("sandbox", sandbox.sandbox, magic_only=True),
-    Command("persist", persist.persist, magic_only=True),
+    Command("sandbox", sandbox.sandbox, magic_only=True, instead="with db.sandbox(): ..."),
+    Command("persist", persist.persist, magic_only=True,
+            instead="db.create_table_from_frame(name, df)"),
+    Command("config", magic_config.config, uses_db=False, magic_only=True, hidden=("state",),
+            instead="db.polars(sql) / repo.to_polars(), db.arrow(sql) / repo.to_arrow()"),
     Command("init", "dbnb.migrations.scaffold:init", uses_db=False),
     Command("stop", embedded.stop, uses_db=False),
     Command("help", help_for, uses_db=False, hidden=("prog",)),

@@ -28,14 +28,16 @@ from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
 from dbnb.engine.registry import connect
 from dbnb.engine.replicas import USES, check_use
-from dbnb.errors import DbnbError, QueryError, mask_secrets
+from dbnb.errors import DbnbError, QueryError
+from dbnb.frames.columns import Backend, options_of
 from dbnb.notebook.commands import COMMANDS, CommandUsageError, find, help_for
+from dbnb.notebook.config import MagicSettings
 from dbnb.phrasing import speaking
+from dbnb.redaction import mask_secrets
 from dbnb.settings import conceal, safe_url
 from dbnb.sqltext import split
 
 if TYPE_CHECKING:
-    import pandas as pd
     from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = ["DbMagics"]
@@ -61,15 +63,23 @@ class _CellOptions:
     path: str | None = None
     db: str | None = None
     use: str | None = None
+    frame: Backend | None = None
+
+
+_FRAME_FLAGS: dict[str, Backend] = {"--pandas": "pandas", "--polars": "polars", "--arrow": "arrow"}
 
 
 def _cell_options(line: str) -> _CellOptions:
-    """Read ``-o``, ``--sandbox``, ``-f``, ``--db`` and ``--use`` from the ``%%db`` line."""
+    """Read the ``%%db`` line's options: -o, --sandbox, -f, --db, --use and --polars/--arrow."""
     words = shlex.split(line)
     found: dict[str, Any] = {}
     while words:
         word = words.pop(0)
-        if word in {"-o", "--out"} and words:
+        if word in _FRAME_FLAGS:
+            if found.get("frame", _FRAME_FLAGS[word]) != _FRAME_FLAGS[word]:
+                raise UsageError("%%db: choose one of --pandas, --polars and --arrow")
+            found["frame"] = _FRAME_FLAGS[word]
+        elif word in {"-o", "--out"} and words:
             found["out"] = out = words.pop(0)
             if not out.isidentifier():
                 raise UsageError(f"%%db -o needs a variable name, got {out!r}")
@@ -84,7 +94,8 @@ def _cell_options(line: str) -> _CellOptions:
         else:
             raise UsageError(
                 f"%%db: unexpected {word!r}; usage: %%db [-o NAME] [--sandbox] [-f FILE.sql] "
-                "[--db CONNECTION] [--use primary|replica], SQL on the next lines"
+                "[--db CONNECTION] [--use primary|replica] [--polars | --arrow | --pandas], "
+                "SQL on the next lines"
             )
     return _CellOptions(**found)
 
@@ -112,6 +123,7 @@ class DbMagics(Magics):
         # (one connected with a typed password is found again by name, never asked twice).
         self.connection_name: str | None = None
         self.named: dict[str, Database] = {}
+        self.settings = MagicSettings()  # %db config
         self._connect_default()
 
     def _connect_default(self) -> None:
@@ -135,8 +147,9 @@ class DbMagics(Magics):
         [-f FILE]`` runs the cell's SQL (``%db -f FILE`` a file's): several statements run in one
         transaction, each reported; the last one's rows come back as a DataFrame; ``:name``
         is bound from the notebook variable ``name`` as a parameter (``\\:`` for a literal
-        colon). ``--sandbox`` rolls it all back. With read replicas, a cell that only reads
-        runs on one; ``--use primary`` keeps it on the primary.
+        colon). ``--sandbox`` rolls it all back. ``--polars`` / ``--arrow`` return a polars
+        DataFrame / a ``pyarrow.Table`` (``%db config frame=polars``: every cell). With read
+        replicas, a cell that only reads runs on one; ``--use primary`` keeps it on the primary.
         """
         try:
             with speaking("magic"):
@@ -167,6 +180,8 @@ class DbMagics(Magics):
             return self._connect(**kwargs)
         if command.name == "connections":
             return command.function(current=self.connection_name)
+        if command.name == "config":
+            return command.function(state=self.settings, **kwargs)
         if command.name == "stop":
             return self._stop(**kwargs)
         if command.name == "persist":
@@ -293,7 +308,7 @@ class DbMagics(Magics):
 
     # -- %%db ------------------------------------------------------------------------------------
 
-    def _query(self, line: str, cell: str) -> pd.DataFrame | None:
+    def _query(self, line: str, cell: str) -> Any:
         options = _cell_options(line)
         out, sandbox, path = options.out, options.sandbox, options.path
         sql = cell
@@ -307,7 +322,9 @@ class DbMagics(Magics):
         if not sql.strip():
             raise UsageError("%%db: the cell has no SQL")
         db = self._database_named(options.db) if options.db else None
-        return self._sql(sql, out=out, sandbox=sandbox, db=db, use=options.use)
+        return self._sql(
+            sql, out=out, sandbox=sandbox, db=db, use=options.use, frame=options.frame
+        )
 
     def _sql(
         self,
@@ -317,7 +334,8 @@ class DbMagics(Magics):
         sandbox: bool,
         db: Database | None = None,
         use: str | None = None,
-    ) -> pd.DataFrame | None:
+        frame: Backend | None = None,
+    ) -> Any:
         from dbnb.engine.routing import run_routed
         from dbnb.engine.scripts import run_script, targets_of
 
@@ -334,12 +352,15 @@ class DbMagics(Magics):
                 "write \\: for a literal colon)"
             )
         targets = targets_of(sql, {n: namespace[n] for n in names}, what="%%db")
+        backend = options_of(backend=frame or self.settings.frame)["backend"]
         db = db or self._current()
         if sandbox:
             with db.sandbox() as session:
-                result, _ = run_script(session, targets, last="run")
+                result, _ = run_script(session, targets, last="run", backend=backend)
         else:  # a cell that only reads goes to a replica when the Database has one
-            result, _ = run_routed(db.session, targets, use=check_use(use), last="run")
+            result, _ = run_routed(
+                db.session, targets, use=check_use(use), last="run", backend=backend
+            )
         if len(result.steps) > 1:
             print(result.report() + ("\n(rolled back: --sandbox)" if sandbox else ""))
         elif result.frame is None:

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dbnb.driver_errors import translate
 from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
 from dbnb.engine.replicas import Use
-from dbnb.errors import UniqueViolation, translate
+from dbnb.errors import UniqueViolation
 from dbnb.orm.filters import OrderBy
 from dbnb.orm.frame_methods import AsyncFrameMethods
 from dbnb.orm.models import ModelList

@@ -75,7 +75,8 @@ class PartitionReader:
         connection = self.connections[index % len(self.connections)]
         with connection.raw() as raw:
             tables = read_partition(raw, self.read, index)
-        return self.read.plan.combine(tables)
+        frame: pd.DataFrame = self.read.plan.combine(tables)  # pandas: dbnb.dask reads no other
+        return frame
 
 
 def collection(read: PartitionedRead, connections: tuple[WorkerConnection, ...]) -> dd.DataFrame:

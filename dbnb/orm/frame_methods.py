@@ -19,6 +19,8 @@ from dbnb.errors import FilterError
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
+    import polars as pl
+    import pyarrow as pa
     from sqlalchemy import Select, Table
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
     from dbnb.engine.remote import WorkerConnection
     from dbnb.engine.replicas import Use
-    from dbnb.frames.columns import DtypeBackend, JsonAs, UuidAs
+    from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs
     from dbnb.frames.partitions import OrderKey
     from dbnb.frames.write import OnConflict
     from dbnb.orm.filters import OrderBy
@@ -130,15 +132,92 @@ class FrameMethods(_DaskPlanning[M]):
             df = users.to_frame(is_active=True, age__gte=30,
                                 columns=["email", "age", "created_at"], order_by="email")
         """
+        frame: pd.DataFrame = self._read(
+            where, lookups, columns, order_by, limit, offset, partitions, use,
+            {"dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
+             "json_as": json_as},
+        )
+        return frame
+
+    def to_arrow(
+        self,
+        *where: Any,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
+        partitions: int | None = None,
+        use: Use = None,
+        **lookups: Any,
+    ) -> pa.Table:
+        """SELECT the matching rows into a ``pyarrow.Table`` through COPY, no pandas involved.
+
+        Same filters, ordering and partitions as :meth:`to_frame`; the Arrow types follow the
+        table in :mod:`dbnb.frames.dtypes` (``numeric(p, s)`` is ``decimal128(p, s)``,
+        ``timestamptz`` ``timestamp[us, tz=UTC]``, JSON Arrow's ``json`` type or, with
+        ``json_as="string"``, text; ``uuid_as="uuid"`` gives Arrow's ``uuid`` type).
+
+        Example::
+
+            table = users.to_arrow(age__gte=30)
+        """
+        table: pa.Table = self._read(
+            where, lookups, columns, order_by, limit, offset, partitions, use,
+            {"decimal": decimal, "uuid_as": uuid_as, "json_as": json_as, "backend": "arrow"},
+        )
+        return table
+
+    def to_polars(
+        self,
+        *where: Any,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        decimal: bool = False,
+        partitions: int | None = None,
+        use: Use = None,
+        **lookups: Any,
+    ) -> pl.DataFrame:
+        """SELECT the matching rows into a polars DataFrame (from Arrow, no pandas involved).
+
+        Same filters, ordering and partitions as :meth:`to_frame`; the types are those of
+        :meth:`to_arrow` as polars holds them (see :mod:`dbnb.frames.dtypes`: JSON is its text,
+        ``pl.col(c).str.json_decode()`` parses it; an interval is a struct of months, days and
+        nanoseconds). Needs ``pip install 'dbnb[polars]'``.
+
+        Example::
+
+            df = users.to_polars(order_by="email")
+        """
+        frame: pl.DataFrame = self._read(
+            where, lookups, columns, order_by, limit, offset, partitions, use,
+            {"decimal": decimal, "backend": "polars"},
+        )
+        return frame
+
+    def _read(
+        self,
+        where: tuple[Any, ...],
+        lookups: dict[str, Any],
+        columns: Sequence[str] | None,
+        order_by: OrderBy,
+        limit: int | None,
+        offset: int | None,
+        partitions: int | None,
+        use: Use,
+        options: dict[str, Any],
+    ) -> Any:
+        from dbnb.frames.columns import options_of
         from dbnb.frames.partitions import check_partitions
 
+        options = options_of(**options)  # before anything is sent
         streams = check_partitions(partitions, limit=limit, offset=offset)
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
-        options: dict[str, Any] = {
-            "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
-            "json_as": json_as,
-        }
         if streams > 1:
             self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         with self._session(read=True, use=use) as s:
@@ -210,19 +289,23 @@ class FrameMethods(_DaskPlanning[M]):
         decimal: bool = False,
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
+        backend: Backend = "pandas",
         progress: bool | None = None,
         use: Use = None,
         **lookups: Any,
-    ) -> Iterator[pd.DataFrame]:
-        """Yield the matching rows as DataFrames of ``chunksize`` rows, in bounded memory.
+    ) -> Iterator[Any]:
+        """Yield the matching rows as frames of ``chunksize`` rows, in bounded memory.
 
         A streamed COPY inside a SAVEPOINT; breaking out early cancels it. Filters and dtypes
         as in :meth:`to_frame`; a progress bar shows in interactive use past 100,000 rows.
+        ``backend="polars"`` yields polars DataFrames, ``"arrow"`` ``pyarrow.Table`` s, with the
+        types of :meth:`to_polars` / :meth:`to_arrow`.
 
         Example::
 
             for chunk in events.iter_frames(chunksize=100_000):
                 totals.append(chunk.groupby("kind").size())
+            for batch in events.iter_frames(chunksize=100_000, backend="polars"): ...
         """
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=None, offset=None)
@@ -231,19 +314,22 @@ class FrameMethods(_DaskPlanning[M]):
         with self._session(read=True, use=use) as s:
             yield from read.iter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as, json_as=json_as, progress=progress,
+                uuid_as=uuid_as, json_as=json_as, backend=backend, progress=progress,
             )
 
     def from_frame(
         self,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pl.DataFrame | pa.Table,
         *,
         on_conflict: OnConflict = None,
         on: Sequence[str] | None = None,
         naive_as: str | None = None,
         progress: bool | None = None,
     ) -> int:
-        """Load ``frame`` through COPY in one SAVEPOINT; return the rows written.
+        """Load a pandas or polars DataFrame (or ``pyarrow.Table``) through COPY; return rows.
+
+        One SAVEPOINT: all rows or none. polars and Arrow input is checked and converted as
+        Arrow, never through pandas.
 
         Columns are checked before anything is sent (unknown ones and missing NOT NULL ones
         are :class:`~dbnb.FrameError`); NaN/NaT/None/pd.NA become NULL; absent columns get
@@ -290,15 +376,72 @@ class AsyncFrameMethods(_DaskPlanning[M]):
         **lookups: Any,
     ) -> pd.DataFrame:
         """Await :meth:`Repository.to_frame` (asyncpg COPY; partitions on several connections)."""
+        frame: pd.DataFrame = await self._read(
+            where, lookups, columns, order_by, limit, offset, partitions, use,
+            {"dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
+             "json_as": json_as},
+        )
+        return frame
+
+    async def to_arrow(
+        self,
+        *where: Any,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
+        partitions: int | None = None,
+        use: Use = None,
+        **lookups: Any,
+    ) -> pa.Table:
+        """Await :meth:`Repository.to_arrow` (asyncpg COPY into a ``pyarrow.Table``)."""
+        table: pa.Table = await self._read(
+            where, lookups, columns, order_by, limit, offset, partitions, use,
+            {"decimal": decimal, "uuid_as": uuid_as, "json_as": json_as, "backend": "arrow"},
+        )
+        return table
+
+    async def to_polars(
+        self,
+        *where: Any,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        decimal: bool = False,
+        partitions: int | None = None,
+        use: Use = None,
+        **lookups: Any,
+    ) -> pl.DataFrame:
+        """Await :meth:`Repository.to_polars` (asyncpg COPY, then polars from Arrow)."""
+        frame: pl.DataFrame = await self._read(
+            where, lookups, columns, order_by, limit, offset, partitions, use,
+            {"decimal": decimal, "backend": "polars"},
+        )
+        return frame
+
+    async def _read(
+        self,
+        where: tuple[Any, ...],
+        lookups: dict[str, Any],
+        columns: Sequence[str] | None,
+        order_by: OrderBy,
+        limit: int | None,
+        offset: int | None,
+        partitions: int | None,
+        use: Use,
+        options: dict[str, Any],
+    ) -> Any:
+        from dbnb.frames.columns import options_of
         from dbnb.frames.partitions import check_partitions
 
+        options = options_of(**options)  # before anything is sent
         streams = check_partitions(partitions, limit=limit, offset=offset)
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=limit, offset=offset)
-        options: dict[str, Any] = {
-            "dtype_backend": dtype_backend, "decimal": decimal, "uuid_as": uuid_as,
-            "json_as": json_as,
-        }
         if streams > 1:
             self._q.caps.require("to_frame(partitions=N)", _ONE_STREAM)
         async with self._session(read=True, use=use) as s:
@@ -357,10 +500,11 @@ class AsyncFrameMethods(_DaskPlanning[M]):
         decimal: bool = False,
         uuid_as: UuidAs = "string",
         json_as: JsonAs = "object",
+        backend: Backend = "pandas",
         progress: bool | None = None,
         use: Use = None,
         **lookups: Any,
-    ) -> AsyncIterator[pd.DataFrame]:
+    ) -> AsyncIterator[Any]:
         """Iterate :meth:`Repository.iter_frames` with ``async for``."""
         stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
                             limit=None, offset=None)
@@ -369,13 +513,13 @@ class AsyncFrameMethods(_DaskPlanning[M]):
         async with self._session(read=True, use=use) as s:
             async for frame in aread.aiter_frames(
                 s, stmt, chunksize=chunksize, dtype_backend=dtype_backend, decimal=decimal,
-                uuid_as=uuid_as, json_as=json_as, progress=progress,
+                uuid_as=uuid_as, json_as=json_as, backend=backend, progress=progress,
             ):
                 yield frame
 
     async def from_frame(
         self,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pl.DataFrame | pa.Table,
         *,
         on_conflict: OnConflict = None,
         on: Sequence[str] | None = None,

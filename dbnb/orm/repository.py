@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from dbnb.driver_errors import translate
 from dbnb.engine.database import Database
 from dbnb.engine.replicas import Use
-from dbnb.errors import UniqueViolation, translate
+from dbnb.errors import UniqueViolation
 from dbnb.orm.filters import OrderBy
 from dbnb.orm.frame_methods import FrameMethods
 from dbnb.orm.models import ModelList

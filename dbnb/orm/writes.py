@@ -7,23 +7,35 @@ from INSERT and DELETE; MySQL from none. :func:`one_row_write` and :func:`upsert
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Delete, Select, Update, and_, inspect, select
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.base import Executable
 
 from dbnb.dialects import Capabilities
 from dbnb.orm.types import utc_now
 
-__all__ = ["ON_CONFLICT", "REFRESH", "Write", "one_row_write", "upsert_write"]
+__all__ = ["REFRESH", "Write", "on_conflict_insert", "one_row_write", "upsert_write"]
 
 # Returned rows replace stale copies in the session's identity map.
 REFRESH: dict[str, Any] = {"populate_existing": True}
-# INSERT … ON CONFLICT, as each backend's SQLAlchemy dialect spells it.
-ON_CONFLICT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_ON_CONFLICT_DIALECTS = ("postgresql", "sqlite")
+
+
+def on_conflict_insert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT as ``dialect``'s SQLAlchemy dialect spells it.
+
+    The dialect module is imported here, on first use: ``import dbnb`` need not load them.
+
+    Raises:
+        KeyError: the dialect has no INSERT … ON CONFLICT.
+    """
+    if dialect not in _ON_CONFLICT_DIALECTS:
+        raise KeyError(dialect)
+    return importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,8 @@ def upsert_write(
     ``updated_at`` on the rows it updates.
     """
     if caps.upsert == "on_duplicate_key":
+        from sqlalchemy.dialects import mysql
+
         stmt: Any = mysql.insert(model).values(checked)
         new: dict[str, Any] = {n: stmt.inserted[n] for n in names}
         if new and stamp:
@@ -84,7 +98,7 @@ def upsert_write(
             .execution_options(**REFRESH)
         )
         return Write(stmt.on_duplicate_key_update(**new), False, after=found, counted=False)
-    stmt = ON_CONFLICT[caps.name](model).values(checked)
+    stmt = on_conflict_insert(caps.name)(model).values(checked)
     new = {n: stmt.excluded[n] for n in names}
     if new and stamp:
         new["updated_at"] = utc_now()

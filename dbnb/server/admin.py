@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from dbnb.dialects import capabilities
-from dbnb.errors import ConfigError, translate
+from dbnb.driver_errors import translate
+from dbnb.errors import ConfigError
 
 __all__ = ["create_database", "drop_database", "psycopg_conninfo"]
 

@@ -47,6 +47,14 @@ def test_caption_is_a_line_above_the_table_and_the_note_below() -> None:
     assert "<caption" not in html  # a caption is squeezed to the table's width
 
 
+def test_code_spans_in_a_note_are_code_in_html_and_backticks_in_text() -> None:
+    table = Table(("a",), [("x",)], note="run `%db migrate` then `%%db <b>`")
+    assert "run <code>%db migrate</code> then <code>%%db &lt;b&gt;</code>" in table.html()
+    assert table.text().endswith("run `%db migrate` then `%%db <b>`")
+    odd = Table(("a",), [("x",)], note="a ` alone").html()
+    assert "a ` alone" in odd and "<code>" not in odd
+
+
 def test_an_empty_result_is_one_line_not_an_empty_table() -> None:
     html = Table(("kind", "name"), [], caption="drift", empty="no drift").html()
     assert "<table" not in html and "no drift" in html

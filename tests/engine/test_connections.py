@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -192,3 +195,57 @@ def test_a_prompted_password_is_used_and_kept_nowhere(
     assert "password" in str(caught.value).lower()
     no_secret_in(caught.value)
     bad.close()
+
+
+@pytest.fixture
+def file_keyring(home: Path) -> Iterator[Any]:
+    """The keyring library on a real backend that keeps its store in a file under HOME."""
+    import keyring
+    from keyrings.alt.file import PlaintextKeyring
+
+    previous = keyring.get_keyring()
+    store = PlaintextKeyring()
+    keyring.set_keyring(store)
+    yield keyring
+    keyring.set_keyring(previous)
+
+
+def test_a_password_from_the_keyring_reaches_both_drivers(
+    home: Path, password_server: tuple[str, int], file_keyring: Any
+) -> None:
+    host, port = password_server
+    path = write_user_file(home, f"""
+[vaulted]
+url = "postgresql://ana@{host}:{port}/postgres"
+keyring = "dbnb-tests"
+""")
+    with pytest.raises(dbnb.ConfigError, match="keyring set dbnb-tests ana"):
+        dbnb.connect("vaulted")
+    file_keyring.set_password("dbnb-tests", "ana", SECRET)
+    assert "keyring 'dbnb-tests'" in repr(connections.connections())
+    db = dbnb.connect("vaulted", pool_size=2)
+    both_drivers_answer(db)
+    no_secret_in(db, db.settings, db.url, connections.connections())
+    assert SECRET not in path.read_text()
+    db.close()
+
+
+def test_keyring_entries_need_a_user_and_only_one_password_source(
+    home: Path, file_keyring: Any
+) -> None:
+    write_user_file(home, '[anon]\nhost = "db.example.com"\nkeyring = "svc"\n')
+    with pytest.raises(dbnb.ConfigError, match="give the entry a user"):
+        connections.resolve("anon")
+    write_user_file(home, '[both]\nhost = "h"\nuser = "u"\nkeyring = "s"\npassword_env = "P"\n')
+    with pytest.raises(dbnb.ConfigError, match="password_env or keyring, not both"):
+        connections.load()
+
+
+def test_without_the_keyring_library_the_error_names_the_extra(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_user_file(home, '[vaulted]\nhost = "h"\nuser = "ana"\nkeyring = "svc"\n')
+    monkeypatch.setitem(sys.modules, "keyring", None)  # as if it were not installed
+    with pytest.raises(dbnb.MissingExtra, match=r"pip install 'dbnb\[keyring\]'") as caught:
+        connections.resolve("vaulted")
+    assert isinstance(caught.value, ImportError) and caught.value.__cause__ is not None

@@ -113,6 +113,24 @@ async def test_reads_take_turns_on_the_replicas_on_both_drivers(
     await rdb.asyncio.refresh_pools()
 
 
+async def test_arrow_and_polars_reads_are_routed_too(rdb: dbnb.Database) -> None:
+    notes = dbnb.Repository(Note, rdb)
+    assert rdb.arrow(WHERE).column("standby").to_pylist() == [True]
+    assert rdb.arrow(WHERE, use="primary").column("standby").to_pylist() == [False]
+    assert rdb.polars(WHERE)["standby"].to_list() == [True]
+    assert rdb.polars(WHERE, use="primary")["standby"].to_list() == [False]
+    assert (await rdb.asyncio.arrow(WHERE)).column("standby").to_pylist() == [True]
+    assert (await rdb.asyncio.polars(WHERE, use="primary"))["standby"].to_list() == [False]
+    reads = sum(node.reads for node in rdb.pool_status().nodes if node.role == "replica")
+    notes.to_arrow(limit=1)
+    notes.to_polars(limit=1)
+    after = sum(node.reads for node in rdb.pool_status().nodes if node.role == "replica")
+    assert after == reads + 2
+    notes.to_arrow(limit=1, use="primary")
+    assert sum(n.reads for n in rdb.pool_status().nodes if n.role == "replica") == after
+    await rdb.asyncio.refresh_pools()
+
+
 async def test_writes_transactions_sandboxes_and_overrides_go_to_the_primary(
     rdb: dbnb.Database,
 ) -> None:

@@ -159,3 +159,28 @@ def test_read_frame_and_write_frame_dispatch_on_the_session(seeded: dbnb.Databas
         rows = pd.DataFrame({"sku": ["RF-100"], "name": ["Read frame"], "price": [1.5]})
         assert dbnb.write_frame(s, shop.Product, rows) == 1
         s.rollback()
+
+
+async def test_arrow_and_polars_out_and_in_everywhere(shell: Any, seeded: dbnb.Database) -> None:
+    import polars as pl
+    import pyarrow as pa
+
+    users = shell(shop.User, seeded)
+    table = await call(users.to_arrow(order_by="email", columns=["email", "age"]))
+    assert isinstance(table, pa.Table) and table.column_names == ["email", "age"]
+    emails = table.column("email").to_pylist()
+    assert emails == sorted(emails) and {"ana@example.com", "ben@example.com"} <= set(emails)
+    frame = await call(users.to_polars(order_by="email", columns=["email", "age"]))
+    assert isinstance(frame, pl.DataFrame) and frame["email"].to_list() == table.column(
+        "email").to_pylist()
+    chunks = [c async for c in users.iter_frames(chunksize=2, backend="polars")] if (
+        shell is dbnb.AsyncRepository) else list(users.iter_frames(chunksize=2, backend="polars"))
+    assert all(isinstance(c, pl.DataFrame) for c in chunks)
+    assert sum(c.height for c in chunks) == len(table)
+    products = shell(shop.Product, seeded)
+    new = pl.DataFrame({"sku": ["PL-001"], "name": ["Polars mug"], "price": [Decimal("7.50")],
+                        "stock": [3]})
+    assert await call(products.from_frame(new)) == 1
+    got = await call(products.get_by(sku="PL-001"))
+    assert got is not None and got.price == Decimal("7.50") and got.stock == 3
+    await call(products.hard_delete(got.id))

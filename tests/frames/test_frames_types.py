@@ -170,7 +170,7 @@ async def test_streamed_chunks_and_many_blocks_keep_the_values(
 ) -> None:
     """Many blocks (parsed on a thread, then concatenated); chunks cut rows across blocks."""
     monkeypatch.setattr("dbnb.frames.read.PIPELINED", 1 << 15)
-    monkeypatch.setattr("dbnb.frames.aread.PIPELINED", 1 << 15)
+    monkeypatch.setattr("dbnb.frames.ablocks.PIPELINED", 1 << 15)
     sql = (
         "SELECT g AS id, o.t, o.iv, o.b, o.doc, o.tags, o.ints FROM oddities o, "
         "generate_series(1, 3000) g ORDER BY g, o.id"

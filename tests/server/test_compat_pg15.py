@@ -18,13 +18,25 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy.orm import DeclarativeBase, Mapped
 
 import dbnb
 from dbnb import migrations
 from dbnb.engine.registry import open_databases
 from dbnb.examples import shop
+from dbnb.orm.models import new_registry
 
 BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class V7Base(DeclarativeBase):
+    registry = new_registry()
+    metadata = registry.metadata
+
+
+class Ticket(dbnb.UUIDv7PrimaryKey, V7Base):
+    __tablename__ = "tickets"
+    name: Mapped[str]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -88,3 +100,43 @@ def test_migrations_repositories_and_frames_on_postgresql_15(pg15: str) -> None:
     extra = pd.DataFrame({"sku": ["PG-015"], "name": ["Fifteen"], "price": [15.5], "stock": [15]})
     assert products.from_frame(extra) == 1
     assert products.get_by(sku="PG-015").price == Decimal("15.50")  # type: ignore[union-attr]
+
+
+def test_uuidv7_keys_on_postgresql_15(pg15: str) -> None:
+    """PostgreSQL 15 has no uuidv7(): dbnb creates it with the table, a correct v7, not a v4."""
+    import time
+    import uuid
+
+    import polars as pl
+
+    from dbnb.migrations.config import context_options
+    from dbnb.migrations.drift import compare
+
+    db = dbnb.connect(pg15, database="compat_v7", reset=True)
+    assert db.execute("SELECT to_regprocedure('uuidv7()')") == [(None,)]
+    V7Base.metadata.create_all(db.engine)
+    V7Base.metadata.create_all(db.engine)  # again: the function is there, nothing fails
+    dbnb.Repository(Ticket, db).create(name="orm")
+    dbnb.Repository(Ticket, db).from_frame(pl.DataFrame({"name": ["copy"]}))
+    for i in range(5):
+        db.execute("INSERT INTO tickets (name) VALUES (:n); SELECT pg_sleep(0.002)", n=f"s{i}")
+    rows = db.execute("SELECT id, name FROM tickets")
+    now_ms = time.time_ns() // 1_000_000
+    for value, _ in rows:
+        assert value.version == 7 and value.variant == uuid.RFC_4122
+        assert abs((value.int >> 80) - now_ms) < 60_000  # 48 bits of Unix milliseconds
+    ordered = [v for v, n in sorted(rows, key=lambda r: r[1]) if n.startswith("s")]
+    assert ordered == sorted(ordered)  # server ids follow time (ms + 12 bits of sub-ms)
+    made = db.execute("SELECT uuidv7() FROM generate_series(1, 2000)")
+    assert len({v for (v,) in made}) == 2000
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql(
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef "
+            "WHERE adrelid = 'tickets'::regclass"
+        ).scalar() == "uuidv7()"
+        assert compare(conn, V7Base.metadata, context_options()) == ()
+    other = dbnb.connect(pg15, database="compat_v7_helper", reset=True)
+    with other.engine.begin() as conn:
+        dbnb.ensure_uuidv7(conn)
+        dbnb.ensure_uuidv7(conn)
+    assert other.execute("SELECT uuidv7()")[0][0].version == 7
