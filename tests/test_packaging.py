@@ -49,12 +49,12 @@ def test_py_typed_is_shipped() -> None:
 
 
 def test_import_dbnb_leaves_the_heavy_libraries_for_first_use() -> None:
-    """``import dbnb`` imports no pandas, pyarrow, polars, IPython or Alembic; a frame does."""
+    """``import dbnb`` imports no pandas, pyarrow, polars, IPython, Alembic or dask."""
     import subprocess
     import sys
 
     # SQLAlchemy's dialect modules too: the engine loads the one it needs when it is made.
-    heavy = ["pandas", "polars", "pyarrow", "IPython", "alembic", "numpy",
+    heavy = ["pandas", "polars", "pyarrow", "IPython", "alembic", "numpy", "dask",
              "sqlalchemy.dialects.mysql", "sqlalchemy.dialects.postgresql",
              "sqlalchemy.dialects.sqlite"]
     probe = (
@@ -62,12 +62,15 @@ def test_import_dbnb_leaves_the_heavy_libraries_for_first_use() -> None:
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
         "dbnb.read_frame\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+        "dbnb.dask.read_frame\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
-    at_import, after_use = done.stdout.splitlines()
+    at_import, after_use, after_dask = done.stdout.splitlines()
     assert at_import == "[]"
     assert "pyarrow" in after_use
     assert "polars" not in after_use  # only a polars read imports it
+    assert "dask" not in after_dask  # dbnb.dask imports dask itself when a function runs
     assert "read_frame" in dir(dbnb)  # lazy names still show in completion

@@ -8,16 +8,21 @@ threads while the event loop keeps receiving.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, Table, text
+from sqlalchemy.sql import Executable
 
+from dbnb.errors import FrameError
 from dbnb.frames.ablocks import BlockParser
 from dbnb.frames.aread import aread_frame, asent, inlined
 from dbnb.frames.describe import adescribe
 from dbnb.frames.partitions import (
     EXPORT_SNAPSHOT,
     MIN_TID_RANGE_VERSION,
+    WROTE,
+    WROTE_MESSAGE,
     OrderKey,
     PartitionedRead,
     bounds_query,
@@ -33,11 +38,12 @@ if TYPE_CHECKING:
 
     from dbnb.frames.plan import Frame
 
-__all__ = ["aplan_partitioned", "aread_partition", "aread_partitioned"]
+__all__ = ["acut", "aplan_partitioned", "aplan_reads", "aread_partition", "aread_partitioned"]
 
 
-async def _acut(session: AsyncSession, stmt: Select[Any], table: Table, n: int,
+async def acut(session: AsyncSession, stmt: Select[Any], table: Table, n: int,
                 key: OrderKey | None) -> list[Select[Any]]:
+    """Await :func:`dbnb.frames.parallel.cut` (asyncpg)."""
     if key is None:
         pages, version = (await session.execute(text(pages_query(table)))).one()
         if int(version) < MIN_TID_RANGE_VERSION:
@@ -62,7 +68,7 @@ async def aplan_partitioned(
     """
     import asyncpg
 
-    parts = await _acut(session, stmt, table, partitions, key)
+    parts = await acut(session, stmt, table, partitions, key)
     if len(parts) == 1:
         return None
     targets = [Target(p) for p in parts]
@@ -84,6 +90,37 @@ async def aplan_partitioned(
     plan = plan_for(targets[0], columns, options)
     return PartitionedRead(
         str(snapshot),
+        tuple(plan.copy_query(sql) for sql in sqls),
+        tuple(plan.columns),
+        tuple(sorted(options.items())),
+    )
+
+
+async def aplan_reads(
+    session: AsyncSession, parts: Sequence[Executable], **options: Any
+) -> PartitionedRead:
+    """Await :func:`dbnb.frames.parallel.plan_reads` (asyncpg describes and inlines)."""
+    import asyncpg
+
+    targets = [Target(p) for p in parts]
+    what = [await asent(session, t) for t in targets]
+    if (await session.execute(text(WROTE))).scalar():
+        raise FrameError(WROTE_MESSAGE)
+    raw = (await (await session.connection()).get_raw_connection()).driver_connection
+    sqls: list[str] = []
+    columns = None
+    for statement, parameters in what:
+        try:
+            described, types = await adescribe(raw, statement)
+            sqls.append(await inlined(raw, statement, types, parameters))
+        except asyncpg.PostgresError as exc:
+            raise driver_error(exc, statement) from exc
+        columns = columns or described
+    if columns is None:
+        raise FrameError("the statement returns no rows, so it has no partitions to read")
+    plan = plan_for(targets[0], columns, options)
+    return PartitionedRead(
+        "",
         tuple(plan.copy_query(sql) for sql in sqls),
         tuple(plan.columns),
         tuple(sorted(options.items())),

@@ -14,15 +14,20 @@ the server predates TID range scans (PostgreSQL 14), or there is nothing to cut 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, Table, text
+from sqlalchemy.sql import Executable
 
+from dbnb.errors import FrameError
 from dbnb.frames.describe import describe
 from dbnb.frames.partitions import (
     EXPORT_SNAPSHOT,
     MIN_TID_RANGE_VERSION,
+    WROTE,
+    WROTE_MESSAGE,
     OrderKey,
     PartitionedRead,
     bounds_query,
@@ -40,11 +45,12 @@ if TYPE_CHECKING:
 
     from dbnb.frames.plan import Frame
 
-__all__ = ["plan_partitioned", "read_partition", "read_partitioned"]
+__all__ = ["cut", "plan_partitioned", "plan_reads", "read_partition", "read_partitioned"]
 
 
-def _cut(session: Session, stmt: Select[Any], table: Table, n: int,
+def cut(session: Session, stmt: Select[Any], table: Table, n: int,
          key: OrderKey | None) -> list[Select[Any]]:
+    """``stmt`` cut into ``n`` ranges: of ``table``'s pages, or of ``key`` at its statistics."""
     if key is None:
         pages, version = session.execute(text(pages_query(table))).one()
         if int(version) < MIN_TID_RANGE_VERSION:
@@ -71,7 +77,7 @@ def plan_partitioned(
     """
     import psycopg
 
-    parts = _cut(session, stmt, table, partitions, key)
+    parts = cut(session, stmt, table, partitions, key)
     if len(parts) == 1:
         return None
     targets = [Target(p) for p in parts]
@@ -90,6 +96,41 @@ def plan_partitioned(
     plan = plan_for(targets[0], columns, options)
     return PartitionedRead(
         str(snapshot),
+        tuple(plan.copy_query(sql) for sql in sqls),
+        tuple(plan.columns),
+        tuple(sorted(options.items())),
+    )
+
+
+def plan_reads(session: Session, parts: Sequence[Executable], **options: Any) -> PartitionedRead:
+    """Plan ``parts`` (one SELECT per partition) as reads that run later, each on its own.
+
+    No snapshot is shared: each partition sees what is committed when it runs (Dask tasks
+    run when the graph is computed, perhaps many times). What the session would send is
+    kept, its ORM hooks and soft-delete criteria applied; the first part is described once.
+
+    Raises:
+        FrameError: the session's transaction wrote rows, which other connections cannot
+            see: commit first.
+    """
+    import psycopg
+
+    targets = [Target(p) for p in parts]
+    what = [sent(session, t) for t in targets]
+    if session.execute(text(WROTE)).scalar():
+        raise FrameError(WROTE_MESSAGE)
+    raw = session.connection().connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    sqls = [psycopg.ClientCursor(raw).mogrify(statement, params) for statement, params in what]
+    try:
+        columns = describe(raw, sqls[0])
+    except psycopg.Error as exc:
+        raise driver_error(exc, sqls[0]) from exc
+    if columns is None:
+        raise FrameError("the statement returns no rows, so it has no partitions to read")
+    plan = plan_for(targets[0], columns, options)
+    return PartitionedRead(
+        "",
         tuple(plan.copy_query(sql) for sql in sqls),
         tuple(plan.columns),
         tuple(sorted(options.items())),

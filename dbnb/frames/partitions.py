@@ -12,7 +12,10 @@ Each partition runs on its own connection, in a ``REPEATABLE READ`` transaction 
 the snapshot the reading session exported (``pg_export_snapshot()`` / ``SET TRANSACTION
 SNAPSHOT``): together they are exactly the rows of one query at one moment, whatever commits
 meanwhile. :class:`PartitionedRead` carries what a partition needs (picklable: a task on
-another process or machine can read one, given a connection to the same server).
+another process or machine can read one, given a connection to the same server). Dask
+partitions (:func:`dbnb.frames.parallel.plan_reads`) share no snapshot: their tasks run
+later, perhaps many times and on replicas, long after any exporting transaction could stay
+open, so each reads what is committed when it starts.
 """
 
 from __future__ import annotations
@@ -36,19 +39,30 @@ if TYPE_CHECKING:
 __all__ = [
     "EXPORT_SNAPSHOT",
     "MIN_TID_RANGE_VERSION",
+    "WROTE",
+    "WROTE_MESSAGE",
     "OrderKey",
     "PartitionedRead",
     "bounds_query",
     "check_partitions",
     "ctid_ranges",
+    "even_cuts",
     "key_ranges",
     "order_key",
     "pages_query",
+    "value_ranges",
 ]
 
 #: What the reading session runs once its statements are ready: the snapshot to share, and
 #: whether its transaction wrote anything (other connections could not see that: one stream).
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot(), txid_current_if_assigned() IS NOT NULL"
+#: Whether the session's transaction has written anything, and what to say when partitions
+#: read later on other connections would miss it.
+WROTE = "SELECT txid_current_if_assigned() IS NOT NULL"
+WROTE_MESSAGE = (
+    "this session's transaction has written rows that the partitions, read on other "
+    "connections, could not see: commit first (or read them with to_frame())"
+)
 MIN_TID_RANGE_VERSION = 140000  # TID range scans; before them each ctid range scans it all
 
 
@@ -159,15 +173,44 @@ def key_ranges(stmt: Select[Any], key: OrderKey, bounds: list[Any], n: int) -> l
         cut = values[len(values) * k // n] if values else None
         if cut is not None and (not cuts or cut > cuts[-1]):
             cuts.append(cut)
+    return value_ranges(stmt, key.column, cuts, descending=key.descending)
+
+
+def value_ranges(
+    stmt: Select[Any], column: ColumnElement[Any], cuts: list[Any], *, descending: bool = False
+) -> list[Select[Any]]:
+    """``stmt`` cut at ``cuts`` (ascending, distinct) of ``column``: ``len(cuts) + 1`` ranges.
+
+    The first range is open below, the last open above and holding the NULLs; ``descending``
+    lists the ranges from the top (where a descending order puts NULLs first).
+    """
     if not cuts:
         return [stmt]  # no statistics (or one value): nothing to cut at
-    column = key.column
     ranges: list[ColumnElement[bool]] = [column < cuts[0]]
     ranges += [and_(column >= low, column < high) for low, high in itertools.pairwise(cuts)]
     ranges.append(or_(column >= cuts[-1], column.is_(None)))  # the top range holds the NULLs
-    if key.descending:
+    if descending:
         ranges.reverse()
     return [stmt.where(r) for r in ranges]
+
+
+def even_cuts(low: Any, high: Any, n: int) -> list[Any] | None:
+    """``n - 1`` evenly spaced cuts between ``low`` and ``high`` (numbers, dates, timestamps).
+
+    None when the values cannot be spaced evenly (text, UUIDs...): cut at quantiles instead.
+    Repeated cuts (a range narrower than ``n`` integers) are kept once.
+    """
+    if low is None or high is None or isinstance(low, bool):
+        return [] if low is None or high is None else None
+    try:
+        span = high - low
+        if isinstance(low, int):
+            points = [low + span * k // n for k in range(1, n)]
+        else:
+            points = [low + span * k / n for k in range(1, n)]
+    except TypeError:
+        return None
+    return sorted({p for p in points if low < p <= high})
 
 
 @dataclass(frozen=True)
@@ -191,12 +234,16 @@ class PartitionedRead:
         return cached_plan(self.columns, self.options)
 
     def begin(self) -> str:
-        """The start of a partition's transaction: read only, on the shared snapshot."""
+        """The start of a partition's transaction: read only, on the shared snapshot if any.
+
+        Without a snapshot (``""``: partitions read later, each on its own, as Dask tasks do)
+        each partition sees the rows committed when it starts.
+        """
+        start = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+        if not self.snapshot:
+            return start
         snapshot = self.snapshot.replace("'", "''")
-        return (
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
-            f"SET TRANSACTION SNAPSHOT '{snapshot}'"
-        )
+        return f"{start}; SET TRANSACTION SNAPSHOT '{snapshot}'"
 
     def message(self, index: int) -> str:
         """Partition ``index`` as one message: begin on the snapshot, COPY, commit."""

@@ -65,6 +65,14 @@ docstring is what Jupyter shows on Shift-Tab.
    :members: {members}
    :no-index:
 ```
+
+## dbnb.dask
+
+```{{eval-rst}}
+.. automodule:: dbnb.dask
+   :members: read_frame, write_frame
+   :no-index:
+```
 """
 
 _INTRO_FALLBACK = (

@@ -1,10 +1,11 @@
-"""DataFrame methods of the repositories: ``to_frame``, ``iter_frames``, ``from_frame``.
+"""DataFrame methods of the repositories: to_frame, to_dask, iter_frames, from_frame.
 
 Mixed into :class:`~dbnb.Repository` (:class:`FrameMethods`) and
 :class:`~dbnb.AsyncRepository` (:class:`AsyncFrameMethods`). Each method builds the
 repository's own SELECT (:meth:`~dbnb.orm.statements.Statements.frame`: its filters, ordering and
 soft-delete visibility) and hands it to the COPY fast path in :mod:`dbnb.frames.read` /
-:mod:`dbnb.frames.aread`, or the frame to :mod:`dbnb.frames.write`.
+:mod:`dbnb.frames.aread` (``to_dask``: to :mod:`dbnb.orm.dask_frames`), or the frame to
+:mod:`dbnb.frames.write`.
 """
 
 from __future__ import annotations
@@ -13,15 +14,22 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from dbnb.errors import FilterError
+
 if TYPE_CHECKING:
+    import dask.dataframe as dd
     import pandas as pd
     import polars as pl
     import pyarrow as pa
+    from sqlalchemy import Select, Table
+    from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
+    from dbnb.engine.remote import WorkerConnection
     from dbnb.engine.replicas import Use
     from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs
+    from dbnb.frames.partitions import OrderKey
     from dbnb.frames.write import OnConflict
     from dbnb.orm.filters import OrderBy
     from dbnb.orm.statements import Statements
@@ -31,9 +39,55 @@ __all__ = ["AsyncFrameMethods", "FrameMethods"]
 M = TypeVar("M")
 # Partitioned reads share a PostgreSQL snapshot (pg_export_snapshot) between connections.
 _ONE_STREAM = "read in one stream (leave partitions unset); it is the generic cursor read there"
+_NO_DASK = ("read with to_frame() and hand the frame to dask.dataframe.from_pandas(); to_dask()'s "
+            "partitions are PostgreSQL COPY reads")
 
 
-class FrameMethods(Generic[M]):
+class _DaskPlanning(Generic[M]):
+    """What both shells' ``to_dask`` share before any I/O: the statement, ranges, workers."""
+
+    model: type[M]
+    bind: Any
+    _q: Statements[M]
+
+    def _dask_read(
+        self, where: tuple[Any, ...], lookups: dict[str, Any], partitions: int,
+        partition_on: str | None, columns: Sequence[str] | None, order_by: OrderBy,
+        *dtypes: Any,
+    ) -> tuple[Select[Any], Table, OrderKey | None, dict[str, Any]]:
+        from dbnb.frames.columns import options_of
+        from dbnb.frames.partitions import OrderKey, check_partitions
+
+        self._q.caps.require("to_dask()", _NO_DASK)
+        check_partitions(partitions, limit=None, offset=None)
+        options = options_of(*dtypes)
+        stmt = self._q.frame(where, lookups, columns=columns, order_by=order_by,
+                            limit=None, offset=None)
+        table, key = self._q.partitioning(order_by)
+        if partition_on is not None:
+            if partition_on not in table.c:
+                raise FilterError(
+                    f"partition_on={partition_on!r} is not a column of {table.name}; choose "
+                    f"from {', '.join(table.c.keys())}"
+                )
+            key = OrderKey(table.c[partition_on], descending=False)
+        return stmt, table, key, options
+
+    def _read_nodes(self) -> int:
+        """How many servers reads take turns on (the replicas of a Database, else one)."""
+        database = getattr(self.bind, "sync", self.bind)
+        urls = getattr(getattr(database, "replicas", None), "urls", None)
+        return max(1, len(urls or ()))
+
+    def _workers(self, urls: list[URL]) -> tuple[WorkerConnection, ...]:
+        from dbnb.engine.remote import WorkerConnection
+
+        database = getattr(self.bind, "sync", self.bind)
+        settings = getattr(database, "settings", None)
+        return tuple(WorkerConnection.of(url, settings) for url in urls)
+
+
+class FrameMethods(_DaskPlanning[M]):
     """DataFrames in and out of one model's table, on psycopg (part of ``Repository``)."""
 
     model: type[M]
@@ -176,6 +230,55 @@ class FrameMethods(Generic[M]):
 
             return read.read_frame(s, stmt, **options)
 
+    def to_dask(
+        self,
+        *where: Any,
+        partitions: int = 16,
+        partition_on: str | None = None,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        dtype_backend: DtypeBackend = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
+        use: Use = None,
+        **lookups: Any,
+    ) -> dd.DataFrame:
+        """A dask DataFrame of the matching rows: ``partitions`` COPY reads that run on workers.
+
+        Planned here, read when computed: the server describes the query once and ``meta``
+        comes from dbnb's dtype rules (the same dtypes as :meth:`to_frame`; no partition is
+        read to guess them). Filters, ``columns`` and soft-delete visibility as in
+        :meth:`to_frame`. The rows are cut into ranges of ``partition_on`` (or of the first
+        ``order_by`` column) at the table's statistics, else into ranges of pages (``ctid``).
+        Each task connects from its worker with the worker's own credentials (no password is
+        in the graph; see :mod:`dbnb.dask`) and reads when it runs, so partitions are not one
+        snapshot. With read replicas the partitions take turns on them.
+
+        Example::
+
+            ddf = events.to_dask(partitions=16, kind__in=["click", "view"])
+            ddf.groupby("kind").amount.sum().compute()
+        """
+        from dbnb.orm import dask_frames
+
+        dask_frames.require_dask()
+        stmt, table, key, options = self._dask_read(
+            where, lookups, partitions, partition_on, columns, order_by,
+            dtype_backend, decimal, uuid_as, json_as,
+        )
+        from dbnb.frames import parallel
+
+        with self._session(read=True, use=use) as s:
+            parts = parallel.cut(s, stmt, table, partitions, key)
+            read = parallel.plan_reads(s, parts, **options)
+            first = s.connection().engine.url
+        nodes = [first]
+        for _ in range(1, min(len(parts), self._read_nodes())):
+            with self._session(read=True, use=use) as s:
+                nodes.append(s.connection().engine.url)
+        return dask_frames.collection(read, self._workers(nodes))
+
     def iter_frames(
         self,
         *where: Any,
@@ -246,7 +349,7 @@ class FrameMethods(Generic[M]):
             )
 
 
-class AsyncFrameMethods(Generic[M]):
+class AsyncFrameMethods(_DaskPlanning[M]):
     """DataFrames in and out of one model's table, on asyncpg (part of ``AsyncRepository``)."""
 
     model: type[M]
@@ -352,6 +455,40 @@ class AsyncFrameMethods(Generic[M]):
             from dbnb.frames import aread
 
             return await aread.aread_frame(s, stmt, **options)
+
+    async def to_dask(
+        self,
+        *where: Any,
+        partitions: int = 16,
+        partition_on: str | None = None,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = None,
+        dtype_backend: DtypeBackend = None,
+        decimal: bool = False,
+        uuid_as: UuidAs = "string",
+        json_as: JsonAs = "object",
+        use: Use = None,
+        **lookups: Any,
+    ) -> dd.DataFrame:
+        """Await :meth:`Repository.to_dask` (planned on asyncpg; the workers read on psycopg)."""
+        from dbnb.orm import dask_frames
+
+        dask_frames.require_dask()
+        stmt, table, key, options = self._dask_read(
+            where, lookups, partitions, partition_on, columns, order_by,
+            dtype_backend, decimal, uuid_as, json_as,
+        )
+        from dbnb.frames import aparallel
+
+        async with self._session(read=True, use=use) as s:
+            parts = await aparallel.acut(s, stmt, table, partitions, key)
+            read = await aparallel.aplan_reads(s, parts, **options)
+            first = (await s.connection()).engine.url
+        nodes = [first]
+        for _ in range(1, min(len(parts), self._read_nodes())):
+            async with self._session(read=True, use=use) as s:
+                nodes.append((await s.connection()).engine.url)
+        return dask_frames.collection(read, self._workers(nodes))
 
     async def iter_frames(
         self,
