@@ -23,8 +23,8 @@ from dbnb.engine.async_database import AsyncDatabase
 from dbnb.engine.database import Database
 from dbnb.engine.replicas import Use
 from dbnb.errors import UniqueViolation
+from dbnb.orm.async_frame_methods import AsyncFrameMethods
 from dbnb.orm.filters import OrderBy
-from dbnb.orm.frame_methods import AsyncFrameMethods
 from dbnb.orm.models import ModelList
 from dbnb.orm.repository_base import RepositoryBase, detached
 from dbnb.orm.statements import Write
