@@ -38,7 +38,8 @@ nb_ipywidgets_js = {{}}
 myst_enable_extensions = ["colon_fence"]
 html_theme = "furo"
 html_theme_options = {{"navigation_with_keys": True}}
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["dbnb.css"]
 html_show_sourcelink = False
 html_copy_source = False
 autodoc_member_order = "bysource"
@@ -53,6 +54,17 @@ napoleon_numpy_docstring = False
 suppress_warnings = ["myst.header", "myst.xref_missing", "ref.python", "docutils"]
 exclude_patterns = []
 '''
+
+# pandas writes its HTML tables with border="1" (a double grid in a browser); JupyterLab styles
+# them, the docs site must too: rules between rows only, numbers aligned, the theme's colours.
+_CSS = """\
+table.dataframe { border: none; border-collapse: collapse; font-size: .85em;
+  font-variant-numeric: tabular-nums; margin: .5em 0 1em 0; }
+table.dataframe th, table.dataframe td { border: none; padding: .25em .75em;
+  border-bottom: 1px solid var(--color-background-border); text-align: right; }
+table.dataframe thead th { border-bottom: 1px solid var(--color-foreground-muted); }
+table.dataframe tbody tr:hover { background: var(--color-background-hover); }
+"""
 
 _API = """\
 # API reference
@@ -193,6 +205,8 @@ def site_source(
         shutil.rmtree(src)
     (src / "tutorials").mkdir(parents=True)
     (src / "conf.py").write_text(_CONF.format(), encoding="utf-8")
+    (src / "_static").mkdir()
+    (src / "_static" / "dbnb.css").write_text(_CSS, encoding="utf-8")
     for path in notebooks:
         shutil.copy(path, src / "tutorials" / path.name)
     readme = project / "README.md" if project else None

@@ -129,6 +129,13 @@ def test_each_tutorial_shows_its_outputs_and_search_works_offline(
     assert report.is_visible()
     align = report.locator("td").nth(1).evaluate("e => getComputedStyle(e).textAlign")
     assert align == "left"
+    # pandas' tables come with border="1": the site's stylesheet leaves rules between rows only.
+    page.goto(docs.url("tutorials/05_analysis_with_frames.html"))
+    cell = page.locator("table.dataframe td").first
+    assert cell.is_visible()
+    sides = cell.evaluate(
+        "e => [getComputedStyle(e).borderLeftWidth, getComputedStyle(e).borderBottomWidth]")
+    assert sides == ["0px", "1px"]
     page.goto(docs.url("search.html?q=sandbox"))
     results = page.locator("#search-results li")
     results.first.wait_for()
