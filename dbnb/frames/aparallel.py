@@ -66,8 +66,6 @@ async def aplan_partitioned(
 
     The async twin of :func:`dbnb.frames.parallel.plan_partitioned`.
     """
-    import asyncpg
-
     parts = await acut(session, stmt, table, partitions, key)
     if len(parts) == 1:
         return None
@@ -76,36 +74,31 @@ async def aplan_partitioned(
     snapshot, wrote = (await session.execute(text(EXPORT_SNAPSHOT))).one()
     if wrote:
         return None
-    raw = (await (await session.connection()).get_raw_connection()).driver_connection
-    sqls: list[str] = []
-    columns = None
-    for statement, parameters in what:
-        try:
-            described, types = await adescribe(raw, statement)
-            sqls.append(await inlined(raw, statement, types, parameters))
-        except asyncpg.PostgresError as exc:
-            raise driver_error(exc, statement) from exc
-        columns = columns or described
-    assert columns is not None  # a SELECT of a table returns rows
-    plan = plan_for(targets[0], columns, options)
-    return PartitionedRead(
-        str(snapshot),
-        tuple(plan.copy_query(sql) for sql in sqls),
-        tuple(plan.columns),
-        tuple(sorted(options.items())),
-    )
+    return await _adescribed(session, targets, what, str(snapshot), options)
 
 
 async def aplan_reads(
     session: AsyncSession, parts: Sequence[Executable], **options: Any
 ) -> PartitionedRead:
     """Await :func:`dbnb.frames.parallel.plan_reads` (asyncpg describes and inlines)."""
-    import asyncpg
 
     targets = [Target(p) for p in parts]
     what = [await asent(session, t) for t in targets]
     if (await session.execute(text(WROTE))).scalar():
         raise FrameError(WROTE_MESSAGE)
+    return await _adescribed(session, targets, what, "", options)
+
+
+async def _adescribed(
+    session: AsyncSession,
+    targets: Sequence[Target],
+    what: Sequence[tuple[str, Any]],
+    snapshot: str,
+    options: dict[str, Any],
+) -> PartitionedRead:
+    """The partitions' COPY queries (values inlined by the server's own types)."""
+    import asyncpg
+
     raw = (await (await session.connection()).get_raw_connection()).driver_connection
     sqls: list[str] = []
     columns = None
@@ -120,7 +113,7 @@ async def aplan_reads(
         raise FrameError("the statement returns no rows, so it has no partitions to read")
     plan = plan_for(targets[0], columns, options)
     return PartitionedRead(
-        "",
+        snapshot,
         tuple(plan.copy_query(sql) for sql in sqls),
         tuple(plan.columns),
         tuple(sorted(options.items())),

@@ -75,8 +75,6 @@ def plan_partitioned(
     session's transaction stays open (:func:`read_partition`), or None when the read must be
     one stream on the session (see the module's docstring).
     """
-    import psycopg
-
     parts = cut(session, stmt, table, partitions, key)
     if len(parts) == 1:
         return None
@@ -85,21 +83,7 @@ def plan_partitioned(
     snapshot, wrote = session.execute(text(EXPORT_SNAPSHOT)).one()
     if wrote:
         return None
-    raw = session.connection().connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    sqls = [psycopg.ClientCursor(raw).mogrify(statement, params) for statement, params in what]
-    try:
-        columns = describe(raw, sqls[0])
-    except psycopg.Error as exc:
-        raise driver_error(exc, sqls[0]) from exc
-    assert columns is not None  # a SELECT of a table returns rows
-    plan = plan_for(targets[0], columns, options)
-    return PartitionedRead(
-        str(snapshot),
-        tuple(plan.copy_query(sql) for sql in sqls),
-        tuple(plan.columns),
-        tuple(sorted(options.items())),
-    )
+    return _described(session, targets, what, str(snapshot), options)
 
 
 def plan_reads(session: Session, parts: Sequence[Executable], **options: Any) -> PartitionedRead:
@@ -113,12 +97,23 @@ def plan_reads(session: Session, parts: Sequence[Executable], **options: Any) ->
         FrameError: the session's transaction wrote rows, which other connections cannot
             see: commit first.
     """
-    import psycopg
-
     targets = [Target(p) for p in parts]
     what = [sent(session, t) for t in targets]
     if session.execute(text(WROTE)).scalar():
         raise FrameError(WROTE_MESSAGE)
+    return _described(session, targets, what, "", options)
+
+
+def _described(
+    session: Session,
+    targets: Sequence[Target],
+    what: Sequence[tuple[str, Any]],
+    snapshot: str,
+    options: dict[str, Any],
+) -> PartitionedRead:
+    """The partitions' COPY queries (values inlined), typed by describing the first once."""
+    import psycopg
+
     raw = session.connection().connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     sqls = [psycopg.ClientCursor(raw).mogrify(statement, params) for statement, params in what]
@@ -130,7 +125,7 @@ def plan_reads(session: Session, parts: Sequence[Executable], **options: Any) ->
         raise FrameError("the statement returns no rows, so it has no partitions to read")
     plan = plan_for(targets[0], columns, options)
     return PartitionedRead(
-        "",
+        snapshot,
         tuple(plan.copy_query(sql) for sql in sqls),
         tuple(plan.columns),
         tuple(sorted(options.items())),
