@@ -195,7 +195,13 @@ def test_a_session_in_jupyterlab_looks_finished(lab: str, watched: Any) -> None:
         box = caption.bounding_box()
         size = float(caption.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))
         assert box is not None and box["height"] < 2 * size, caption.inner_text()
+    # The footer's `code` spans are code, not stray backticks.
+    footer = help_cell.locator(".dbnb-note").first
+    assert footer.locator("code").count() >= 3 and "`" not in footer.inner_text()
+    # Tall enough for the whole help table: JupyterLab leaves cells outside the window unpainted.
+    page.set_viewport_size({"width": 1400, "height": 2200})
     watched.shot("report-table", ".jp-Cell:has(.dbnb-report:has-text('dbnb commands'))")
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     load = nb.run(
         "import numpy as np\nimport pandas as pd\n\n"
