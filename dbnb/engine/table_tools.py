@@ -9,7 +9,7 @@ queries. They need PostgreSQL (its types, COPY, catalog and aggregates) and rais
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -55,6 +55,28 @@ class _AsyncDatabase(Protocol):
     def session(self) -> AbstractAsyncContextManager[AsyncSession]: ...
 
 
+# What each tool needs of the backend, and what to do where it is missing (both shells).
+_CREATE_TABLE = (
+    "create_table_from_frame (PostgreSQL types, COPY)",
+    "declare a model, db.create_all(Model), then Repository(Model, db).from_frame(df)",
+)
+_PROFILE = (
+    "profile (PostgreSQL's catalog and aggregates)",
+    "read the table with db.frame(...) and use DataFrame.describe()",
+)
+_VALUE_COUNTS = (
+    "value_counts (PostgreSQL's catalog)",
+    "read the column with db.frame(...) and use Series.value_counts()",
+)
+_HISTOGRAM = (
+    "histogram (width_bucket)",
+    "read the column with db.frame(...) and use Series.plot.hist()",
+)
+# SQL for one column of a relation (value counts, histogram bins), from the relation's
+# quoted name and the column as the catalog describes it.
+_ColumnSql = Callable[[str, "_profile.ProfiledColumn"], str]
+
+
 def _catalog(conn: Connection, table: str) -> tuple[str, list[_profile.ProfiledColumn]]:
     rows = conn.execute(text(_profile.COLUMNS_SQL), {"table": table}).all()
     return _profile.columns_from_rows(rows, table)
@@ -65,6 +87,36 @@ async def _acatalog(
 ) -> tuple[str, list[_profile.ProfiledColumn]]:
     rows = (await conn.execute(text(_profile.COLUMNS_SQL), {"table": table})).all()
     return _profile.columns_from_rows(rows, table)
+
+
+def _column_rows(
+    engine: Engine, table: str, column: str, sql_of: _ColumnSql, params: dict[str, Any]
+) -> tuple[_profile.ProfiledColumn, list[Any]]:
+    """The column as the catalog has it, and the rows of ``sql_of``'s query on it (read-only)."""
+    try:
+        with engine.connect() as conn:
+            relation, found = _catalog(conn, table)
+            chosen = _profile.chosen_columns(found, [column], table)[0]
+            rows = list(conn.execute(text(sql_of(relation, chosen)), params).all())
+            conn.rollback()
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+    return chosen, rows
+
+
+async def _acolumn_rows(
+    engine: AsyncEngine, table: str, column: str, sql_of: _ColumnSql, params: dict[str, Any]
+) -> tuple[_profile.ProfiledColumn, list[Any]]:
+    """Await :func:`_column_rows` on asyncpg."""
+    try:
+        async with engine.connect() as conn:
+            relation, found = await _acatalog(conn, table)
+            chosen = _profile.chosen_columns(found, [column], table)[0]
+            rows = list((await conn.execute(text(sql_of(relation, chosen)), params)).all())
+            await conn.rollback()
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+    return chosen, rows
 
 
 class TableTools:
@@ -111,10 +163,7 @@ class TableTools:
 
             db.create_table_from_frame("sales_2026", df, primary_key="id")
         """
-        self.capabilities.require(
-            "create_table_from_frame (PostgreSQL types, COPY)",
-            "declare a model, db.create_all(Model), then Repository(Model, db).from_frame(df)",
-        )
+        self.capabilities.require(*_CREATE_TABLE)
         from dbnb.frames.persist import create_table_from_frame
 
         with self.session() as s:
@@ -146,10 +195,7 @@ class TableTools:
             db.profile("events")                     # %db profile events
             db.profile("events", columns=["kind", "amount"]).frame
         """
-        self.capabilities.require(
-            "profile (PostgreSQL's catalog and aggregates)",
-            "read the table with db.frame(...) and use DataFrame.describe()",
-        )
+        self.capabilities.require(*_PROFILE)
         try:
             with self.engine.connect() as conn:
                 relation, found = _catalog(conn, table)
@@ -170,20 +216,10 @@ class TableTools:
 
             db.value_counts("events", "kind").plot.bar()
         """
-        self.capabilities.require(
-            "value_counts (PostgreSQL's catalog)",
-            "read the column with db.frame(...) and use Series.value_counts()",
+        self.capabilities.require(*_VALUE_COUNTS)
+        chosen, rows = _column_rows(
+            self.engine, table, column, _profile.value_counts_sql, {"top": top}
         )
-        try:
-            with self.engine.connect() as conn:
-                relation, found = _catalog(conn, table)
-                chosen = _profile.chosen_columns(found, [column], table)[0]
-                rows = conn.execute(
-                    text(_profile.value_counts_sql(relation, chosen)), {"top": top}
-                ).all()
-                conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
         return _profile.value_counts_frame(chosen, rows)
 
     def histogram(self: _Database, table: str, column: str, *, bins: int = 20) -> pd.DataFrame:
@@ -193,20 +229,10 @@ class TableTools:
 
             db.histogram("orders", "total", bins=10).plot.bar()
         """
-        self.capabilities.require(
-            "histogram (width_bucket)",
-            "read the column with db.frame(...) and use Series.plot.hist()",
+        self.capabilities.require(*_HISTOGRAM)
+        chosen, rows = _column_rows(
+            self.engine, table, column, _profile.histogram_sql, {"bins": bins}
         )
-        try:
-            with self.engine.connect() as conn:
-                relation, found = _catalog(conn, table)
-                chosen = _profile.chosen_columns(found, [column], table)[0]
-                rows = conn.execute(
-                    text(_profile.histogram_sql(relation, chosen)), {"bins": bins}
-                ).all()
-                conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
         return _profile.histogram_frame(chosen, rows, bins)
 
 
@@ -226,10 +252,7 @@ class AsyncTableTools:
         progress: bool | None = None,
     ) -> PersistResult:
         """Await :meth:`Database.create_table_from_frame` (asyncpg COPY, one transaction)."""
-        self._engines.caps.require(
-            "create_table_from_frame (PostgreSQL types, COPY)",
-            "declare a model, db.create_all(Model), then Repository(Model, db).from_frame(df)",
-        )
+        self._engines.caps.require(*_CREATE_TABLE)
         from dbnb.frames.persist import acreate_table_from_frame
 
         async with self.session() as s:
@@ -246,10 +269,7 @@ class AsyncTableTools:
         table: str, *, columns: str | Sequence[str] | None = None, top: int = 5,
     ) -> _profile.TableProfile:
         """Await :meth:`Database.profile` (the same scans, on asyncpg)."""
-        self._engines.caps.require(
-            "profile (PostgreSQL's catalog and aggregates)",
-            "read the table with db.frame(...) and use DataFrame.describe()",
-        )
+        self._engines.caps.require(*_PROFILE)
         try:
             async with self.engine.connect() as conn:
                 relation, found = await _acatalog(conn, table)
@@ -267,38 +287,18 @@ class AsyncTableTools:
         self: _AsyncDatabase, table: str, column: str, *, top: int = 20
     ) -> pd.DataFrame:
         """Await :meth:`Database.value_counts`."""
-        self._engines.caps.require(
-            "value_counts (PostgreSQL's catalog)",
-            "read the column with db.frame(...) and use Series.value_counts()",
+        self._engines.caps.require(*_VALUE_COUNTS)
+        chosen, rows = await _acolumn_rows(
+            self.engine, table, column, _profile.value_counts_sql, {"top": top}
         )
-        try:
-            async with self.engine.connect() as conn:
-                relation, found = await _acatalog(conn, table)
-                chosen = _profile.chosen_columns(found, [column], table)[0]
-                rows = (await conn.execute(
-                    text(_profile.value_counts_sql(relation, chosen)), {"top": top}
-                )).all()
-                await conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
         return _profile.value_counts_frame(chosen, rows)
 
     async def histogram(
         self: _AsyncDatabase, table: str, column: str, *, bins: int = 20
     ) -> pd.DataFrame:
         """Await :meth:`Database.histogram`."""
-        self._engines.caps.require(
-            "histogram (width_bucket)",
-            "read the column with db.frame(...) and use Series.plot.hist()",
+        self._engines.caps.require(*_HISTOGRAM)
+        chosen, rows = await _acolumn_rows(
+            self.engine, table, column, _profile.histogram_sql, {"bins": bins}
         )
-        try:
-            async with self.engine.connect() as conn:
-                relation, found = await _acatalog(conn, table)
-                chosen = _profile.chosen_columns(found, [column], table)[0]
-                rows = (await conn.execute(
-                    text(_profile.histogram_sql(relation, chosen)), {"bins": bins}
-                )).all()
-                await conn.rollback()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
         return _profile.histogram_frame(chosen, rows, bins)
