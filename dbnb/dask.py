@@ -206,7 +206,7 @@ def write_frame(
         dbnb.dask.write_frame(ddf, "events_copy", db, all_or_nothing=True)
     """
     require_dask()
-    from dbnb.frames.write import table_of
+    from dbnb.frames.load_input import table_of
 
     if isinstance(target, Repository | AsyncRepository):
         bound = getattr(target.bind, "sync", target.bind)

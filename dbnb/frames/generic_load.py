@@ -27,8 +27,7 @@ from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
 from dbnb.driver_errors import translate
 from dbnb.errors import FrameError
-from dbnb.frames import convert
-from dbnb.frames.arrowin import frame_input, table_to_arrow
+from dbnb.frames.load_input import checked_load
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,18 +62,7 @@ class _GenericLoad:
         self, session: Session, target: Any, frame: Any, on_conflict: Any,
         on: list[str] | None, naive_as: str | None,
     ) -> None:
-        frame = frame_input(frame)
-        if on_conflict not in (None, "ignore", "update"):
-            raise FrameError(f"on_conflict={on_conflict!r}: use None, 'ignore' or 'update'")
-        if on is not None and on_conflict is None:
-            raise FrameError("on= names the conflict key: pass on_conflict='update' or 'ignore'")
-        self.table, attributes = _table_of(target)
-        if isinstance(frame, pa.Table):
-            plan = convert.plan_load(self.table, frame.column_names, attributes)
-            data = table_to_arrow(plan, frame, naive_as=naive_as)
-        else:
-            plan = convert.plan_load(self.table, list(frame.columns), attributes)
-            data = convert.frame_to_arrow(plan, frame, naive_as=naive_as)
+        self.table, plan, data = checked_load(target, frame, on_conflict, on, naive_as)
         self.columns = list(plan.columns)
         self.arrays = [_text(k, data.column(i).combine_chunks())
                        for i, k in enumerate(plan.kinds)]
@@ -139,26 +127,6 @@ class _GenericLoad:
             columns = [a.slice(start, BATCH).to_pylist() for a in self.arrays]
             out.append(list(zip(*columns, strict=True)))
         return out
-
-
-def _table_of(target: Any) -> tuple[Table, dict[str, str]]:
-    """The Table behind ``target`` (a Table or a mapped class), and attribute -> column names.
-
-    As :func:`dbnb.frames.write.table_of` (which imports this module, so it cannot be used).
-    """
-    from sqlalchemy import Column, Table, inspect
-
-    if isinstance(target, Table):
-        return target, {}
-    mapper = inspect(target, raiseerr=False)
-    local = getattr(mapper, "local_table", None)
-    if mapper is None or not isinstance(local, Table):
-        raise FrameError(f"expected a Table or a mapped class, got {target!r}")
-    return local, {
-        key: col.name
-        for key, col in mapper.columns.items()
-        if isinstance(col, Column) and col.table is local
-    }
 
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": "?"}

@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
-from sqlalchemy import Column, Table, column, inspect, select, table, text
+from sqlalchemy import Table, column, select, table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import Executable
@@ -27,7 +26,7 @@ from dbnb.display.progress import Progress
 from dbnb.driver_errors import translate
 from dbnb.errors import FrameError
 from dbnb.frames import convert
-from dbnb.frames.arrowin import frame_input, table_to_arrow
+from dbnb.frames.load_input import checked_load
 from dbnb.frames.query import driver_error
 
 if TYPE_CHECKING:
@@ -45,22 +44,6 @@ _ROWCOUNT = {"preserve_rowcount": True}  # SQLAlchemy keeps INSERT counts only w
 _quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
 
 
-def table_of(target: Any) -> tuple[Table, dict[str, str]]:
-    """The Table behind ``target`` (a Table or a mapped class), and attribute -> column names."""
-    if isinstance(target, Table):
-        return target, {}
-    mapper = inspect(target, raiseerr=False)
-    local = getattr(mapper, "local_table", None)
-    if mapper is None or not isinstance(local, Table):
-        raise FrameError(f"expected a Table or a mapped class, got {target!r}")
-    attributes = {
-        key: col.name
-        for key, col in mapper.columns.items()
-        if isinstance(col, Column) and col.table is local
-    }
-    return local, attributes
-
-
 class _Load:
     """One load's plan, Arrow data and statements, built before anything is sent."""
 
@@ -72,18 +55,7 @@ class _Load:
         on: list[str] | None,
         naive_as: str | None,
     ) -> None:
-        frame = frame_input(frame)
-        if on_conflict not in (None, "ignore", "update"):
-            raise FrameError(f"on_conflict={on_conflict!r}: use None, 'ignore' or 'update'")
-        if on is not None and on_conflict is None:
-            raise FrameError("on= names the conflict key: pass on_conflict='update' or 'ignore'")
-        self.table, attributes = table_of(target)
-        if isinstance(frame, pa.Table):
-            self.plan = convert.plan_load(self.table, frame.column_names, attributes)
-            self.data = table_to_arrow(self.plan, frame, naive_as=naive_as)
-        else:
-            self.plan = convert.plan_load(self.table, list(frame.columns), attributes)
-            self.data = convert.frame_to_arrow(self.plan, frame, naive_as=naive_as)
+        self.table, self.plan, self.data = checked_load(target, frame, on_conflict, on, naive_as)
         self.rows: int = self.data.num_rows
         staged = on_conflict is not None or self.plan.sql_defaults
         self.staging = f"dbnb_load_{uuid.uuid4().hex[:12]}" if staged else None
