@@ -16,7 +16,7 @@ from sqlalchemy.sql import Executable
 
 from dbnb.errors import FrameError
 from dbnb.frames.ablocks import BlockParser
-from dbnb.frames.aread import aread_frame, asent, inlined
+from dbnb.frames.aread import aread_frame, inlined
 from dbnb.frames.describe import adescribe
 from dbnb.frames.partitions import (
     EXPORT_SNAPSHOT,
@@ -30,7 +30,7 @@ from dbnb.frames.partitions import (
     key_ranges,
     pages_query,
 )
-from dbnb.frames.query import SET_SETTINGS, Target, driver_error, plan_for
+from dbnb.frames.query import SET_SETTINGS, Target, asent, driver_error, plan_for
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -12,12 +12,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.sql import Executable
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
-from dbnb.driver_errors import translate
 from dbnb.errors import FrameError
 from dbnb.frames.ablocks import BlockParser, BlockStream
 from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
@@ -27,8 +26,8 @@ from dbnb.frames.query import (
     RESTORE_SETTINGS,
     SAVE_SETTINGS,
     SET_SETTINGS,
-    STOP,
     Target,
+    asent,
     copy_sql,
     driver_error,
     explain_sql,
@@ -36,8 +35,6 @@ from dbnb.frames.query import (
     inline_parameters,
     plan_for,
     planned_rows,
-    stop_before_sending,
-    stopped,
     target_of,
 )
 
@@ -46,26 +43,7 @@ if TYPE_CHECKING:
 
     from dbnb.frames.plan import Frame, ReadPlan
 
-__all__ = ["aiter_frames", "aread_frame", "arun_statement", "asent", "inlined"]
-
-
-async def asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
-    """What asyncpg would be sent for ``target`` (SQL and parameters), without sending it."""
-    conn = (await session.connection()).sync_connection
-    assert conn is not None
-    listener = stop_before_sending(conn)
-    try:
-        await session.execute(target.executable, execution_options={STOP: True})
-    except Exception as exc:
-        found = stopped(exc)
-        if found is None:
-            written = target.statement
-            span = {"source": written.source, "span": written.span} if written else {}
-            raise translate(exc, **span)  # type: ignore[arg-type]  # noqa: B904 (chained)
-        return found
-    finally:
-        event.remove(conn, "before_cursor_execute", listener)
-    raise FrameError("the statement ran no SQL, so it has no rows to read")
+__all__ = ["aiter_frames", "aread_frame", "arun_statement", "inlined"]
 
 
 async def inlined(raw: Any, sql: str, types: tuple[Any, ...], args: Any) -> str:

@@ -3,7 +3,7 @@
 The generic sibling of the COPY readers (:mod:`dbnb.frames.read`), for backends that have no
 COPY. The statement goes through the session as it would for ``session.execute`` (ORM criteria
 and soft-delete filters included) and stops before the driver runs it (the same
-:func:`~dbnb.frames.query.stop_before_sending`); the SQL and parameters then run on the
+:func:`~dbnb.frames.query.sent`); the SQL and parameters then run on the
 session's own DBAPI cursor, whose rows are fetched in blocks and turned into Arrow columns with
 the types the columns were *declared* with, never guessed from the values. The async shells
 run the same code through ``AsyncSession.run_sync``.
@@ -35,14 +35,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
 from sqlalchemy.sql import Executable
 
 from dbnb.display.progress import Progress
 from dbnb.driver_errors import translate
 from dbnb.errors import FrameError
 from dbnb.frames.columns import Backend, DtypeBackend, JsonAs, UuidAs, options_of
-from dbnb.frames.query import STOP, Target, stop_before_sending, stopped, target_of
+from dbnb.frames.query import Target, sent, target_of
 from dbnb.frames.typed_rows import MYSQL_KINDS, Column, frame_of, kind_of
 
 if TYPE_CHECKING:
@@ -66,21 +65,8 @@ class _Cursor:
     """A statement stopped before the driver, then run on the session's own DBAPI cursor."""
 
     def __init__(self, session: Session, target: Target) -> None:
+        statement = sent(session, target)
         conn = session.connection()
-        listener = stop_before_sending(conn)
-        sent: tuple[str, Any] | None = None
-        try:
-            session.execute(target.executable, execution_options={STOP: True})
-        except Exception as exc:
-            sent = stopped(exc)
-            if sent is None:
-                written = target.statement
-                span = {"source": written.source, "span": written.span} if written else {}
-                raise translate(exc, **span)  # type: ignore[arg-type]  # noqa: B904 (chained)
-        finally:
-            event.remove(conn, "before_cursor_execute", listener)
-        if sent is None:
-            raise FrameError("the statement ran no SQL, so it has no rows to read")
         self.target = target
         dbapi: Any = conn.connection.dbapi_connection
         self.cursor = dbapi.cursor()
@@ -91,12 +77,12 @@ class _Cursor:
         try:
             if decoders is not None:
                 driver.decoders = {}
-            self.cursor.execute(*sent)
+            self.cursor.execute(*statement)
         except Exception as exc:
             self.cursor.close()
             from sqlalchemy import exc as sa_exc
 
-            wrapped = sa_exc.DBAPIError(sent[0], None, exc, hide_parameters=True)
+            wrapped = sa_exc.DBAPIError(statement[0], None, exc, hide_parameters=True)
             wrapped.__cause__ = exc
             raise translate(wrapped)  # noqa: B904 (translate() chains it to the driver error)
         finally:

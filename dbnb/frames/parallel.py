@@ -35,8 +35,8 @@ from dbnb.frames.partitions import (
     key_ranges,
     pages_query,
 )
-from dbnb.frames.query import PIPELINED, Target, driver_error, plan_for
-from dbnb.frames.read import read_frame, rows_out, sent
+from dbnb.frames.query import PIPELINED, Target, driver_error, plan_for, sent
+from dbnb.frames.read import read_frame, rows_out
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -4,7 +4,7 @@ A read goes in four steps, the same on both drivers:
 
 1. :func:`target_of` turns SQL text (split by :mod:`dbnb.sqltext`, ``:name`` bound) or a
    SQLAlchemy statement into a :class:`Target`;
-2. the statement runs through the session with :data:`STOP` set, and :func:`stop_before_sending`
+2. the statement runs through the session under a stop marker, and :func:`sent`
    keeps what the driver would send (every ORM hook, soft-delete criteria included, and the
    driver's parameter binding applied) and stops it there: nothing executes;
 3. the server describes that SQL (:mod:`dbnb.frames.describe`, no wrapping) and
@@ -34,6 +34,8 @@ from dbnb.sqltext import Statement, split
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
 
     from dbnb.frames.plan import ReadPlan
 
@@ -44,8 +46,8 @@ __all__ = [
     "RESTORE_SETTINGS",
     "SAVE_SETTINGS",
     "SET_SETTINGS",
-    "STOP",
     "Target",
+    "asent",
     "copy_message",
     "copy_sql",
     "driver_error",
@@ -54,8 +56,7 @@ __all__ = [
     "inline_parameters",
     "plan_for",
     "planned_rows",
-    "stop_before_sending",
-    "stopped",
+    "sent",
     "target_of",
 ]
 
@@ -67,9 +68,9 @@ PIPELINED = 1 << 24  # read_frame: blocks parsed on a worker thread while the CO
 #: Blocks received but not parsed yet, at most: past it the read waits for the parser (and the
 #: server for the read), so a fast connection cannot pile up the whole CSV in memory.
 AHEAD = 1
-#: Execution option that makes :func:`stop_before_sending` stop a statement (and only it: an
+# Execution option that makes :func:`sent` stop a statement (and only it: an
 #: autoflush running before it still executes).
-STOP = "dbnb_stop_before_sending"
+_STOP = "dbnb_stop_before_sending"
 _MODIFYING = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
 
 
@@ -156,22 +157,58 @@ class _Stopped(Exception):
         self.statement, self.parameters = statement, parameters
 
 
-def stop_before_sending(conn: Connection) -> Any:
-    """Listen on ``conn``: a statement run with :data:`STOP` raises what it would send."""
+def _stop_before_sending(conn: Connection) -> Any:
+    """Listen on ``conn``: a statement run with ``_STOP`` raises what it would send."""
 
     def stop(_c: Any, _cur: Any, statement: str, parameters: Any, context: Any, *_: Any) -> None:
-        if context is not None and context.execution_options.get(STOP):
+        if context is not None and context.execution_options.get(_STOP):
             raise _Stopped(statement, parameters)
 
     event.listen(conn, "before_cursor_execute", stop)
     return stop
 
 
-def stopped(exc: BaseException) -> tuple[str, Any] | None:
-    """The SQL and parameters a stopped statement would have sent, if ``exc`` is that stop."""
+def _stopped(exc: BaseException, target: Target) -> tuple[str, Any]:
+    """The SQL and parameters a stopped statement would have sent; else raise ``exc``, translated
+    (a bad parameter or statement fails here, before anything reaches the server)."""
     if isinstance(exc, _Stopped):
         return exc.statement, exc.parameters
-    return None
+    written = target.statement
+    span = {"source": written.source, "span": written.span} if written else {}
+    raise translate(exc, **span)  # type: ignore[arg-type]
+
+
+_NO_SQL = "the statement ran no SQL, so it has no rows to read"
+
+
+def sent(session: Session, target: Target) -> tuple[str, Any]:
+    """What the sync driver would be sent for ``target`` (SQL and parameters), unsent.
+
+    The session's ORM hooks (soft-delete criteria, autoflush) apply as for a real execution.
+    """
+    conn = session.connection()
+    listener = _stop_before_sending(conn)
+    try:
+        session.execute(target.executable, execution_options={_STOP: True})
+    except Exception as exc:
+        return _stopped(exc, target)
+    finally:
+        event.remove(conn, "before_cursor_execute", listener)
+    raise FrameError(_NO_SQL)
+
+
+async def asent(session: AsyncSession, target: Target) -> tuple[str, Any]:
+    """What asyncpg would be sent for ``target`` (SQL and parameters), unsent."""
+    conn = (await session.connection()).sync_connection
+    assert conn is not None
+    listener = _stop_before_sending(conn)
+    try:
+        await session.execute(target.executable, execution_options={_STOP: True})
+    except Exception as exc:
+        return _stopped(exc, target)
+    finally:
+        event.remove(conn, "before_cursor_execute", listener)
+    raise FrameError(_NO_SQL)
 
 
 def plan_for(target: Target, columns: list[ResultColumn], options: dict[str, Any]) -> ReadPlan:

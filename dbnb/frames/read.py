@@ -17,12 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from sqlalchemy import event
 from sqlalchemy.sql import Executable
 
 from dbnb.dialects import capabilities
 from dbnb.display.progress import Progress
-from dbnb.driver_errors import translate
 from dbnb.errors import FrameError
 from dbnb.frames.blocks import PIECE, BlockBuffer
 from dbnb.frames.chunks import STREAM_BLOCK, TableChunker
@@ -31,7 +29,6 @@ from dbnb.frames.describe import describe
 from dbnb.frames.query import (
     AHEAD,
     PIPELINED,
-    STOP,
     Target,
     copy_message,
     driver_error,
@@ -39,8 +36,7 @@ from dbnb.frames.query import (
     fetched_frame,
     plan_for,
     planned_rows,
-    stop_before_sending,
-    stopped,
+    sent,
     target_of,
 )
 
@@ -49,7 +45,7 @@ if TYPE_CHECKING:
 
     from dbnb.frames.plan import Frame, ReadPlan
 
-__all__ = ["iter_frames", "parse_ahead", "read_frame", "rows_out", "run_statement", "sent"]
+__all__ = ["iter_frames", "parse_ahead", "read_frame", "rows_out", "run_statement"]
 
 
 def _copy_started(pgconn: Any, encoding: str) -> None:
@@ -135,24 +131,6 @@ def rows_out(raw: Any, message: str, block_bytes: int) -> Iterator[bytearray | p
                 failed = result
         if finished and failed is not None:
             raise psycopg.errors.error_from_result(failed, encoding=encoding)
-
-
-def sent(session: Session, target: Target) -> tuple[str, Any]:
-    """What psycopg would send for ``target`` (SQL and parameters), without sending it."""
-    conn = session.connection()
-    listener = stop_before_sending(conn)
-    try:
-        session.execute(target.executable, execution_options={STOP: True})
-    except Exception as exc:
-        found = stopped(exc)
-        if found is None:
-            written = target.statement
-            span = {"source": written.source, "span": written.span} if written else {}
-            raise translate(exc, **span)  # type: ignore[arg-type]  # noqa: B904 (chained)
-        return found
-    finally:
-        event.remove(conn, "before_cursor_execute", listener)
-    raise FrameError("the statement ran no SQL, so it has no rows to read")
 
 
 class _Opened:
