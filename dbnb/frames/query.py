@@ -69,7 +69,7 @@ PIPELINED = 1 << 24  # read_frame: blocks parsed on a worker thread while the CO
 #: server for the read), so a fast connection cannot pile up the whole CSV in memory.
 AHEAD = 1
 # Execution option that makes :func:`sent` stop a statement (and only it: an
-#: autoflush running before it still executes).
+# autoflush running before it still executes).
 _STOP = "dbnb_stop_before_sending"
 _MODIFYING = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
 
