@@ -35,11 +35,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, Numeric, Text, Uuid
@@ -49,7 +48,7 @@ import dbnb
 from dbnb import AsyncRepository, Repository
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_section
+from _common import best, write_section
 
 HERE = Path(__file__).resolve().parent
 
@@ -96,15 +95,6 @@ def source_frame(rows: int) -> pd.DataFrame:
         "uid": [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in ids],
         "note": [None if g % 5 == 0 else f"{g:030x}"[:30] for g in ids],
     })
-
-
-def best(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def free_port() -> int:

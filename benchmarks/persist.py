@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import importlib.metadata
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -38,7 +37,9 @@ import pyarrow as pa
 
 import dbnb
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best, write_section
+
 SECTION = "## Tables from frames (issue 14)"
 TYPES_SQL = (
     "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
@@ -75,20 +76,10 @@ def _prices(cents: np.ndarray[Any, Any]) -> Any:
     return pd.array(exact, dtype=pd.ArrowDtype(pa.decimal128(12, 2)))
 
 
-def best(repeat: int, run: Any) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     began = time.perf_counter()
     df = frame(args.rows)
@@ -110,10 +101,10 @@ def main() -> None:
 
         results = [
             ("dbnb create_table_from_frame (sync, psycopg COPY)", args.repeat,
-             best(args.repeat, sync_run)),
+             best(sync_run, args.repeat)),
             ("dbnb create_table_from_frame (async, asyncpg COPY)", args.repeat,
-             best(args.repeat, async_run)),
-            ("DataFrame.to_sql(if_exists='replace')", 1, best(1, to_sql)),
+             best(async_run, args.repeat)),
+            ("DataFrame.to_sql(if_exists='replace')", 1, best(to_sql, 1)),
         ]
         counts = {t: db.execute(f"SELECT count(*) FROM {t}")[0][0]
                   for t in ("made_sync", "made_async", "made_to_sql")}
@@ -152,17 +143,7 @@ def main() -> None:
     ]
     report = "\n".join(lines)
     print(report)
-    write_section_named(args.output, SECTION, report)
-
-
-def write_section_named(path: Path, heading: str, section: str) -> None:
-    """Replace the section under ``heading`` in RESULTS.md (or add it at the end)."""
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(heading) + r".*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else (
-        text.rstrip() + "\n\n" + section
-    )
-    path.write_text(text.rstrip() + "\n")
+    write_section("persist", report)
 
 
 if __name__ == "__main__":

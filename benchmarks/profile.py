@@ -28,7 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_section
+
 SECTION = "## Profiles in SQL (issue 14)"
 MAKE = """
 DROP TABLE IF EXISTS big;
@@ -93,7 +95,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--pandas-rows", type=int, default=2_000_000)
-    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dbnb-bench-profile-") as home:
@@ -132,10 +133,7 @@ def main() -> None:
     ]
     report = "\n".join(lines)
     print(report)
-    sys.path.insert(0, str(HERE))
-    from persist import write_section_named
-
-    write_section_named(args.output, SECTION, report)
+    write_section("profile", report)
 
 
 if __name__ == "__main__":
