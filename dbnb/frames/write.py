@@ -10,6 +10,7 @@ absent columns with client-side SQL defaults go through a temporary table, then
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ from dbnb.display.progress import Progress
 from dbnb.driver_errors import translate
 from dbnb.errors import FrameError
 from dbnb.frames import convert
+from dbnb.frames.binary_copy import HEADER, MIN_ROWS, TRAILER, BinaryLoad, binary_load
 from dbnb.frames.load_input import checked_load
 from dbnb.frames.query import driver_error
 
@@ -36,11 +38,19 @@ if TYPE_CHECKING:
 __all__ = ["OnConflict", "awrite_frame", "write_frame"]
 
 OnConflict = Literal["ignore", "update"] | None
+_log = logging.getLogger("dbnb.frames")
 _AHEAD = 2  # CSV parts rendered ahead of the one being sent
 _SHOW_ZONE = "SELECT current_setting('TimeZone')"
 _SET_ZONE = "SELECT set_config('TimeZone', %s, true)"
 _ASET_ZONE = "SELECT set_config('TimeZone', $1, true)"
 _ROWCOUNT = {"preserve_rowcount": True}  # SQLAlchemy keeps INSERT counts only when asked
+# The target's column types as the server has them (a domain as its base type), for the choice
+# between binary and CSV; no rows when the table does not exist (the COPY then says so).
+_TYPES = (
+    "SELECT a.attname, coalesce(nullif(t.typbasetype, 0), t.oid)::int FROM pg_attribute a "
+    "JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass({}) "
+    "AND a.attnum > 0 AND NOT a.attisdropped"
+)
 _quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
 
 
@@ -63,11 +73,35 @@ class _Load:
         schema = self.table.schema
         self.schema = None if self.staging else schema
         self.name = self.staging or self.table.name
-        qualified = (f"{_quote(schema)}." if schema and not self.staging else "") + _quote(
-            self.name
-        )
-        cols = ", ".join(_quote(c) for c in self.plan.columns)
-        self.copy = f"COPY {qualified} ({cols}) FROM STDIN (FORMAT csv)"
+        self.qualified = (f"{_quote(schema)}." if schema else "") + _quote(self.table.name)
+        #: Set by :meth:`choose_format` when every column can go in binary.
+        self.binary: BinaryLoad | None = None
+        self.columns = list(self.plan.columns)
+        self.copy = self._copy_sql("csv")
+
+    @property
+    def wants_types(self) -> bool:
+        """True when the load is big enough for binary: ask the server the column types."""
+        return self.rows >= MIN_ROWS
+
+    def choose_format(self, types: list[tuple[str, int]] | None) -> None:
+        """Go binary when the server's ``types`` (name, type OID) allow every column."""
+        self.binary = binary_load(self.data, dict(types or ()), self.plan.columns)
+        if self.binary is not None:
+            self.columns = [self.plan.columns[i] for i in self.binary.order]
+            self.copy = self._copy_sql("binary")
+            _log.debug("loading %d rows into %s as binary COPY", self.rows, self.table.name)
+
+    def _copy_sql(self, format_: str) -> str:
+        name = (f"{_quote(self.schema)}." if self.schema else "") + _quote(self.name)
+        cols = ", ".join(_quote(c) for c in self.columns)
+        return f"COPY {name} ({cols}) FROM STDIN (FORMAT {format_})"
+
+    def parts(self) -> tuple[list[Any], Any]:
+        """The slices to render and how to render one (binary or CSV)."""
+        if self.binary is not None:
+            return convert.csv_parts(self.binary.data), self.binary.render
+        return convert.csv_parts(self.data), convert.render_csv
 
     def staging_sql(self) -> str:
         """CREATE the temporary table: the target's types for the loaded columns, no rows."""
@@ -183,8 +217,11 @@ def write_frame(
         assert isinstance(raw, psycopg.Connection)
         try:
             with raw.cursor() as cur:
+                if load.wants_types:
+                    types = cur.execute(_TYPES.format("%s"), [load.qualified]).fetchall()
+                    load.choose_format(types)
                 zone = None
-                if load.plan.utc:
+                if load.plan.utc and load.binary is None:
                     zone = cur.execute(_SHOW_ZONE).fetchone()
                     cur.execute(_SET_ZONE, ["UTC"])
                 if load.staging:
@@ -211,16 +248,21 @@ def write_frame(
 
 
 def _rendered(load: _Load, pool: ThreadPoolExecutor) -> Iterator[tuple[int, bytes]]:
-    """Yield (rows, CSV bytes) in order, rendering the next parts while this one is sent."""
+    """Yield (rows, bytes) in order, rendering the next parts while this one is sent."""
+    if load.binary is not None:
+        yield 0, HEADER
+    parts, render = load.parts()
     pending: deque[tuple[int, Future[bytes]]] = deque()
-    for part in convert.csv_parts(load.data):
-        pending.append((part.num_rows, pool.submit(convert.render_csv, part)))
+    for part in parts:
+        pending.append((part.num_rows, pool.submit(render, part)))
         if len(pending) > _AHEAD:
             rows, rendered = pending.popleft()
             yield rows, rendered.result()
     while pending:
         rows, rendered = pending.popleft()
         yield rows, rendered.result()
+    if load.binary is not None:
+        yield 0, TRAILER
 
 
 def _bar(progress: bool | None, load: _Load) -> Progress:
@@ -258,9 +300,12 @@ async def awrite_frame(
 
         async def chunks(bar: Progress, pool: ThreadPoolExecutor) -> AsyncIterator[bytes]:
             # As in the sync shell: render the next parts on a thread while this one is sent.
+            if load.binary is not None:
+                yield HEADER
+            parts, render = load.parts()
             pending: deque[tuple[int, asyncio.Future[bytes]]] = deque()
-            for part in convert.csv_parts(load.data):
-                rendering = pool.submit(convert.render_csv, part)
+            for part in parts:
+                rendering = pool.submit(render, part)
                 pending.append((part.num_rows, asyncio.wrap_future(rendering)))
                 if len(pending) > _AHEAD:
                     rows, rendered = pending.popleft()
@@ -270,10 +315,15 @@ async def awrite_frame(
                 rows, rendered = pending.popleft()
                 yield await rendered
                 bar.update(rows)
+            if load.binary is not None:
+                yield TRAILER
 
         try:
+            if load.wants_types:
+                types = await raw.fetch(_TYPES.format("$1"), load.qualified)
+                load.choose_format([(row[0], row[1]) for row in types])
             zone = None
-            if load.plan.utc:
+            if load.plan.utc and load.binary is None:
                 zone = await raw.fetchval(_SHOW_ZONE)
                 await raw.execute(_ASET_ZONE, "UTC")
             if load.staging:
@@ -282,8 +332,8 @@ async def awrite_frame(
                 max_workers=1, thread_name_prefix="dbnb-csv"
             ) as pool:
                 await raw.copy_to_table(
-                    load.name, source=chunks(bar, pool), columns=list(load.plan.columns),
-                    schema_name=load.schema, format="csv",
+                    load.name, source=chunks(bar, pool), columns=load.columns,
+                    schema_name=load.schema, format="csv" if load.binary is None else "binary",
                 )
             if zone is not None:
                 await raw.execute(_ASET_ZONE, zone)
