@@ -161,6 +161,24 @@ async def test_mixed_load_through_the_pooler_has_no_failures(
     await pooled.asyncio.refresh_pools()
 
 
+async def test_binary_loads_and_upserts_through_the_pooler(
+    pooled: dbnb.Database, db: dbnb.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Big enough for binary COPY: the type lookup, the COPY and the upsert in one transaction."""
+    items, aitems = dbnb.Repository(PooledItem, pooled), dbnb.AsyncRepository(PooledItem, pooled)
+    ids = range(2_000_000, 2_005_000)
+    frame = pd.DataFrame({"id": ids, "name": [f"b{i}" for i in ids], "qty": 1})
+    with caplog.at_level("DEBUG", logger="dbnb.frames"):
+        for _ in range(6):  # past psycopg's prepare threshold (5): still nothing prepared
+            assert items.from_frame(frame, on_conflict="update") == len(frame)
+            assert await aitems.from_frame(frame.assign(qty=2), on_conflict="update") == len(frame)
+    assert caplog.text.count("as binary COPY") == 12
+    assert db.execute("SELECT count(*), min(qty), max(qty) FROM pooled_items "
+                      "WHERE id >= 2000000") == [(5_000, 2, 2)]
+    db.execute("DELETE FROM pooled_items WHERE id >= 2000000")
+    await pooled.asyncio.refresh_pools()
+
+
 def test_an_unlock_that_returns_false_discards_the_connection(db: dbnb.Database) -> None:
     """A session lock not held any more (a pooler moved the session): the connection goes."""
     from dbnb.migrations.locking import release

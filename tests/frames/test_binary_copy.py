@@ -255,3 +255,32 @@ async def test_a_value_the_server_refuses_writes_nothing(shell: Any, db: dbnb.Da
         await load(shell, db, Kinds, bad)
     assert db.execute("SELECT count(*) FROM binary_kinds") == [(0,)]
     assert await load(shell, db, Kinds, table) == ROWS  # the session goes on
+
+
+async def test_postgresql_15_takes_the_same_binary_rows(
+    password_server: tuple[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Debian's PostgreSQL 15, both drivers: the binary load reads back as the CSV load."""
+    from sqlalchemy.engine import URL
+
+    from tests.conftest import PASSWORD_SERVER_SECRET
+
+    host, port = password_server
+    url = URL.create("postgresql", "ana", PASSWORD_SERVER_SECRET, host, port, "postgres")
+    db = dbnb.connect(url, database="t_binary_pg15", reset=True)
+    assert db.health().server_version.startswith("15")  # type: ignore[union-attr]
+    Base.metadata.create_all(db.engine, tables=[Kinds.__table__, KindsByCsv.__table__])  # type: ignore[list-item]
+    table = rows_table()
+    with caplog.at_level(logging.DEBUG, logger="dbnb.frames"):
+        for start in range(0, ROWS, MIN_ROWS - 1):
+            dbnb.Repository(KindsByCsv, db).from_frame(table.slice(start, MIN_ROWS - 1))
+        assert BINARY not in caplog.text
+        assert dbnb.Repository(Kinds, db).from_frame(table.slice(0, ROWS // 2)) == ROWS // 2
+        assert await dbnb.AsyncRepository(Kinds, db).from_frame(table.slice(ROWS // 2)) == (
+            ROWS - ROWS // 2
+        )
+        assert caplog.text.count(BINARY) == 2
+    by_binary, by_csv = as_text(db, "binary_kinds"), as_text(db, "binary_kinds_csv")
+    assert len(by_binary) == ROWS and by_binary == by_csv
+    await db.asyncio.refresh_pools()
+    db.close()
