@@ -62,7 +62,12 @@ class _Text:
     jsonb: bool
 
 
-_Encoder = _Fixed | _Text
+@dataclass(frozen=True)
+class _Null:
+    """A column of NULLs only (Arrow's null type): -1 for every row, whatever the column's type."""
+
+
+_Encoder = _Fixed | _Text | _Null
 
 
 def _ints(code: str, arr: pa.ChunkedArray) -> _Fixed | None:
@@ -185,6 +190,8 @@ def _encoder(oid: int, arr: pa.ChunkedArray) -> tuple[_Encoder, pa.ChunkedArray 
 
     None when the column cannot go in binary.
     """
+    if pa.types.is_null(arr.type):
+        return _Null(), arr
     if oid == _UUID_OID and pa.types.is_string(arr.type):
         uuids = _uuid_bytes(arr)
         return None if uuids is None else (_Fixed(np.dtype((np.void, 16)), _uuids), uuids)
@@ -267,6 +274,8 @@ class BinaryLoad:
 
 def _pieces(encoder: _Encoder, arr: pa.Array) -> list[pa.Array]:
     """A column that is not in the fixed record, as arrays joined into the rows."""
+    if isinstance(encoder, _Null):
+        return [pa.repeat(_NULL, len(arr))]
     valid = pc.is_valid(arr)
     if isinstance(encoder, _Fixed):
         field = np.empty(len(arr), dtype=[("len", ">i4"), ("val", encoder.dtype)])
