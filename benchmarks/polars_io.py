@@ -194,9 +194,9 @@ engine reads numeric as text; ConnectorX reads it as a float by default.
 Writes from polars go to Arrow with `df.to_arrow()` (no copy), are checked column by column as
 Arrow, and go in PostgreSQL's binary COPY format (`dbnb/frames/binary_copy.py`), rendered on a
 worker thread while the previous part is sent: the server skips parsing text, most of a CSV
-load. The pandas frame here goes as CSV: its `price` is the float64 `to_frame()` reads for
-numeric, and a float into numeric keeps the server's decimal reading of its text. Read it
-with `decimal=True` and it loads as fast as the Arrow table.
+load. The pandas frame goes binary too, but its `price` is the float64 `to_frame()` reads for
+numeric: each float is turned into the decimal of its shortest text (what the CSV carried, so
+the server rounds it the same way), a few times the rendering work of an exact decimal.
 
 The write target of 3x `write_database` (ADBC) cannot be met by any client: ADBC already sends
 binary COPY, and the floor row (the same rows already in binary COPY format, only sent, so

@@ -5,8 +5,9 @@ IO-free. Most of a CSV load is the server's: parsing text into numbers, timestam
 same rows in binary). :func:`binary_load` says whether every column of a load can be sent in
 binary, from the type the server reports for it (not the model's: a ``bigint`` column mapped as
 ``Integer`` still gets eight bytes) and the Arrow type :mod:`dbnb.frames.convert` checked it
-into; when one cannot (an interval, an array, floats into ``numeric``, a uuid written some other
-way than ``8-4-4-4-12`` hex), the load stays CSV, whose rules are the reference.
+into; when one cannot (an interval, an array, NaN into ``numeric``, a uuid written some other
+way than ``8-4-4-4-12`` hex), the load stays CSV, whose rules are the reference: floats go into
+``numeric`` as the decimal of the shortest text the CSV would have carried.
 
 Each row is the field count, then each field as its length and bytes (-1: NULL). The columns
 without NULLs whose values have one width go first, as one numpy record per row (the COPY lists
@@ -44,6 +45,13 @@ _BOOL, _INT8, _INT2, _INT4, _TEXT, _JSON = 16, 20, 21, 23, 25, 114
 _FLOAT8, _BPCHAR, _VARCHAR, _DATE, _TIMESTAMP, _TIMESTAMPTZ = 701, 1042, 1043, 1082, 1114, 1184
 _NUMERIC, _UUID_OID, _JSONB = 1700, 2950, 3802
 _INTS = {_INT2: ">i2", _INT4: ">i4", _INT8: ">i8"}
+# A number's shortest text (Arrow's, as in the CSV), and numeric's layout for it: below 1e18
+# the digits, shifted onto groups of four, always fit six groups.
+_NUMBER = (r"^(?P<sign>-?)(?P<whole>\d+)(?:\.(?P<fraction>\d+))?"
+           r"(?:e(?P<esign>[+-]?)(?P<exponent>\d+))?$")
+_TEXT_GROUPS = 6
+_TEXT_NUMERIC = np.dtype([("n", ">i2"), ("weight", ">i2"), ("sign", ">u2"), ("dscale", ">i2"),
+                          ("digits", ">i2", (_TEXT_GROUPS,))])
 _TEXTS = (_TEXT, _VARCHAR, _BPCHAR, _JSON, _JSONB)
 
 
@@ -185,6 +193,52 @@ def _numeric(arr: pa.ChunkedArray) -> _Fixed | None:
     return _Fixed(dtype, values)
 
 
+def _numbers_as_numeric(arr: pa.ChunkedArray) -> _Fixed | None:
+    """Floats or integers into ``numeric``: the value the server reads from the CSV's text.
+
+    The CSV carries a float as its shortest text (``0.1``, ``1.5e-7``), which the server reads
+    as that decimal, with that many places. Here the same text (Arrow's, which the CSV writer
+    uses) is split into sign, digits and exponent, and the digits aligned on groups of four:
+    the server then rounds to the column's scale as it does for text. NaN, infinities and
+    magnitudes from 1e18 stay CSV.
+    """
+    bounds = pc.min_max(arr).as_py()
+    if pa.types.is_floating(arr.type):
+        if pc.all(pc.is_finite(arr)).as_py() is False:
+            return None
+        if bounds["min"] is not None and not -1e18 < bounds["min"] <= bounds["max"] < 1e18:
+            return None
+    elif bounds["min"] == -(2**63):
+        return None  # its digits, without the sign, are past an int64
+    return _Fixed(_TEXT_NUMERIC, _numeric_of_text)
+
+
+def _numeric_of_text(a: pa.Array) -> np.ndarray[Any, Any]:
+    parts = pc.extract_regex(a.cast(pa.string()).fill_null("0"), _NUMBER)
+    fraction = parts.field("fraction")
+    digits = pc.binary_join_element_wise(parts.field("whole"), fraction, "")
+    mantissa: np.ndarray[Any, Any] = pc.cast(digits, pa.int64()).to_numpy()
+    exponent = pc.cast(pc.if_else(pc.equal(parts.field("exponent"), ""), "0",
+                                  parts.field("exponent")), pa.int64()).to_numpy()
+    exponent = np.where(pc.equal(parts.field("esign"), "-").to_numpy(zero_copy_only=False),
+                        -exponent, exponent)
+    power = exponent - pc.utf8_length(fraction).to_numpy().astype(np.int64)  # value: m * 10**p
+    groups, shift = np.divmod(power, 4)  # 10**p = 10000**groups * 10**shift
+    high, low = np.divmod(mantissa, 10**8)  # two halves, so that the shift cannot overflow
+    carry, low = np.divmod(low * 10**shift, 10**8)
+    high = high * 10**shift + carry
+    out = np.empty(len(a), dtype=_TEXT_NUMERIC)
+    out["n"], out["weight"] = _TEXT_GROUPS, groups + _TEXT_GROUPS - 1
+    out["sign"] = np.where(pc.equal(parts.field("sign"), "-").to_numpy(zero_copy_only=False),
+                           0x4000, 0)
+    out["dscale"] = np.maximum(-power, 0)
+    for i, (half, below) in enumerate(
+        [(high, 12), (high, 8), (high, 4), (high, 0), (low, 4), (low, 0)]
+    ):
+        out["digits"][:, i] = half // 10**below % 10_000
+    return out
+
+
 def _encoder(oid: int, arr: pa.ChunkedArray) -> tuple[_Encoder, pa.ChunkedArray | pa.Array] | None:
     """How to send a checked column into a column of type ``oid``, and the values to send.
 
@@ -201,6 +255,8 @@ def _encoder(oid: int, arr: pa.ChunkedArray) -> tuple[_Encoder, pa.ChunkedArray 
 
 def _same_values(oid: int, arr: pa.ChunkedArray) -> _Encoder | None:
     t = arr.type
+    if oid == _NUMERIC and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        return _numbers_as_numeric(arr)
     if oid in _INTS and pa.types.is_integer(t):
         return _ints(_INTS[oid], arr)
     if oid == _FLOAT8 and (pa.types.is_floating(t) or pa.types.is_integer(t)):

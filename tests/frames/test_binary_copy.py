@@ -202,22 +202,43 @@ async def test_upsert_goes_binary_through_its_staging_table(
     assert db.execute("SELECT count(*), min(num), max(num) FROM binary_kinds") == [(ROWS, 7, 7)]
 
 
-async def test_other_uuid_spellings_and_floats_into_numeric_stay_csv(
+async def test_other_uuid_spellings_and_non_finite_numerics_stay_csv(
     shell: Any, db: dbnb.Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     ids = list(range(1, ROWS + 1))
     base = {"id": ids, "num": [1] * ROWS, "at": [dt.datetime(2024, 1, 1, tzinfo=UTC)] * ROWS,
             "body": ["b"] * ROWS}
     braced = pl.DataFrame({**base, "ref": ["{" + str(uuid.UUID(int=i)) + "}" for i in ids]})
-    floats = pl.DataFrame({**base, "id": [i + ROWS for i in ids], "price": [0.125] * ROWS})
+    nan = pl.DataFrame({**base, "id": [i + ROWS for i in ids], "exact": [float("nan")] * ROWS})
     with caplog.at_level(logging.DEBUG, logger="dbnb.frames"):
         await load(shell, db, Kinds, braced)
-        await load(shell, db, Kinds, floats)
+        await load(shell, db, Kinds, nan)
     assert BINARY not in caplog.text
     assert db.execute("SELECT ref FROM binary_kinds WHERE id = 5") == [(uuid.UUID(int=5),)]
-    # The server's decimal reading of 0.125, rounded half away from zero to two places.
-    assert db.execute("SELECT DISTINCT price FROM binary_kinds WHERE price IS NOT NULL") == [
-        (Decimal("0.13"),)
+    assert db.execute("SELECT DISTINCT exact::text FROM binary_kinds WHERE id > :n",
+                      n=ROWS) == [("NaN",)]
+
+
+async def test_floats_into_numeric_are_read_as_their_text(
+    shell: Any, db: dbnb.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What to_frame() gives for numeric (float64) loads in binary, as the server reads text."""
+    floats = [0.125, 1.005, -2.675, 0.1, 1e-7, 1.5e17, 123456789.987654321, -0.0]
+    ids = list(range(ROWS))
+    frame = pd.DataFrame({
+        "id": ids, "num": 1, "at": pd.Timestamp("2024-01-01", tz="UTC"), "body": "b",
+        "price": [floats[i % 5] for i in ids], "exact": [floats[i % len(floats)] for i in ids],
+    })
+    with caplog.at_level(logging.DEBUG, logger="dbnb.frames"):
+        await load(shell, db, Kinds, frame)
+    assert BINARY in caplog.text
+    prices = db.execute("SELECT price::text FROM binary_kinds ORDER BY id LIMIT 5")
+    # 1.005 is 1.00499999... as a double, but its shortest text, 1.005, rounds half away.
+    assert [p[0] for p in prices] == ["0.13", "1.01", "-2.68", "0.10", "0.00"]
+    exact = db.execute("SELECT exact::text FROM binary_kinds ORDER BY id LIMIT 8")
+    assert [e[0] for e in exact] == [
+        "0.125", "1.005", "-2.675", "0.1", "0.0000001", "150000000000000000",
+        "123456789.98765433", "0",  # the double nearest 123456789.987654321
     ]
 
 
@@ -314,26 +335,36 @@ _ROW = st.fixed_dictionaries({
 @settings(max_examples=40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(_ROW, min_size=1, max_size=20), scale=st.integers(0, 12),
-       digits=st.integers(0, 24), data=st.data())
+       digits=st.integers(0, 24), numbers=st.sampled_from(["decimal", "float", "integer"]),
+       data=st.data())
 def test_generated_rows_read_back_as_the_csv_load_does(
-    db: dbnb.Database, rows: list[dict[str, Any]], scale: int, digits: int, data: st.DataObject
+    db: dbnb.Database, rows: list[dict[str, Any]], scale: int, digits: int, numbers: str,
+    data: st.DataObject,
 ) -> None:
     """Any values of these kinds, NULLs anywhere: binary and CSV loads store the same text.
 
-    Decimals of up to 24 whole digits, so that some go past an int64 and the load stays CSV.
+    The plain ``numeric`` column takes decimals of up to 24 whole digits (some past an int64:
+    the load stays CSV), any float (NaN and infinities stay CSV) or any integer; the
+    ``numeric(12, 2)`` one floats that fit it, rounded by the server.
     """
     bound = Decimal(10) ** digits - Decimal(1).scaleb(-scale)
-    decimals = data.draw(st.lists(
-        _nullable(st.decimals(-bound, bound, places=scale)), min_size=len(rows),
-        max_size=len(rows)))
-    copies = -(-MIN_ROWS // len(rows))
+    exact = {
+        "decimal": (st.decimals(-bound, bound, places=scale), pa.decimal128(38, scale)),
+        "float": (st.floats(), pa.float64()),
+        "integer": (st.integers(-(2**63), 2**63 - 1), pa.int64()),
+    }[numbers]
+    n_rows = len(rows)
+    drawn = data.draw(st.lists(_nullable(exact[0]), min_size=n_rows, max_size=n_rows))
+    prices = data.draw(st.lists(_nullable(st.floats(-9e9, 9e9)), min_size=n_rows,
+                                max_size=n_rows))
+    copies = -(-MIN_ROWS // n_rows)
     columns = {key: [row[key] for row in rows] * copies for key in rows[0]}
-    columns["exact"] = decimals * copies
     n = len(columns["num"])
     table = pa.table({
         "id": pa.array(range(n), pa.int64()),
-        **{key: values for key, values in columns.items() if key != "exact"},
-        "exact": pa.array(columns["exact"], pa.decimal128(38, scale)),
+        **columns,
+        "exact": pa.array(drawn * copies, exact[1]),
+        "price": pa.array(prices * copies, pa.float64()),
     })
     db.execute("TRUNCATE binary_kinds, binary_kinds_csv")
     for start in range(0, n, MIN_ROWS - 1):
@@ -349,6 +380,6 @@ def test_generated_rows_read_back_as_the_csv_load_does(
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-    event("binary" if any(BINARY in m for m in said) else "csv")
+    event(f"{numbers} into numeric, " + ("binary" if any(BINARY in m for m in said) else "csv"))
     by_binary, by_csv = as_text(db, "binary_kinds"), as_text(db, "binary_kinds_csv")
     assert len(by_binary) == n and by_binary == by_csv
