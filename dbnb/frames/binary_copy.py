@@ -88,7 +88,11 @@ def _ints(code: str, arr: pa.ChunkedArray) -> _Fixed | None:
 
 
 def _floats(a: pa.Array) -> np.ndarray[Any, Any]:
-    # Rounds a large integer to the nearest double, as the server's parse of its text does.
+    if pa.types.is_floating(a.type) and a.type != pa.float64():
+        # The CSV carries a float32's shortest text ("0.1"), which the server reads as the
+        # double nearest that decimal, not as the float32's own value (0.10000000149...).
+        a = a.cast(pa.string()).cast(pa.float64())
+    # A large integer rounds to the nearest double, as the server's parse of its text does.
     values: np.ndarray[Any, Any] = pc.cast(a, pa.float64(), safe=False).fill_null(0.0).to_numpy()
     return values
 

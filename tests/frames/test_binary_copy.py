@@ -229,9 +229,14 @@ async def test_floats_into_numeric_are_read_as_their_text(
         "id": ids, "num": 1, "at": pd.Timestamp("2024-01-01", tz="UTC"), "body": "b",
         "price": [floats[i % 5] for i in ids], "exact": [floats[i % len(floats)] for i in ids],
     })
+    frame["ratio"] = pd.Series([0.1, 1 / 3] * (ROWS // 2), dtype="float32")
     with caplog.at_level(logging.DEBUG, logger="dbnb.frames"):
         await load(shell, db, Kinds, frame)
     assert BINARY in caplog.text
+    # A float32 goes into double precision as the decimal its text says, as from the CSV.
+    assert db.execute("SELECT ratio FROM binary_kinds ORDER BY id LIMIT 2") == [
+        (0.1,), (0.33333334,)
+    ]
     prices = db.execute("SELECT price::text FROM binary_kinds ORDER BY id LIMIT 5")
     # 1.005 is 1.00499999... as a double, but its shortest text, 1.005, rounds half away.
     assert [p[0] for p in prices] == ["0.13", "1.01", "-2.68", "0.10", "0.00"]
