@@ -145,7 +145,7 @@ def _column(name: str, kind: str, arr: pa.Array, naive_as: str | None) -> pa.Arr
 
 
 def table_to_arrow(plan: LoadPlan, table: pa.Table, *, naive_as: str | None) -> pa.Table:
-    """Convert an Arrow ``table`` into the Arrow table whose CSV ``COPY`` loads into the table.
+    """Convert an Arrow ``table`` into the checked Arrow table ``COPY`` loads into the table.
 
     Raises:
         FrameError: a value does not fit its column (the message names the column), or

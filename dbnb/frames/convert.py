@@ -1,9 +1,10 @@
-"""DataFrame -> CSV for ``COPY ... FROM STDIN``: check the frame against its table, convert it.
+"""DataFrame -> Arrow -> CSV for ``COPY ... FROM STDIN``: check the frame against its table.
 
 IO-free: :func:`plan_load` checks the frame's columns against the table (before anything is
 sent), :func:`frame_to_arrow` converts each column to what its PostgreSQL type accepts, and
-:func:`render_csv` renders slices (:func:`csv_parts`) as the CSV :mod:`dbnb.frames.write` copies
-in.
+:func:`render_csv` renders slices (:func:`parts`) as the CSV :mod:`dbnb.frames.write` copies in.
+The checked columns are what both formats send: loads whose columns all have a binary form go
+in binary instead (:mod:`dbnb.frames.binary_copy`), and the CSV's rules are the reference.
 
 Rules (the same for the sync and the async shell):
 
@@ -43,9 +44,9 @@ __all__ = [
     "LoadPlan",
     "check_naive_as",
     "checked_array",
-    "csv_parts",
     "frame_to_arrow",
     "integers",
+    "parts",
     "plan_load",
     "render_csv",
 ]
@@ -366,8 +367,8 @@ def frame_to_arrow(plan: LoadPlan, frame: pd.DataFrame, *, naive_as: str | None)
     return pa.table(arrays, names=[f"c{i}" for i in range(len(arrays))])
 
 
-def csv_parts(table: pa.Table, rows: int = 65_536) -> list[pa.Table]:
-    """Cut ``table`` into slices of ``rows`` rows (zero-copy), the unit of CSV rendering."""
+def parts(table: pa.Table, rows: int = 65_536) -> list[pa.Table]:
+    """Cut ``table`` into slices of ``rows`` rows (zero-copy), the unit of rendering."""
     return [table.slice(start, rows) for start in range(0, table.num_rows, rows)]
 
 

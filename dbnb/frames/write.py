@@ -1,10 +1,13 @@
 """COPY DataFrames into tables: append or upsert, sync (psycopg) and async (asyncpg).
 
-:mod:`dbnb.frames.convert` checks and converts the frame before any I/O. The CSV is then copied
-in, in chunks, inside a SAVEPOINT of the session's transaction: a failure writes nothing and
-leaves the caller's transaction usable; the caller commits. Upserts (``on_conflict=``) and
-absent columns with client-side SQL defaults go through a temporary table, then
-``INSERT ... SELECT`` (``ON CONFLICT`` on ``on``, by default the primary key).
+:mod:`dbnb.frames.convert` checks and converts the frame before any I/O. The rows are then
+copied in, in parts rendered on a worker thread, inside a SAVEPOINT of the session's
+transaction: a failure writes nothing and leaves the caller's transaction usable; the caller
+commits. They go in PostgreSQL's binary format when every column has one and the load is big
+enough (:mod:`dbnb.frames.binary_copy`: the server's types are asked first), else as CSV.
+Upserts (``on_conflict=``) and absent columns with client-side SQL defaults go through a
+temporary table, then ``INSERT ... SELECT`` (``ON CONFLICT`` on ``on``, by default the primary
+key).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +35,7 @@ from dbnb.frames.load_input import checked_load
 from dbnb.frames.query import driver_error
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
@@ -39,7 +43,7 @@ __all__ = ["OnConflict", "awrite_frame", "write_frame"]
 
 OnConflict = Literal["ignore", "update"] | None
 _log = logging.getLogger("dbnb.frames")
-_AHEAD = 2  # CSV parts rendered ahead of the one being sent
+_AHEAD = 2  # parts rendered ahead of the one being sent
 _SHOW_ZONE = "SELECT current_setting('TimeZone')"
 _SET_ZONE = "SELECT set_config('TimeZone', %s, true)"
 _ASET_ZONE = "SELECT set_config('TimeZone', $1, true)"
@@ -97,11 +101,11 @@ class _Load:
         cols = ", ".join(_quote(c) for c in self.columns)
         return f"COPY {name} ({cols}) FROM STDIN (FORMAT {format_})"
 
-    def parts(self) -> tuple[list[Any], Any]:
+    def parts(self) -> tuple[list[pa.Table], Callable[[pa.Table], bytes]]:
         """The slices to render and how to render one (binary or CSV)."""
         if self.binary is not None:
-            return convert.csv_parts(self.binary.data), self.binary.render
-        return convert.csv_parts(self.data), convert.render_csv
+            return convert.parts(self.binary.data), self.binary.render
+        return convert.parts(self.data), convert.render_csv
 
     def staging_sql(self) -> str:
         """CREATE the temporary table: the target's types for the loaded columns, no rows."""
