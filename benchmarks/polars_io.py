@@ -201,7 +201,7 @@ the server rounds it the same way), a few times the rendering work of an exact d
 The write target of 3x `write_database` (ADBC) cannot be met by any client: ADBC already sends
 binary COPY, and the floor row (the same rows already in binary COPY format, only sent, so
 all that is left is the server's own work: parsing, the heap, the primary key, the WAL) leaves
-room for less than 2x. dbnb's load is within a few tenths of a second of that floor.
+room for less than 2x. dbnb's load is within about a tenth of a second of that floor.
 """
 
 

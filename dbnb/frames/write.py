@@ -231,10 +231,10 @@ def write_frame(
                 if load.staging:
                     cur.execute(load.staging_sql())
                 with cur.copy(load.copy) as sink, _bar(progress, load) as bar, ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="dbnb-csv"
+                    max_workers=1, thread_name_prefix="dbnb-render"
                 ) as pool:
-                    for rows, data in _rendered(load, pool):
-                        sink.write(data)
+                    for rows, rendering in _renderings(load, pool):
+                        sink.write(rendering.result())
                         bar.update(rows)
                 if zone is not None:
                     cur.execute(_SET_ZONE, list(zone))
@@ -251,22 +251,29 @@ def write_frame(
         return int(written)
 
 
-def _rendered(load: _Load, pool: ThreadPoolExecutor) -> Iterator[tuple[int, bytes]]:
-    """Yield (rows, bytes) in order, rendering the next parts while this one is sent."""
+def _renderings(load: _Load, pool: ThreadPoolExecutor) -> Iterator[tuple[int, Future[bytes]]]:
+    """(rows, bytes being rendered) in COPY order: each part goes to ``pool`` ahead of its turn.
+
+    Both shells send from it, the binary format's header and trailer included, so the next
+    parts render on the thread while this one is sent.
+    """
     if load.binary is not None:
-        yield 0, HEADER
+        yield 0, _ready(HEADER)
     parts, render = load.parts()
     pending: deque[tuple[int, Future[bytes]]] = deque()
     for part in parts:
         pending.append((part.num_rows, pool.submit(render, part)))
         if len(pending) > _AHEAD:
-            rows, rendered = pending.popleft()
-            yield rows, rendered.result()
-    while pending:
-        rows, rendered = pending.popleft()
-        yield rows, rendered.result()
+            yield pending.popleft()
+    yield from pending
     if load.binary is not None:
-        yield 0, TRAILER
+        yield 0, _ready(TRAILER)
+
+
+def _ready(data: bytes) -> Future[bytes]:
+    done: Future[bytes] = Future()
+    done.set_result(data)
+    return done
 
 
 def _bar(progress: bool | None, load: _Load) -> Progress:
@@ -303,24 +310,9 @@ async def awrite_frame(
         assert raw is not None
 
         async def chunks(bar: Progress, pool: ThreadPoolExecutor) -> AsyncIterator[bytes]:
-            # As in the sync shell: render the next parts on a thread while this one is sent.
-            if load.binary is not None:
-                yield HEADER
-            parts, render = load.parts()
-            pending: deque[tuple[int, asyncio.Future[bytes]]] = deque()
-            for part in parts:
-                rendering = pool.submit(render, part)
-                pending.append((part.num_rows, asyncio.wrap_future(rendering)))
-                if len(pending) > _AHEAD:
-                    rows, rendered = pending.popleft()
-                    yield await rendered
-                    bar.update(rows)
-            while pending:
-                rows, rendered = pending.popleft()
-                yield await rendered
+            for rows, rendering in _renderings(load, pool):
+                yield await asyncio.wrap_future(rendering)
                 bar.update(rows)
-            if load.binary is not None:
-                yield TRAILER
 
         try:
             if load.wants_types:
@@ -333,7 +325,7 @@ async def awrite_frame(
             if load.staging:
                 await raw.execute(load.staging_sql())
             with _bar(progress, load) as bar, ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="dbnb-csv"
+                max_workers=1, thread_name_prefix="dbnb-render"
             ) as pool:
                 await raw.copy_to_table(
                     load.name, source=chunks(bar, pool), columns=load.columns,
